@@ -1,0 +1,3 @@
+//! kandji-connector: hosts Okta-Workflows-style action cards for the Kandji API.
+pub mod simulator;
+pub mod store;
