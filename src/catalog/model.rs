@@ -1,0 +1,203 @@
+//! The Card types, as read from a card file.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A loaded card: its definition, the file as written (served to designers) and compiled validators.
+pub struct Card {
+    pub def: CardDef,
+    pub raw: Value,
+    pub input_validator: jsonschema::Validator,
+    pub options_validator: Option<jsonschema::Validator>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardDef {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub input_schema: Value,
+    #[serde(default)]
+    pub options_schema: Option<Value>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub result_sets: Vec<ResultSet>,
+    pub requests: Vec<RequestDef>,
+    #[serde(default)]
+    pub lookups: Vec<Lookup>,
+    pub output_schema: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Rule {
+    pub at_least_one: Vec<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ResultSet {
+    pub id: String,
+    pub label: String,
+    pub kind: ResultSetKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultSetKind {
+    First,
+    Stream,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct When {
+    #[serde(default)]
+    pub present: Option<String>,
+    #[serde(default)]
+    pub option: Option<String>,
+    #[serde(default)]
+    pub equals: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MethodDef {
+    Fixed(String),
+    FromOption {
+        #[serde(rename = "$option")]
+        option: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestDef {
+    #[serde(default)]
+    pub when: Option<When>,
+    pub method: MethodDef,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub relative_url_input: Option<String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub query_input: Option<String>,
+    #[serde(default)]
+    pub headers_input: Option<String>,
+    #[serde(default)]
+    pub body: Option<BodyDef>,
+    #[serde(default)]
+    pub list: Option<ListDef>,
+    #[serde(default)]
+    pub pick: Option<PickDef>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Json,
+    Form,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BodyDef {
+    pub encoding: Encoding,
+    #[serde(default)]
+    pub template: Option<Value>,
+    #[serde(default)]
+    pub input: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Paging {
+    Offset,
+    Drf,
+    Page,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Pointers {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Pointers {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Pointers::One(p) => std::slice::from_ref(p),
+            Pointers::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListDef {
+    pub paging: Paging,
+    pub records: Pointers,
+    #[serde(default)]
+    pub page_size: Option<usize>,
+    #[serde(default)]
+    pub size_param: Option<String>,
+    #[serde(default)]
+    pub record_schema: Option<Value>,
+}
+
+impl ListDef {
+    /// Kandji's largest page for this list (300 where documented).
+    pub fn page_size(&self) -> usize {
+        self.page_size.unwrap_or(300)
+    }
+    pub fn size_param(&self) -> &str {
+        self.size_param.as_deref().unwrap_or("limit")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PickDef {
+    pub r#where: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub not_found: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lookup {
+    pub name: String,
+    pub path: String,
+}
+
+impl CardDef {
+    pub fn input_names(&self) -> Vec<String> {
+        self.input_schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn result_set(&self, id: &str) -> Option<&ResultSet> {
+        self.result_sets.iter().find(|r| r.id == id)
+    }
+
+    /// Output properties whose `x-secret` is set, at any depth.
+    pub fn has_secret_outputs(&self) -> bool {
+        fn walk(v: &Value) -> bool {
+            match v {
+                Value::Object(m) => {
+                    m.get("x-secret").and_then(Value::as_bool).unwrap_or(false) || m.values().any(walk)
+                }
+                Value::Array(a) => a.iter().any(walk),
+                _ => false,
+            }
+        }
+        walk(&self.output_schema)
+    }
+}

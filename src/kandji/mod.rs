@@ -1,0 +1,8 @@
+//! The only way out to Kandji: base URL, auth, timeouts, response caps (and, per issue 4,
+//! budget and retries). Every request to a tenant goes through [`KandjiClient::send`].
+
+mod client;
+mod url;
+
+pub use client::*;
+pub use url::*;
