@@ -1,0 +1,66 @@
+//! HTTP routes, grouped by resource, and the cross-cutting layers (auth, limits, errors, tracing).
+
+mod auth;
+mod cards;
+mod connections;
+mod extract;
+mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::routing::get;
+use secrecy::SecretString;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::catalog::Catalog;
+use crate::error::Problem;
+use crate::kandji::KandjiClient;
+use crate::store::Store;
+
+pub use extract::AppJson;
+
+/// Everything a handler may need.
+pub struct App {
+    pub catalog: Catalog,
+    pub store: Arc<dyn Store>,
+    pub kandji: KandjiClient,
+    pub api_keys: Vec<SecretString>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+pub type AppState = Arc<App>;
+
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// The whole HTTP API; shared by `main` and the tests.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(cards::routes())
+        .merge(connections::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi))
+        .nest("/v1", v1)
+        .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, state.request_timeout))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .with_state(state)
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}

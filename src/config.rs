@@ -1,0 +1,157 @@
+//! One typed configuration, read from the environment (flags mirror it) and checked at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use crate::kandji::ClientConfig;
+use crate::store::TokenCipher;
+
+/// Settings of `serve` (and `demo`), each from an environment variable or its flag.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KANDJI_CONNECTOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Comma-separated API keys that callers send as `Authorization: Bearer <key>`.
+    #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Database URL: `sqlite://file.db` (default) or `postgres://…`.
+    #[arg(long, env = "KANDJI_CONNECTOR_DATABASE_URL", default_value = "sqlite://kandji-connector.db?mode=rwc")]
+    pub database_url: String,
+    /// Base64 of 32 random bytes; stored Kandji tokens are encrypted with it.
+    #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A folder of extra or replacement card files.
+    #[arg(long, env = "KANDJI_CONNECTOR_CARDS_DIR")]
+    pub cards_dir: Option<PathBuf>,
+    /// Connect timeout for requests to Kandji, in milliseconds.
+    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub kandji_connect_timeout_ms: u64,
+    /// Total timeout for one request to Kandji, in milliseconds.
+    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS", default_value_t = 30_000)]
+    pub kandji_timeout_ms: u64,
+    /// Largest answer read from Kandji, in bytes.
+    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub kandji_max_response_bytes: usize,
+    /// Largest request body accepted from callers, in bytes.
+    #[arg(long, env = "KANDJI_CONNECTOR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time limit for one inbound request, in milliseconds.
+    #[arg(long, env = "KANDJI_CONNECTOR_REQUEST_TIMEOUT_MS", default_value_t = 120_000)]
+    pub request_timeout_ms: u64,
+}
+
+/// The checked configuration the server runs with.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub api_keys: Vec<SecretString>,
+    pub database_url: String,
+    pub cipher: TokenCipher,
+    pub cards_dir: Option<PathBuf>,
+    pub kandji: ClientConfig,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("api_keys", &format_args!("[{} keys]", self.api_keys.len()))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("cards_dir", &self.cards_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => u.to_string(),
+    }
+}
+
+impl ServeArgs {
+    /// Checks every setting and says how to fix each one that is missing or malformed.
+    pub fn into_config(self) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let listen = match self.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "KANDJI_CONNECTOR_LISTEN={:?} is not an address:port; use e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
+                    self.listen
+                ));
+                None
+            }
+        };
+        let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""));
+        if api_keys.is_empty() {
+            problems.push(
+                "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`)".into(),
+            );
+        } else if let Some(short) = api_keys.iter().find(|k| secrecy::ExposeSecret::expose_secret(*k).len() < 16) {
+            let _ = short;
+            problems.push("KANDJI_CONNECTOR_API_KEYS: every key must be at least 16 characters".into());
+        }
+        let cipher = match self.secret_key.as_deref() {
+            None | Some("") => {
+                problems.push(
+                    "KANDJI_CONNECTOR_SECRET_KEY is not set: give the base64 of 32 random bytes (e.g. `openssl rand -base64 32`); it encrypts the stored Kandji tokens, so keep it and back it up".into(),
+                );
+                None
+            }
+            Some(k) => match TokenCipher::from_base64(k) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(format!("KANDJI_CONNECTOR_SECRET_KEY is malformed: {e}; it must be the base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)"));
+                    None
+                }
+            },
+        };
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            problems.push(format!(
+                "KANDJI_CONNECTOR_DATABASE_URL={:?} is not supported: use sqlite://path.db or postgres://…",
+                redact_url(&self.database_url)
+            ));
+        }
+        if let Some(dir) = &self.cards_dir
+            && !dir.is_dir()
+        {
+            problems.push(format!("KANDJI_CONNECTOR_CARDS_DIR={} is not a folder", dir.display()));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Config {
+            listen: listen.expect("checked"),
+            api_keys,
+            database_url: self.database_url,
+            cipher: cipher.expect("checked"),
+            cards_dir: self.cards_dir,
+            kandji: ClientConfig {
+                connect_timeout: Duration::from_millis(self.kandji_connect_timeout_ms),
+                total_timeout: Duration::from_millis(self.kandji_timeout_ms),
+                max_response_bytes: self.kandji_max_response_bytes,
+            },
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+        })
+    }
+}
+
+pub fn parse_api_keys(s: &str) -> Vec<SecretString> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| SecretString::from(k.to_string()))
+        .collect()
+}
