@@ -1,1 +1,169 @@
-//! Persistence behind one trait (being written).
+//! Persistence behind one trait.
+//!
+//! Callers see only [`Store`] (through [`open`]) and the plain data types in
+//! this module. The SQLite implementation is the default; a PostgreSQL one
+//! will follow behind the same trait.
+//!
+//! Kandji API tokens are encrypted at rest with [`TokenCipher`]. A key-check
+//! value in the `meta` table detects, at [`open`], a secret key that differs
+//! from the one the stored tokens were encrypted with.
+
+mod crypto;
+mod sqlite;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+pub use crypto::{CipherError, TokenCipher};
+
+/// A Kandji tenant the connector can talk to. The API token is deliberately
+/// not part of it; fetch it with [`Store::connection_token`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Connection {
+    /// `"conn_"` followed by a simple (hyphenless) UUID v4.
+    pub id: String,
+    pub name: String,
+    pub api_url: String,
+    pub requests_per_hour: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input to [`Store::create_connection`]. `Debug` redacts the token.
+#[derive(Debug)]
+pub struct NewConnection {
+    pub name: String,
+    pub api_url: String,
+    pub api_token: SecretString,
+    pub requests_per_hour: Option<u32>,
+}
+
+/// Input to [`Store::update_connection`]: `None` leaves a field as it is.
+/// `requests_per_hour: Some(None)` clears the limit. `Debug` redacts the token.
+#[derive(Debug, Default)]
+pub struct ConnectionPatch {
+    pub name: Option<String>,
+    pub api_url: Option<String>,
+    pub api_token: Option<SecretString>,
+    pub requests_per_hour: Option<Option<u32>>,
+}
+
+impl ConnectionPatch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.api_url.is_none()
+            && self.api_token.is_none()
+            && self.requests_per_hour.is_none()
+    }
+}
+
+/// Errors from the store. Messages never contain tokens or keys.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("token encryption error: {0}")]
+    Cipher(#[from] CipherError),
+    #[error("the secret key does not match the one the stored tokens were encrypted with")]
+    WrongSecretKey,
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Db(format!("migration failed: {e}"))
+    }
+}
+
+/// Persistence for the connector.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_connection(&self, new: NewConnection) -> Result<Connection, StoreError>;
+
+    /// All connections, oldest first.
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+
+    /// The decrypted API token of a connection; `Ok(None)` if there is no such
+    /// connection, `Err(StoreError::Cipher(_))` if the stored ciphertext does
+    /// not decrypt for this row.
+    async fn connection_token(&self, id: &str) -> Result<Option<SecretString>, StoreError>;
+
+    /// Applies `patch`; `Ok(None)` if there is no such connection. A non-empty
+    /// patch sets `updated_at`; an empty patch returns the row unchanged.
+    async fn update_connection(
+        &self,
+        id: &str,
+        patch: ConnectionPatch,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// `Ok(true)` if a connection was deleted.
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Re-encrypts every token (and the key-check value) under `new` in one
+    /// transaction and from then on uses `new`. Returns the number of tokens
+    /// re-encrypted. On error nothing changes.
+    async fn rotate_secret_key(&self, new: &TokenCipher) -> Result<usize, StoreError>;
+
+    /// Closes the underlying pool gracefully (for SQLite this checkpoints the
+    /// write-ahead log). Further calls fail. The default does nothing.
+    async fn close(&self) {}
+}
+
+/// Opens the store named by `database_url`, runs its migrations and verifies
+/// that `cipher` holds the key the stored tokens were encrypted with.
+///
+/// * `sqlite://path`, `sqlite:path` (optionally `?mode=rwc`), `sqlite::memory:`:
+///   SQLite. The file is created if missing unless the URL gives another
+///   `mode`.
+/// * `postgres://…`, `postgresql://…`: not built yet.
+pub async fn open(database_url: &str, cipher: TokenCipher) -> Result<Arc<dyn Store>, StoreError> {
+    let url = database_url.trim();
+    if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::open(url, cipher).await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(StoreError::Db("PostgreSQL store not built yet".into()))
+    } else {
+        // Never echo the URL: a PostgreSQL URL can carry a password.
+        Err(StoreError::InvalidUrl(
+            "expected a URL starting with sqlite: or postgres://".into(),
+        ))
+    }
+}
+
+/// Timestamps are stored as RFC 3339 text in UTC with microsecond precision
+/// (`2025-01-02T03:04:05.123456Z`): sortable as text, and the precision
+/// PostgreSQL's `timestamptz` keeps, so values round-trip unchanged.
+fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
+fn format_ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StoreError::Db(format!("invalid timestamp in database: {s:?}")))
+}
+
+fn new_connection_id() -> String {
+    format!("conn_{}", uuid::Uuid::new_v4().simple())
+}

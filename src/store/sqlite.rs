@@ -1,0 +1,303 @@
+//! SQLite implementation of [`Store`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use tokio::sync::RwLock;
+
+use super::{
+    Connection, ConnectionPatch, NewConnection, Store, StoreError, TokenCipher, format_ts,
+    new_connection_id, now, parse_ts,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// `meta` key of the key-check value (see [`TokenCipher::fingerprint`]).
+const KEY_CHECK: &str = "token_key_check";
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: u32 = 8;
+
+// Queries are `&'static str` literals (sqlx 0.9 only takes those without an
+// explicit `AssertSqlSafe`); the column lists below must stay in step.
+const SELECT_ALL: &str = "SELECT id, name, api_url, requests_per_hour, created_at, updated_at \
+     FROM connections ORDER BY created_at, id";
+const SELECT_ONE: &str = "SELECT id, name, api_url, requests_per_hour, created_at, updated_at \
+     FROM connections WHERE id = ?";
+/// Binds: name, api_url, token_ciphertext (each NULL = keep), whether to set
+/// requests_per_hour, its new value, updated_at, id.
+const UPDATE_ONE: &str = "UPDATE connections SET \
+     name = COALESCE(?, name), \
+     api_url = COALESCE(?, api_url), \
+     token_ciphertext = COALESCE(?, token_ciphertext), \
+     requests_per_hour = CASE WHEN ? THEN ? ELSE requests_per_hour END, \
+     updated_at = ? \
+     WHERE id = ? \
+     RETURNING id, name, api_url, requests_per_hour, created_at, updated_at";
+
+pub(super) struct SqliteStore {
+    pool: SqlitePool,
+    /// Held for reading by every operation that encrypts or decrypts (for the
+    /// whole operation), and for writing by key rotation, so no token is ever
+    /// written under a key that a concurrent rotation has just retired.
+    cipher: RwLock<TokenCipher>,
+}
+
+impl SqliteStore {
+    pub(super) async fn open(url: &str, cipher: TokenCipher) -> Result<Self, StoreError> {
+        let (database, mode) = split_url(url);
+        let in_memory = database == ":memory:" || mode == Some("memory");
+
+        let mut options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool_options = if in_memory {
+            // An in-memory database lives only as long as a connection to it:
+            // keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            if mode.is_none() {
+                options = options.create_if_missing(true);
+            }
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+        };
+
+        let pool = pool_options.connect_with(options).await?;
+        match Self::prepare(&pool, &cipher).await {
+            Ok(()) => Ok(Self {
+                pool,
+                cipher: RwLock::new(cipher),
+            }),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs the migrations, then checks (or, on a fresh database, records)
+    /// the key-check value.
+    async fn prepare(pool: &SqlitePool, cipher: &TokenCipher) -> Result<(), StoreError> {
+        MIGRATOR.run(pool).await?;
+
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(KEY_CHECK)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match stored {
+            Some(check) => {
+                if !cipher.verify_fingerprint(&check) {
+                    return Err(StoreError::WrongSecretKey);
+                }
+            }
+            None => {
+                // No key-check yet. Normally a fresh database; if tokens exist
+                // anyway (the row was lost), make sure this key reads them
+                // before vouching for it.
+                let any: Option<(String, String)> =
+                    sqlx::query_as("SELECT id, token_ciphertext FROM connections LIMIT 1")
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((id, ciphertext)) = any {
+                    cipher
+                        .decrypt(&id, &ciphertext)
+                        .map_err(|_| StoreError::WrongSecretKey)?;
+                }
+                set_key_check(&mut tx, cipher).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn set_key_check(conn: &mut SqliteConnection, cipher: &TokenCipher) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES (?, ?) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(KEY_CHECK)
+    .bind(cipher.fingerprint())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Splits a `sqlite:` URL into its database part and its `mode` parameter.
+fn split_url(url: &str) -> (&str, Option<&str>) {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let mode = params
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("mode="));
+    (database, mode)
+}
+
+fn row_to_connection(row: &SqliteRow) -> Result<Connection, StoreError> {
+    let requests_per_hour: Option<i64> = row.try_get("requests_per_hour")?;
+    let requests_per_hour = requests_per_hour
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Db("requests_per_hour out of range in database".into()))?;
+    let created_at: String = row.try_get("created_at")?;
+    let updated_at: String = row.try_get("updated_at")?;
+    Ok(Connection {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        api_url: row.try_get("api_url")?,
+        requests_per_hour,
+        created_at: parse_ts(&created_at)?,
+        updated_at: parse_ts(&updated_at)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_connection(&self, new: NewConnection) -> Result<Connection, StoreError> {
+        let id = new_connection_id();
+        let at = now();
+        let cipher = self.cipher.read().await;
+        let ciphertext = cipher.encrypt(&id, new.api_token.expose_secret());
+        sqlx::query(
+            "INSERT INTO connections \
+             (id, name, api_url, token_ciphertext, requests_per_hour, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&new.name)
+        .bind(&new.api_url)
+        .bind(&ciphertext)
+        .bind(new.requests_per_hour.map(i64::from))
+        .bind(format_ts(&at))
+        .bind(format_ts(&at))
+        .execute(&self.pool)
+        .await?;
+        drop(cipher);
+        Ok(Connection {
+            id,
+            name: new.name,
+            api_url: new.api_url,
+            requests_per_hour: new.requests_per_hour,
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let rows = sqlx::query(SELECT_ALL).fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_connection).collect()
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let row = sqlx::query(SELECT_ONE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_connection).transpose()
+    }
+
+    async fn connection_token(&self, id: &str) -> Result<Option<SecretString>, StoreError> {
+        let cipher = self.cipher.read().await;
+        let ciphertext: Option<String> =
+            sqlx::query_scalar("SELECT token_ciphertext FROM connections WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match ciphertext {
+            None => Ok(None),
+            Some(c) => Ok(Some(cipher.decrypt(id, &c)?)),
+        }
+    }
+
+    async fn update_connection(
+        &self,
+        id: &str,
+        patch: ConnectionPatch,
+    ) -> Result<Option<Connection>, StoreError> {
+        if patch.is_empty() {
+            return self.get_connection(id).await;
+        }
+        let cipher = self.cipher.read().await;
+        let ciphertext = patch
+            .api_token
+            .as_ref()
+            .map(|t| cipher.encrypt(id, t.expose_secret()));
+        let (set_rph, rph) = match patch.requests_per_hour {
+            Some(v) => (true, v.map(i64::from)),
+            None => (false, None),
+        };
+        // One statement, so there is no read-modify-write race.
+        let row = sqlx::query(UPDATE_ONE)
+            .bind(patch.name)
+            .bind(patch.api_url)
+            .bind(ciphertext)
+            .bind(set_rph)
+            .bind(rph)
+            .bind(format_ts(&now()))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        drop(cipher);
+        row.as_ref().map(row_to_connection).transpose()
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM connections WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rotate_secret_key(&self, new: &TokenCipher) -> Result<usize, StoreError> {
+        let mut cipher = self.cipher.write().await;
+        // IMMEDIATE takes the write lock up front, so other processes cannot
+        // slip a write in between our reads and writes.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, token_ciphertext FROM connections ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (id, old) in &rows {
+            let token = cipher.decrypt(id, old)?;
+            let sealed = new.encrypt(id, token.expose_secret());
+            sqlx::query("UPDATE connections SET token_ciphertext = ? WHERE id = ?")
+                .bind(sealed)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        set_key_check(&mut tx, new).await?;
+        tx.commit().await?;
+        *cipher = new.clone();
+        Ok(rows.len())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
