@@ -1,7 +1,71 @@
 //! kandji-connector: hosts Okta-Workflows-style action cards for the Kandji API.
-pub mod simulator;
-pub mod store;
+//!
+//! [`build_state`] assembles the application from a [`config::Config`]; [`app`] is the router
+//! that `main` and the tests share; [`serve`] runs it on an injected listener.
+
+pub mod api;
 pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod kandji;
-pub mod engine;
+pub mod simulator;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use api::{App, AppState};
+
+/// Loads the cards, opens the store (checking the secret key) and builds the Kandji client.
+pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
+    let catalog = catalog::Catalog::load(config.cards_dir.as_deref()).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("invalid card definitions:\n{}", lines.join("\n"))
+    })?;
+    let store = store::open(&config.database_url, config.cipher)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config::redact_url(&config.database_url)))?;
+    let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    Ok(Arc::new(App {
+        catalog,
+        store,
+        kandji,
+        api_keys: config.api_keys,
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout,
+    }))
+}
+
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

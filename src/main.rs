@@ -1,1 +1,136 @@
-fn main() {}
+//! The command line: serve, demo, simulate, cards check.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kandji_connector::config::ServeArgs;
+use kandji_connector::{catalog, simulator};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "kandji-connector", version, about = "Hosts Kandji action cards for workflow engines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (configuration from KANDJI_CONNECTOR_* variables or flags).
+    Serve(ServeArgs),
+    /// Run the server with a simulated Kandji tenant of 1,000 devices, registered and ready to invoke.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+    },
+    /// Run a simulated Kandji tenant on its own.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+    },
+    /// Card definitions.
+    Cards {
+        #[command(subcommand)]
+        command: CardsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CardsCommand {
+    /// Validate the built-in cards (and those of --dir / KANDJI_CONNECTOR_CARDS_DIR) against the meta-schema.
+    Check {
+        #[arg(long, env = "KANDJI_CONNECTOR_CARDS_DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the catalog as a Markdown table (the README's card list is generated from it).
+    List,
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Cards { command } => cards(command),
+        Command::Serve(args) => {
+            init_tracing();
+            let config = match args.into_config() {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("kandji-connector cannot start:");
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let listen = config.listen;
+            let result = async {
+                let state = kandji_connector::build_state(config).await?;
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                tracing::info!(address = %listener.local_addr()?, cards = state.catalog.len(), "serving");
+                kandji_connector::serve(state, listener, kandji_connector::shutdown_signal()).await
+            }
+            .await;
+            report(result)
+        }
+        Command::Demo { listen, devices } => {
+            init_tracing();
+            report(kandji_connector::demo::run(listen, devices).await)
+        }
+        Command::Simulate { listen, devices } => {
+            init_tracing();
+            let config = simulator::SimConfig { devices, ..Default::default() };
+            report(simulator::run_standalone(listen, config).await)
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kandji-connector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cards(command: CardsCommand) -> ExitCode {
+    match command {
+        CardsCommand::Check { dir } => match catalog::Catalog::load(dir.as_deref()) {
+            Ok(c) => {
+                println!("{} cards are valid", c.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        CardsCommand::List => match catalog::Catalog::load(None) {
+            Ok(c) => {
+                print!("{}", catalog::markdown_table(&c));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -186,8 +186,8 @@ async fn update(State(app): State<AppState>, Path(id): Path<String>, AppJson(bod
                 .map_err(store_failed)?
                 .ok_or_else(|| Problem::not_found(format!("no connection {id:?}")))?,
         };
-        let base = base.ok_or_else(|| Problem::internal("the stored API URL is invalid"))?;
-        verify(&app, &base, &token).await?;
+        let checked = base.as_ref().ok_or_else(|| Problem::internal("the stored API URL is invalid"))?;
+        verify(&app, checked, &token).await?;
     }
     let patch = ConnectionPatch {
         name: body.name.map(|n| n.trim().to_string()),

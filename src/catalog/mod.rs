@@ -291,3 +291,14 @@ fn template_refs(v: &Value) -> Vec<(String, bool)> {
     }
     out
 }
+
+/// The catalog as a Markdown table: id, title, category, result sets.
+pub fn markdown_table(catalog: &Catalog) -> String {
+    let mut out = String::from("| id | title | category | result sets |\n|---|---|---|---|\n");
+    for c in catalog.iter() {
+        let d = &c.def;
+        let rs: Vec<&str> = d.result_sets.iter().map(|r| r.label.as_str()).collect();
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", d.id, d.title, d.category, rs.join(", ")));
+    }
+    out
+}

@@ -1,0 +1,74 @@
+//! `kandji-connector demo`: the server plus a simulated tenant, registered and ready to invoke.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+
+use crate::config::Config;
+use crate::kandji::ClientConfig;
+use crate::simulator::{self, SimConfig};
+use crate::store::{NewConnection, TokenCipher};
+
+pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim = simulator::start(sim_listener, SimConfig { devices, ..Default::default() }).await;
+    let (cipher, _) = TokenCipher::generate();
+    let api_key = format!("demo_{}", uuid::Uuid::new_v4().simple());
+    let db = std::env::temp_dir().join(format!("kandji-connector-demo-{}.db", uuid::Uuid::new_v4().simple()));
+    let config = Config {
+        listen,
+        api_keys: vec![SecretString::from(api_key.clone())],
+        database_url: format!("sqlite://{}?mode=rwc", db.display()),
+        cipher,
+        cards_dir: None,
+        kandji: ClientConfig::default(),
+        max_body_bytes: 1024 * 1024,
+        request_timeout: Duration::from_secs(120),
+    };
+    let state = crate::build_state(config).await?;
+    let conn = state
+        .store
+        .create_connection(NewConnection {
+            name: "Simulated tenant".into(),
+            api_url: sim.base_url(),
+            api_token: SecretString::from(sim.token()),
+            requests_per_hour: None,
+        })
+        .await
+        .context("cannot register the simulated tenant")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (pass --listen 127.0.0.1:<port>)"))?;
+    let addr = listener.local_addr()?;
+    let device_id = sim.tenant().devices.first().map(|d| d.device_id.clone()).unwrap_or_default();
+    println!(
+        r#"
+kandji-connector demo: {cards} cards, simulated Kandji tenant with {devices} devices at {sim_url}
+
+  API key:        {api_key}
+  Connection id:  {conn_id}
+
+Browse the catalog:
+  curl -s -H 'Authorization: Bearer {api_key}' http://{addr}/v1/cards
+
+Run a card:
+  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \
+    -d '{{"connection":"{conn_id}","inputs":{{}},"options":{{"result_set":"first_200_matching_records"}}}}' \
+    http://{addr}/v1/cards/list_devices/invoke
+
+  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \
+    -d '{{"connection":"{conn_id}","inputs":{{"device_id":"{device_id}"}},"options":{{"details":"basic"}}}}' \
+    http://{addr}/v1/cards/get_device/invoke
+
+Ctrl-C stops the demo.
+"#,
+        cards = state.catalog.len(),
+        sim_url = sim.base_url(),
+        conn_id = conn.id,
+    );
+    let result = crate::serve(state, listener, crate::shutdown_signal()).await;
+    let _ = std::fs::remove_file(&db);
+    result
+}
