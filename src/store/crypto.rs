@@ -81,8 +81,8 @@ impl TokenCipher {
         if bytes.len() != KEY_LEN {
             return Err(CipherError::KeyWrongLength(bytes.len()));
         }
-        let aead =
-            Aes256Gcm::new_from_slice(bytes).map_err(|_| CipherError::KeyWrongLength(bytes.len()))?;
+        let aead = Aes256Gcm::new_from_slice(bytes)
+            .map_err(|_| CipherError::KeyWrongLength(bytes.len()))?;
         Ok(Self { aead })
     }
 
@@ -97,7 +97,8 @@ impl TokenCipher {
             .try_fill_bytes(key.as_mut_slice())
             .expect("the operating system's random number generator failed");
         let encoded = STANDARD.encode(key.as_slice());
-        let cipher = Self::from_bytes(key.as_slice()).expect("a generated key has the right length");
+        let cipher =
+            Self::from_bytes(key.as_slice()).expect("a generated key has the right length");
         (cipher, encoded)
     }
 
@@ -185,8 +186,14 @@ mod tests {
         let sealed = c.encrypt("conn_a", "tok-123");
         assert!(sealed.starts_with("v1."));
         assert!(!sealed.contains("tok-123"));
-        assert_eq!(c.decrypt("conn_a", &sealed).unwrap().expose_secret(), "tok-123");
-        assert_eq!(c.decrypt("conn_b", &sealed).unwrap_err(), CipherError::DecryptFailed);
+        assert_eq!(
+            c.decrypt("conn_a", &sealed).unwrap().expose_secret(),
+            "tok-123"
+        );
+        assert_eq!(
+            c.decrypt("conn_b", &sealed).unwrap_err(),
+            CipherError::DecryptFailed
+        );
         // Same plaintext twice gives different ciphertexts (random nonce).
         assert_ne!(sealed, c.encrypt("conn_a", "tok-123"));
     }
@@ -196,10 +203,22 @@ mod tests {
         let (a, _) = TokenCipher::generate();
         let (b, _) = TokenCipher::generate();
         let sealed = a.encrypt("conn_a", "x");
-        assert_eq!(b.decrypt("conn_a", &sealed).unwrap_err(), CipherError::DecryptFailed);
-        assert_eq!(a.decrypt("conn_a", "v2.AAAA").unwrap_err(), CipherError::UnknownFormat);
-        assert_eq!(a.decrypt("conn_a", "v1.%%%").unwrap_err(), CipherError::Malformed);
-        assert_eq!(a.decrypt("conn_a", "v1.AAAA").unwrap_err(), CipherError::Malformed);
+        assert_eq!(
+            b.decrypt("conn_a", &sealed).unwrap_err(),
+            CipherError::DecryptFailed
+        );
+        assert_eq!(
+            a.decrypt("conn_a", "v2.AAAA").unwrap_err(),
+            CipherError::UnknownFormat
+        );
+        assert_eq!(
+            a.decrypt("conn_a", "v1.%%%").unwrap_err(),
+            CipherError::Malformed
+        );
+        assert_eq!(
+            a.decrypt("conn_a", "v1.AAAA").unwrap_err(),
+            CipherError::Malformed
+        );
         assert!(a.verify_fingerprint(&a.fingerprint()));
         assert!(!b.verify_fingerprint(&a.fingerprint()));
         assert!(!a.verify_fingerprint(&a.encrypt("conn_x", KEY_CHECK_MARKER)));

@@ -127,7 +127,10 @@ impl SqliteStore {
     }
 }
 
-async fn set_key_check(conn: &mut SqliteConnection, cipher: &TokenCipher) -> Result<(), StoreError> {
+async fn set_key_check(
+    conn: &mut SqliteConnection,
+    cipher: &TokenCipher,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES (?, ?) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
