@@ -34,6 +34,11 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         devices: usize,
     },
+    /// Exit 0 when the server on KANDJI_CONNECTOR_LISTEN answers /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, env = "KANDJI_CONNECTOR_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
     /// Card definitions.
     Cards {
         #[command(subcommand)]
@@ -87,6 +92,17 @@ async fn main() -> ExitCode {
         Command::Demo { listen, devices } => {
             init_tracing();
             report(kandji_connector::demo::run(listen, devices).await)
+        }
+        Command::Healthcheck { listen } => {
+            let port = listen.rsplit(':').next().unwrap_or("8080");
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() {
+                Ok(c) => match c.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+                    _ => ExitCode::FAILURE,
+                },
+                Err(_) => ExitCode::FAILURE,
+            }
         }
         Command::Simulate { listen, devices } => {
             init_tracing();
