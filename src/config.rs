@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// Largest answer read from Kandji, in bytes.
     #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub kandji_max_response_bytes: usize,
+    /// How long a card invocation waits for the connection's Kandji budget before answering 429, in milliseconds.
+    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_BUDGET_WAIT_MS", default_value_t = 10_000)]
+    pub kandji_budget_wait_ms: u64,
+    /// Retries of a Kandji request where retrying is safe.
+    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RETRIES", default_value_t = 4)]
+    pub kandji_max_retries: usize,
     /// Largest request body accepted from callers, in bytes.
     #[arg(long, env = "KANDJI_CONNECTOR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -141,6 +147,9 @@ impl ServeArgs {
                 connect_timeout: Duration::from_millis(self.kandji_connect_timeout_ms),
                 total_timeout: Duration::from_millis(self.kandji_timeout_ms),
                 max_response_bytes: self.kandji_max_response_bytes,
+                budget_wait: Duration::from_millis(self.kandji_budget_wait_ms),
+                max_retries: self.kandji_max_retries,
+                ..ClientConfig::default()
             },
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_millis(self.request_timeout_ms),

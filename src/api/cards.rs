@@ -122,11 +122,7 @@ pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, Opti
     let conn = app.store.get_connection(connection).await.map_err(|_| None)?.ok_or_else(unknown)?;
     let token = app.store.connection_token(connection).await.map_err(|_| None)?.ok_or_else(unknown)?;
     let base = ApiBaseUrl::parse(&conn.api_url).map_err(|_| None)?;
-    Ok(Tenant {
-        connection_id: conn.id,
-        base,
-        token,
-    })
+    Ok(Tenant::new(conn.id, base, token, conn.requests_per_hour))
 }
 
 pub fn kandji_problem(e: &KandjiError) -> Problem {
@@ -136,5 +132,8 @@ pub fn kandji_problem(e: &KandjiError) -> Problem {
             Problem::new(StatusCode::BAD_GATEWAY, "Kandji could not be reached").detail(e.to_string())
         }
         KandjiError::InvalidRequest(m) => Problem::bad_request(m.clone()),
+        KandjiError::Throttled(wait) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "Kandji request budget spent")
+            .detail("this connection's share of the tenant's hourly Kandji quota is used up for now; retry later")
+            .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64),
     }
 }

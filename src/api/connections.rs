@@ -80,12 +80,9 @@ fn check_rate(rate: Option<u32>, errors: &mut Vec<FieldError>) {
 }
 
 /// One cheap read proves the host answers and the token may list devices.
-async fn verify(app: &AppState, base: &ApiBaseUrl, token: &SecretString) -> Result<(), Problem> {
-    let tenant = Tenant {
-        connection_id: "verification".into(),
-        base: base.clone(),
-        token: token.clone(),
-    };
+async fn verify(app: &AppState, id: &str, base: &ApiBaseUrl, token: &SecretString, per_hour: Option<u32>) -> Result<(), Problem> {
+    // Verification counts against the connection's own budget (a new connection gets a fresh one).
+    let tenant = Tenant::new(id, base.clone(), token.clone(), per_hour);
     let mut req = KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
     req.query.push(("limit".into(), "1".into()));
     match app.kandji.send(&tenant, &req).await {
@@ -124,7 +121,7 @@ async fn create(State(app): State<AppState>, AppJson(body): AppJson<CreateBody>)
     let Some(base) = base.filter(|_| errors.is_empty()) else {
         return Err(Problem::invalid(errors));
     };
-    verify(&app, &base, &body.api_token).await?;
+    verify(&app, "new-connection", &base, &body.api_token, body.requests_per_hour).await?;
     let conn = app
         .store
         .create_connection(NewConnection {
@@ -145,7 +142,11 @@ async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
 
 async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     match app.store.get_connection(&id).await.map_err(store_failed)? {
-        Some(c) => Ok(axum::Json(view(&c)).into_response()),
+        Some(c) => {
+            let mut v = view(&c);
+            v["budget"] = json!(app.kandji.budget_report(&c.id, c.requests_per_hour));
+            Ok(axum::Json(v).into_response())
+        }
         None => Err(Problem::not_found(format!("no connection {id:?}"))),
     }
 }
@@ -187,7 +188,8 @@ async fn update(State(app): State<AppState>, Path(id): Path<String>, AppJson(bod
                 .ok_or_else(|| Problem::not_found(format!("no connection {id:?}")))?,
         };
         let checked = base.as_ref().ok_or_else(|| Problem::internal("the stored API URL is invalid"))?;
-        verify(&app, checked, &token).await?;
+        let rate = body.requests_per_hour.unwrap_or(current.requests_per_hour);
+        verify(&app, &id, checked, &token, rate).await?;
     }
     let patch = ConnectionPatch {
         name: body.name.map(|n| n.trim().to_string()),

@@ -5,6 +5,8 @@ mod cards;
 mod connections;
 mod extract;
 mod health;
+#[cfg(test)]
+mod openapi_check;
 
 use std::sync::Arc;
 use std::time::Duration;

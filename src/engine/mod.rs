@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{Card, Encoding, MethodDef, RequestDef, ResultSet, ResultSetKind};
 use crate::error::FieldError;
-use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, RelativeUrl, RequestBody, Tenant};
+use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, RelativeUrl, RequestBody, Tenant, Wait};
 use template::{render, scalar_text};
 
 /// A checked invocation, ready to send: nothing reaches Kandji before this succeeds.
@@ -182,9 +182,11 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
     {
         return Err(RunError::Unsupported(format!("the {:?} result set streams; use the streaming API", rs.label)));
     }
+    let label = p.card.def.id.as_str();
     let (status, headers, mut body, records, count) = match (&p.variant.list, &p.variant.pick) {
         (Some(list), pick) => {
             let mut pager = Pager::new(p.request.clone(), list.clone());
+            pager.label = label.to_string();
             let limit = p.result_set.as_ref().and_then(|r| r.limit).unwrap_or(list.page_size());
             let mut records = Vec::new();
             let mut last = None;
@@ -230,7 +232,7 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
             }
         }
         (None, _) => {
-            let resp = client.send(tenant, &p.request).await?;
+            let resp = client.send_with(tenant, &p.request, Wait::Bounded, label).await?;
             let body = parse_body(&resp);
             (resp.status, resp.headers, body, None, None)
         }
@@ -244,7 +246,7 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
         for l in &p.card.def.lookups {
             let path = ApiPath::from_template(&l.path, |n| p.inputs.get(n).filter(|v| !v.is_null()).map(scalar_text));
             if let Ok(path) = path {
-                let resp = client.send(tenant, &KandjiRequest::get(path)).await?;
+                let resp = client.send_with(tenant, &KandjiRequest::get(path), Wait::Bounded, label).await?;
                 if resp.is_success() {
                     lookups.insert(l.name.clone(), parse_body(&resp));
                 }

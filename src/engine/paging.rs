@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::catalog::{ListDef, Paging};
-use crate::kandji::{KandjiClient, KandjiError, KandjiRequest, KandjiResponse, Tenant};
+use crate::kandji::{KandjiClient, KandjiError, KandjiRequest, KandjiResponse, Tenant, Wait};
 
 use super::outputs::coerce;
 
@@ -30,6 +30,10 @@ pub struct Pager {
     started: bool,
     done: bool,
     pub pages_fetched: usize,
+    /// Cards wait for budget only so long; streams set `Wait::Forever`.
+    pub wait: Wait,
+    /// The card, for the client's counts.
+    pub label: String,
 }
 
 impl Pager {
@@ -44,6 +48,8 @@ impl Pager {
             started: false,
             done: false,
             pages_fetched: 0,
+            wait: Wait::Bounded,
+            label: "-".into(),
         }
     }
 
@@ -93,7 +99,7 @@ impl Pager {
             (Paging::None, _) => {}
         }
         self.started = true;
-        let resp = client.send(tenant, &req).await?;
+        let resp = client.send_with(tenant, &req, self.wait, &self.label).await?;
         self.pages_fetched += 1;
         let body = parse_body(&resp);
         if !resp.is_success() {

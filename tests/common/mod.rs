@@ -57,6 +57,9 @@ pub fn test_config(db: &std::path::Path) -> Config {
             connect_timeout: Duration::from_secs(2),
             total_timeout: Duration::from_secs(5),
             max_response_bytes: 16 * 1024 * 1024,
+            retry_min_delay: Duration::from_millis(20),
+            retry_max_delay: Duration::from_millis(200),
+            ..ClientConfig::default()
         },
         max_body_bytes: 256 * 1024,
         request_timeout: Duration::from_secs(60),
