@@ -10,7 +10,13 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::error::Problem;
 
-pub async fn require_api_key(State(app): State<AppState>, req: Request, next: Next) -> Response {
+/// Who is calling: a short, non-reversible id of the API key (scopes idempotency keys).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub key_id: String,
+}
+
+pub async fn require_api_key(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -29,5 +35,7 @@ pub async fn require_api_key(State(app): State<AppState>, req: Request, next: Ne
     if !bool::from(ok) {
         return Problem::unauthorized("the API key is not valid").into_response();
     }
+    let key_id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    req.extensions_mut().insert(Caller { key_id });
     next.run(req).await
 }

@@ -1,14 +1,18 @@
 //! The catalog (`/v1/cards`) and invocations (`/v1/cards/{id}/invoke`).
 
 use axum::Router;
+use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::{AppJson, AppState};
+use crate::store::IdempotencyClaim;
+use sha2::{Digest, Sha256};
 use crate::catalog::Card;
 use crate::engine::{self, RunError};
 use crate::error::{FieldError, Problem};
@@ -82,15 +86,98 @@ fn empty_object() -> Value {
     json!({})
 }
 
-async fn invoke(State(app): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<InvokeBody>) -> Response {
-    match invoke_inner(&app, &id, body).await {
-        Ok(resp) => resp,
+const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+
+async fn invoke(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    AppJson(raw): AppJson<Value>,
+) -> Response {
+    let secret = app.catalog.get(&id).is_some_and(|c| c.def.has_secret_outputs());
+    let Some(key) = headers.get("idempotency-key") else {
+        return respond(invoke_inner(&app, &id, raw).await, secret);
+    };
+    let key = match key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255) {
+        Some(k) => k.to_string(),
+        None => {
+            return Problem::invalid(vec![FieldError::new(&["headers", "Idempotency-Key"], "must be 1 to 255 visible ASCII characters", "idempotency_key")])
+                .into_response();
+        }
+    };
+    // serde_json's maps are ordered, so the same body always hashes the same.
+    let hash = hex(&Sha256::digest(format!("{id}\n{raw}").as_bytes()));
+    let not_before = chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
+    let claim = match app.store.idempotency_claim(&caller.key_id, &key, &hash, not_before).await {
+        Ok(c) => c,
+        Err(_) => return Problem::internal("the store could not be reached").into_response(),
+    };
+    match claim {
+        IdempotencyClaim::Mismatch => Problem::invalid(vec![FieldError::new(
+            &["headers", "Idempotency-Key"],
+            "this key was already used with a different request",
+            "idempotency_mismatch",
+        )])
+        .into_response(),
+        IdempotencyClaim::InFlight => Problem::new(StatusCode::CONFLICT, "Request in progress")
+            .detail("a request with this Idempotency-Key is still running; retry shortly")
+            .into_response(),
+        IdempotencyClaim::Done { status, response } => {
+            let mut resp = replay(status, &response, secret);
+            resp.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+            resp
+        }
+        IdempotencyClaim::Claimed => {
+            let result = invoke_inner(&app, &id, raw).await;
+            let reached_kandji = match &result {
+                Ok(_) => true,
+                Err(p) => matches!(p.status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT),
+            };
+            if reached_kandji {
+                let (status, body) = match &result {
+                    Ok(v) => (200, v.clone()),
+                    Err(p) => (p.status.as_u16(), p.body_json()),
+                };
+                let _ = app.store.idempotency_complete(&caller.key_id, &key, status, &body.to_string()).await;
+            } else {
+                let _ = app.store.idempotency_release(&caller.key_id, &key).await;
+            }
+            respond(result, secret)
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn respond(result: Result<Value, Problem>, secret: bool) -> Response {
+    match result {
+        Ok(body) => {
+            let mut resp = axum::Json(body).into_response();
+            if secret {
+                resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+            }
+            resp
+        }
         Err(p) => p.into_response(),
     }
 }
 
-async fn invoke_inner(app: &AppState, id: &str, body: InvokeBody) -> Result<Response, Problem> {
+fn replay(status: u16, body: &str, secret: bool) -> Response {
+    let ct = if status == 200 { "application/json" } else { "application/problem+json" };
+    let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+    if secret {
+        resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Problem> {
     let card = app.catalog.get(id).ok_or_else(|| Problem::not_found(format!("no card {id:?}")))?;
+    let body: InvokeBody = super::extract::from_value(raw)?;
     let mut errors = Vec::new();
     let tenant = match tenant_for(app, &body.connection).await {
         Ok(t) => Some(t),
@@ -108,12 +195,7 @@ async fn invoke_inner(app: &AppState, id: &str, body: InvokeBody) -> Result<Resp
         RunError::Unsupported(m) => Problem::not_implemented(m),
         RunError::Kandji(k) => kandji_problem(&k),
     })?;
-    let mut resp = axum::Json(json!({ "outputs": outputs })).into_response();
-    if card.def.has_secret_outputs() {
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    }
-    Ok(resp)
+    Ok(json!({ "outputs": outputs }))
 }
 
 /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.

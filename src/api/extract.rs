@@ -28,6 +28,11 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
         Problem::bad_request(format!("the body is not valid JSON: {e}"))
             .errors(vec![FieldError::new(&["body"], format!("not valid JSON: {e}"), "json")])
     })?;
+    from_value(value)
+}
+
+/// A JSON value into a typed body; a wrong shape names the field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
     serde_json::from_value(value).map_err(|e| {
         let msg = e.to_string();
         let field = msg

@@ -13,7 +13,7 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::RwLock;
 
 use super::{
-    Connection, ConnectionPatch, NewConnection, Store, StoreError, TokenCipher, format_ts,
+    Connection, ConnectionPatch, IdempotencyClaim, NewConnection, Store, StoreError, TokenCipher, format_ts,
     new_connection_id, now, parse_ts,
 };
 
@@ -294,10 +294,100 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let answers: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT scope, key, response FROM idempotency_keys WHERE response IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (scope, key, old) in &answers {
+            let aad = format!("idem:{scope}:{key}");
+            let plain = cipher.decrypt(&aad, old)?;
+            sqlx::query("UPDATE idempotency_keys SET response = ? WHERE scope = ? AND key = ?")
+                .bind(new.encrypt(&aad, plain.expose_secret()))
+                .bind(scope)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
         set_key_check(&mut tx, new).await?;
         tx.commit().await?;
         *cipher = new.clone();
         Ok(rows.len())
+    }
+
+    async fn idempotency_claim(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        not_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let cipher = self.cipher.read().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(format_ts(&not_before))
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match row {
+            Some((hash, _, _)) if hash != request_hash => IdempotencyClaim::Mismatch,
+            Some((_, Some(status), Some(response))) => {
+                let plain = cipher.decrypt(&format!("idem:{scope}:{key}"), &response)?;
+                IdempotencyClaim::Done {
+                    status: status as u16,
+                    response: plain.expose_secret().to_string(),
+                }
+            }
+            Some(_) => IdempotencyClaim::InFlight,
+            None => {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(request_hash)
+                .bind(format_ts(&now()))
+                .execute(&mut *tx)
+                .await?;
+                IdempotencyClaim::Claimed
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        let cipher = self.cipher.read().await;
+        let sealed = cipher.encrypt(&format!("idem:{scope}:{key}"), response);
+        sqlx::query("UPDATE idempotency_keys SET status = ?, response = ? WHERE scope = ? AND key = ?")
+            .bind(i64::from(status))
+            .bind(sealed)
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status IS NULL")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn close(&self) {
