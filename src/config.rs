@@ -14,13 +14,21 @@ use crate::store::TokenCipher;
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "KANDJI_CONNECTOR_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: String,
     /// Comma-separated API keys that callers send as `Authorization: Bearer <key>`.
     #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
     /// Database URL: `sqlite://file.db` (default) or `postgres://…`.
-    #[arg(long, env = "KANDJI_CONNECTOR_DATABASE_URL", default_value = "sqlite://kandji-connector.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_DATABASE_URL",
+        default_value = "sqlite://kandji-connector.db?mode=rwc"
+    )]
     pub database_url: String,
     /// Base64 of 32 random bytes; stored Kandji tokens are encrypted with it.
     #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
@@ -29,16 +37,28 @@ pub struct ServeArgs {
     #[arg(long, env = "KANDJI_CONNECTOR_CARDS_DIR")]
     pub cards_dir: Option<PathBuf>,
     /// Connect timeout for requests to Kandji, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_KANDJI_CONNECT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
     pub kandji_connect_timeout_ms: u64,
     /// Total timeout for one request to Kandji, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub kandji_timeout_ms: u64,
     /// Largest answer read from Kandji, in bytes.
     #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub kandji_max_response_bytes: usize,
     /// How long a card invocation waits for the connection's Kandji budget before answering 429, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_BUDGET_WAIT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_KANDJI_BUDGET_WAIT_MS",
+        default_value_t = 10_000
+    )]
     pub kandji_budget_wait_ms: u64,
     /// Retries of a Kandji request where retrying is safe.
     #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RETRIES", default_value_t = 4)]
@@ -47,7 +67,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KANDJI_CONNECTOR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Time limit for one inbound request, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_REQUEST_TIMEOUT_MS", default_value_t = 120_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_REQUEST_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
     pub request_timeout_ms: u64,
 }
 
@@ -104,9 +128,13 @@ impl ServeArgs {
             problems.push(
                 "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`)".into(),
             );
-        } else if let Some(short) = api_keys.iter().find(|k| secrecy::ExposeSecret::expose_secret(*k).len() < 16) {
+        } else if let Some(short) = api_keys
+            .iter()
+            .find(|k| secrecy::ExposeSecret::expose_secret(*k).len() < 16)
+        {
             let _ = short;
-            problems.push("KANDJI_CONNECTOR_API_KEYS: every key must be at least 16 characters".into());
+            problems
+                .push("KANDJI_CONNECTOR_API_KEYS: every key must be at least 16 characters".into());
         }
         let cipher = match self.secret_key.as_deref() {
             None | Some("") => {
@@ -123,7 +151,10 @@ impl ServeArgs {
                 }
             },
         };
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
             problems.push(format!(
                 "KANDJI_CONNECTOR_DATABASE_URL={:?} is not supported: use sqlite://path.db or postgres://…",
                 redact_url(&self.database_url)
@@ -132,7 +163,10 @@ impl ServeArgs {
         if let Some(dir) = &self.cards_dir
             && !dir.is_dir()
         {
-            problems.push(format!("KANDJI_CONNECTOR_CARDS_DIR={} is not a folder", dir.display()));
+            problems.push(format!(
+                "KANDJI_CONNECTOR_CARDS_DIR={} is not a folder",
+                dir.display()
+            ));
         }
         if !problems.is_empty() {
             return Err(problems);

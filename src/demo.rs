@@ -13,10 +13,20 @@ use crate::store::{NewConnection, TokenCipher};
 
 pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sim = simulator::start(sim_listener, SimConfig { devices, ..Default::default() }).await;
+    let sim = simulator::start(
+        sim_listener,
+        SimConfig {
+            devices,
+            ..Default::default()
+        },
+    )
+    .await;
     let (cipher, _) = TokenCipher::generate();
     let api_key = format!("demo_{}", uuid::Uuid::new_v4().simple());
-    let db = std::env::temp_dir().join(format!("kandji-connector-demo-{}.db", uuid::Uuid::new_v4().simple()));
+    let db = std::env::temp_dir().join(format!(
+        "kandji-connector-demo-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
     let config = Config {
         listen,
         api_keys: vec![SecretString::from(api_key.clone())],
@@ -42,7 +52,12 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (pass --listen 127.0.0.1:<port>)"))?;
     let addr = listener.local_addr()?;
-    let device_id = sim.tenant().devices.first().map(|d| d.device_id.clone()).unwrap_or_default();
+    let device_id = sim
+        .tenant()
+        .devices
+        .first()
+        .map(|d| d.device_id.clone())
+        .unwrap_or_default();
     println!(
         r#"
 kandji-connector demo: {cards} cards, simulated Kandji tenant with {devices} devices at {sim_url}

@@ -28,7 +28,12 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     })?;
     let store = store::open(&config.database_url, config.cipher)
         .await
-        .with_context(|| format!("cannot open the store at {}", config::redact_url(&config.database_url)))?;
+        .with_context(|| {
+            format!(
+                "cannot open the store at {}",
+                config::redact_url(&config.database_url)
+            )
+        })?;
     let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
     Ok(Arc::new(App {
         catalog,
@@ -50,7 +55,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -61,7 +68,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -10,7 +10,11 @@ use kandji_connector::{catalog, simulator};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "kandji-connector", version, about = "Hosts Kandji action cards for workflow engines")]
+#[command(
+    name = "kandji-connector",
+    version,
+    about = "Hosts Kandji action cards for workflow engines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,11 @@ enum Command {
     },
     /// Exit 0 when the server on KANDJI_CONNECTOR_LISTEN answers /healthz (for container health checks).
     Healthcheck {
-        #[arg(long, env = "KANDJI_CONNECTOR_LISTEN", default_value = "127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "KANDJI_CONNECTOR_LISTEN",
+            default_value = "127.0.0.1:8080"
+        )]
         listen: String,
     },
     /// Card definitions.
@@ -58,8 +66,12 @@ enum CardsCommand {
 }
 
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter =
+        EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 #[tokio::main]
@@ -96,7 +108,11 @@ async fn main() -> ExitCode {
         Command::Healthcheck { listen } => {
             let port = listen.rsplit(':').next().unwrap_or("8080");
             let url = format!("http://127.0.0.1:{port}/healthz");
-            match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() {
+            match reqwest::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()
+            {
                 Ok(c) => match c.get(&url).send().await {
                     Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
                     _ => ExitCode::FAILURE,
@@ -106,7 +122,10 @@ async fn main() -> ExitCode {
         }
         Command::Simulate { listen, devices } => {
             init_tracing();
-            let config = simulator::SimConfig { devices, ..Default::default() };
+            let config = simulator::SimConfig {
+                devices,
+                ..Default::default()
+            };
             report(simulator::run_standalone(listen, config).await)
         }
     }

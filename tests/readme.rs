@@ -2,8 +2,10 @@
 
 #[test]
 fn readme_card_table_matches_the_catalog() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- cards:start -->\n").expect("start marker") + "<!-- cards:start -->\n".len();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- cards:start -->\n").expect("start marker")
+        + "<!-- cards:start -->\n".len();
     let end = readme.find("<!-- cards:end -->").expect("end marker");
     let catalog = kandji_connector::catalog::Catalog::load(None).expect("cards load");
     let want = kandji_connector::catalog::markdown_table(&catalog);

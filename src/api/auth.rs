@@ -16,12 +16,19 @@ pub struct Caller {
     pub key_id: String,
 }
 
-pub async fn require_api_key(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let presented = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(presented) = presented else {
         return Problem::unauthorized("send `Authorization: Bearer <API key>`").into_response();

@@ -1,7 +1,7 @@
 //! The catalog (`/v1/cards`) and invocations (`/v1/cards/{id}/invoke`).
 
-use axum::Router;
 use axum::Extension;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{AppJson, AppState};
-use crate::store::IdempotencyClaim;
-use sha2::{Digest, Sha256};
 use crate::catalog::Card;
 use crate::engine::{self, RunError};
 use crate::error::{FieldError, Problem};
 use crate::kandji::{ApiBaseUrl, KandjiError, Tenant};
+use crate::store::IdempotencyClaim;
+use sha2::{Digest, Sha256};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,7 +60,12 @@ pub fn designer_view(card: &Card) -> Value {
     let mut out = summary(card);
     let m = out.as_object_mut().expect("object");
     m.insert("input_schema".into(), d.input_schema.clone());
-    m.insert("options_schema".into(), d.options_schema.clone().unwrap_or(json!({"type": "object", "properties": {}})));
+    m.insert(
+        "options_schema".into(),
+        d.options_schema
+            .clone()
+            .unwrap_or(json!({"type": "object", "properties": {}})),
+    );
     m.insert("output_schema".into(), strip(&d.output_schema));
     out
 }
@@ -95,21 +100,36 @@ async fn invoke(
     headers: HeaderMap,
     AppJson(raw): AppJson<Value>,
 ) -> Response {
-    let secret = app.catalog.get(&id).is_some_and(|c| c.def.has_secret_outputs());
+    let secret = app
+        .catalog
+        .get(&id)
+        .is_some_and(|c| c.def.has_secret_outputs());
     let Some(key) = headers.get("idempotency-key") else {
         return respond(invoke_inner(&app, &id, raw).await, secret);
     };
-    let key = match key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255) {
+    let key = match key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+    {
         Some(k) => k.to_string(),
         None => {
-            return Problem::invalid(vec![FieldError::new(&["headers", "Idempotency-Key"], "must be 1 to 255 visible ASCII characters", "idempotency_key")])
-                .into_response();
+            return Problem::invalid(vec![FieldError::new(
+                &["headers", "Idempotency-Key"],
+                "must be 1 to 255 visible ASCII characters",
+                "idempotency_key",
+            )])
+            .into_response();
         }
     };
     // serde_json's maps are ordered, so the same body always hashes the same.
     let hash = hex(&Sha256::digest(format!("{id}\n{raw}").as_bytes()));
     let not_before = chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
-    let claim = match app.store.idempotency_claim(&caller.key_id, &key, &hash, not_before).await {
+    let claim = match app
+        .store
+        .idempotency_claim(&caller.key_id, &key, &hash, not_before)
+        .await
+    {
         Ok(c) => c,
         Err(_) => return Problem::internal("the store could not be reached").into_response(),
     };
@@ -125,21 +145,30 @@ async fn invoke(
             .into_response(),
         IdempotencyClaim::Done { status, response } => {
             let mut resp = replay(status, &response, secret);
-            resp.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
             resp
         }
         IdempotencyClaim::Claimed => {
             let result = invoke_inner(&app, &id, raw).await;
             let reached_kandji = match &result {
                 Ok(_) => true,
-                Err(p) => matches!(p.status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT),
+                Err(p) => matches!(
+                    p.status,
+                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                ),
             };
             if reached_kandji {
                 let (status, body) = match &result {
                     Ok(v) => (200, v.clone()),
                     Err(p) => (p.status.as_u16(), p.body_json()),
                 };
-                let _ = app.store.idempotency_complete(&caller.key_id, &key, status, &body.to_string()).await;
+                let _ = app
+                    .store
+                    .idempotency_complete(&caller.key_id, &key, status, &body.to_string())
+                    .await;
             } else {
                 let _ = app.store.idempotency_release(&caller.key_id, &key).await;
             }
@@ -157,7 +186,10 @@ fn respond(result: Result<Value, Problem>, secret: bool) -> Response {
         Ok(body) => {
             let mut resp = axum::Json(body).into_response();
             if secret {
-                resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("no-store"),
+                );
             }
             resp
         }
@@ -166,17 +198,32 @@ fn respond(result: Result<Value, Problem>, secret: bool) -> Response {
 }
 
 fn replay(status: u16, body: &str, secret: bool) -> Response {
-    let ct = if status == 200 { "application/json" } else { "application/problem+json" };
-    let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+    let ct = if status == 200 {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        body.to_string(),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
     if secret {
-        resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
     }
     resp
 }
 
 async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Problem> {
-    let card = app.catalog.get(id).ok_or_else(|| Problem::not_found(format!("no card {id:?}")))?;
+    let card = app
+        .catalog
+        .get(id)
+        .ok_or_else(|| Problem::not_found(format!("no card {id:?}")))?;
     let body: InvokeBody = super::extract::from_value(raw)?;
     let mut errors = Vec::new();
     let tenant = match tenant_for(app, &body.connection).await {
@@ -187,22 +234,42 @@ async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Pro
         }
         Err(None) => return Err(Problem::internal("the store could not be read")),
     };
-    let prepared = engine::prepare(card, &body.inputs, &body.options).map_err(|e| errors.extend(e)).ok();
+    let prepared = engine::prepare(card, &body.inputs, &body.options)
+        .map_err(|e| errors.extend(e))
+        .ok();
     let (Some(prepared), Some(tenant)) = (prepared, tenant) else {
         return Err(Problem::invalid(errors));
     };
-    let outputs = engine::run(&app.kandji, &tenant, &prepared).await.map_err(|e| match e {
-        RunError::Unsupported(m) => Problem::not_implemented(m),
-        RunError::Kandji(k) => kandji_problem(&k),
-    })?;
+    let outputs = engine::run(&app.kandji, &tenant, &prepared)
+        .await
+        .map_err(|e| match e {
+            RunError::Unsupported(m) => Problem::not_implemented(m),
+            RunError::Kandji(k) => kandji_problem(&k),
+        })?;
     Ok(json!({ "outputs": outputs }))
 }
 
 /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.
 pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, Option<FieldError>> {
-    let unknown = || Some(FieldError::new(&["connection"], "no such connection", "unknown_connection"));
-    let conn = app.store.get_connection(connection).await.map_err(|_| None)?.ok_or_else(unknown)?;
-    let token = app.store.connection_token(connection).await.map_err(|_| None)?.ok_or_else(unknown)?;
+    let unknown = || {
+        Some(FieldError::new(
+            &["connection"],
+            "no such connection",
+            "unknown_connection",
+        ))
+    };
+    let conn = app
+        .store
+        .get_connection(connection)
+        .await
+        .map_err(|_| None)?
+        .ok_or_else(unknown)?;
+    let token = app
+        .store
+        .connection_token(connection)
+        .await
+        .map_err(|_| None)?
+        .ok_or_else(unknown)?;
     let base = ApiBaseUrl::parse(&conn.api_url).map_err(|_| None)?;
     Ok(Tenant::new(conn.id, base, token, conn.requests_per_hour))
 }

@@ -15,18 +15,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.max_body_bytes;
-        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-                .detail(format!("the body must be at most {limit} bytes"))
-        })?;
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                    .detail(format!("the body must be at most {limit} bytes"))
+            })?;
         parse(&body).map(AppJson)
     }
 }
 
 pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_request(format!("the body is not valid JSON: {e}"))
-            .errors(vec![FieldError::new(&["body"], format!("not valid JSON: {e}"), "json")])
+        Problem::bad_request(format!("the body is not valid JSON: {e}")).errors(vec![
+            FieldError::new(&["body"], format!("not valid JSON: {e}"), "json"),
+        ])
     })?;
     from_value(value)
 }

@@ -75,7 +75,12 @@ impl Pager {
     }
 
     /// Fetches the next page, asking for at most `want` records where the style takes a size.
-    pub async fn next(&mut self, client: &KandjiClient, tenant: &Tenant, want: usize) -> Result<Option<Page>, KandjiError> {
+    pub async fn next(
+        &mut self,
+        client: &KandjiClient,
+        tenant: &Tenant,
+        want: usize,
+    ) -> Result<Option<Page>, KandjiError> {
         if self.done {
             return Ok(None);
         }
@@ -88,7 +93,8 @@ impl Pager {
                 req.raw_query = Some(q.clone());
             }
             (Paging::Offset | Paging::Drf, _) => {
-                req.query.push((self.list.size_param().to_string(), size.to_string()));
+                req.query
+                    .push((self.list.size_param().to_string(), size.to_string()));
                 req.query.push(("offset".into(), self.offset.to_string()));
             }
             (Paging::Page, None) => {
@@ -99,7 +105,9 @@ impl Pager {
             (Paging::None, _) => {}
         }
         self.started = true;
-        let resp = client.send_with(tenant, &req, self.wait, &self.label).await?;
+        let resp = client
+            .send_with(tenant, &req, self.wait, &self.label)
+            .await?;
         self.pages_fetched += 1;
         let body = parse_body(&resp);
         if !resp.is_success() {
@@ -168,7 +176,10 @@ fn query_of(next: &str) -> Option<String> {
         Ok(u) => u.query().map(str::to_string),
         Err(_) => next.split_once('?').map(|(_, q)| q.to_string()),
     }?;
-    if q.is_empty() || q.chars().any(|c| c.is_control() || c.is_whitespace() || c == '#') {
+    if q.is_empty()
+        || q.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '#')
+    {
         return None;
     }
     Some(q)

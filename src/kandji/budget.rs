@@ -46,7 +46,9 @@ impl Budget {
         // About one second's worth of burst: 10,000/h -> 2, 3,600/h -> 1. Stays far under Kandji's 50/s.
         let burst = NonZeroU32::new((per_hour / 3600).clamp(1, 10)).expect("non-zero");
         let period = Duration::from_secs_f64(3600.0 / f64::from(per_hour));
-        let quota = Quota::with_period(period).expect("positive period").allow_burst(burst);
+        let quota = Quota::with_period(period)
+            .expect("positive period")
+            .allow_burst(burst);
         Self {
             per_hour,
             limiter: RateLimiter::direct(quota),
@@ -79,19 +81,32 @@ impl Budget {
                 slot.1 += 1;
                 Ok(())
             }
-            Err(not_until) => Err(not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))),
+            Err(not_until) => Err(not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))),
         }
     }
 
     /// Slows down before Kandji refuses: honours `ratelimit-*` / `x-ratelimit-*` headers when sent.
     pub fn observe(&self, headers: &HeaderMap) {
-        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
         let mut pause = None;
-        let second_left = num("x-ratelimit-remaining-second").or_else(|| num("ratelimit-remaining"));
+        let second_left =
+            num("x-ratelimit-remaining-second").or_else(|| num("ratelimit-remaining"));
         if second_left == Some(0) {
-            pause = Some(Duration::from_secs(num("ratelimit-reset").unwrap_or(1).clamp(1, 60)));
+            pause = Some(Duration::from_secs(
+                num("ratelimit-reset").unwrap_or(1).clamp(1, 60),
+            ));
         }
-        if let (Some(left), Some(limit)) = (num("x-ratelimit-remaining-hour"), num("x-ratelimit-limit-hour")) {
+        if let (Some(left), Some(limit)) = (
+            num("x-ratelimit-remaining-hour"),
+            num("x-ratelimit-limit-hour"),
+        ) {
             // Under 1% of the hour left: trickle (one request a minute) instead of hitting the wall.
             if left == 0 || left * 100 < limit {
                 pause = Some(pause.unwrap_or_default().max(Duration::from_secs(60)));
@@ -146,6 +161,10 @@ impl Budgets {
     }
 
     pub fn peek(&self, connection_id: &str) -> Option<Arc<Budget>> {
-        self.map.lock().expect("budgets lock").get(connection_id).cloned()
+        self.map
+            .lock()
+            .expect("budgets lock")
+            .get(connection_id)
+            .cloned()
     }
 }

@@ -23,7 +23,12 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub fn new(connection_id: impl Into<String>, base: ApiBaseUrl, token: SecretString, requests_per_hour: Option<u32>) -> Self {
+    pub fn new(
+        connection_id: impl Into<String>,
+        base: ApiBaseUrl,
+        token: SecretString,
+        requests_per_hour: Option<u32>,
+    ) -> Self {
         Self {
             connection_id: connection_id.into(),
             base,
@@ -165,12 +170,16 @@ pub struct Stats {
 impl Stats {
     fn bump(&self, connection: &str, label: &str, f: impl FnOnce(&mut Counts)) {
         let mut m = self.by_key.lock().expect("stats lock");
-        f(m.entry((connection.to_string(), label.to_string())).or_default());
+        f(m.entry((connection.to_string(), label.to_string()))
+            .or_default());
     }
     /// (connection, card or "-", counts)
     pub fn snapshot(&self) -> Vec<(String, String, Counts)> {
         let m = self.by_key.lock().expect("stats lock");
-        let mut v: Vec<_> = m.iter().map(|((c, l), n)| (c.clone(), l.clone(), *n)).collect();
+        let mut v: Vec<_> = m
+            .iter()
+            .map(|((c, l), n)| (c.clone(), l.clone(), *n))
+            .collect();
         v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         v
     }
@@ -230,7 +239,11 @@ impl KandjiClient {
     }
 
     /// The budget of a connection, as operators see it.
-    pub fn budget_report(&self, connection_id: &str, requests_per_hour: Option<u32>) -> BudgetReport {
+    pub fn budget_report(
+        &self,
+        connection_id: &str,
+        requests_per_hour: Option<u32>,
+    ) -> BudgetReport {
         let per_hour = requests_per_hour.unwrap_or(DEFAULT_REQUESTS_PER_HOUR);
         match self.budgets.peek(connection_id) {
             Some(b) if b.per_hour == per_hour.max(1) => b.report(self.epoch),
@@ -244,7 +257,11 @@ impl KandjiClient {
     }
 
     /// A card's request: waits for budget up to the configured bound.
-    pub async fn send(&self, tenant: &Tenant, req: &KandjiRequest) -> Result<KandjiResponse, KandjiError> {
+    pub async fn send(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+    ) -> Result<KandjiResponse, KandjiError> {
         self.send_with(tenant, req, Wait::Bounded, "-").await
     }
 
@@ -252,9 +269,17 @@ impl KandjiClient {
     /// GETs on connection errors, timeouts, 429, 502, 503, 504; any method on 429 or when the
     /// connection could not even be opened. POST/PATCH/PUT/DELETE are never re-sent after a 5xx
     /// or a timeout, because Kandji may already have queued the MDM command.
-    pub async fn send_with(&self, tenant: &Tenant, req: &KandjiRequest, wait: Wait, label: &str) -> Result<KandjiResponse, KandjiError> {
+    pub async fn send_with(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+        wait: Wait,
+        label: &str,
+    ) -> Result<KandjiResponse, KandjiError> {
         let idempotent = req.method == Method::GET || req.method == Method::HEAD;
-        let budget = self.budgets.get(&tenant.connection_id, tenant.requests_per_hour);
+        let budget = self
+            .budgets
+            .get(&tenant.connection_id, tenant.requests_per_hour);
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.config.retry_min_delay)
             .with_max_delay(self.config.retry_max_delay)
@@ -281,7 +306,8 @@ impl KandjiClient {
             let (retry, retry_after, outcome) = match attempt {
                 Attempt::Answer(resp) => {
                     budget.observe(&resp.headers);
-                    let retry = resp.status == 429 || (idempotent && matches!(resp.status, 502..=504));
+                    let retry =
+                        resp.status == 429 || (idempotent && matches!(resp.status, 502..=504));
                     if resp.status == 429 {
                         self.stats.bump(id, label, |c| c.kandji_429 += 1);
                     }
@@ -297,22 +323,33 @@ impl KandjiClient {
                     } else {
                         self.stats.bump(id, label, |c| c.errors += 1);
                     }
-                    let transient = matches!(e, KandjiError::Timeout(_) | KandjiError::Unreachable(_));
+                    let transient =
+                        matches!(e, KandjiError::Timeout(_) | KandjiError::Unreachable(_));
                     (idempotent && transient, None, Err(e))
                 }
             };
             if !retry {
                 return outcome;
             }
-            let Some(backoff) = delays.next() else { return outcome };
-            let delay = retry_after.map_or(backoff, |ra| ra.min(self.config.max_retry_after).max(backoff / 4));
+            let Some(backoff) = delays.next() else {
+                return outcome;
+            };
+            let delay = retry_after.map_or(backoff, |ra| {
+                ra.min(self.config.max_retry_after).max(backoff / 4)
+            });
             self.stats.bump(id, label, |c| c.retries += 1);
             tracing::debug!(connection = %id, card = label, delay_ms = delay.as_millis() as u64, "retrying a Kandji request");
             tokio::time::sleep(delay).await;
         }
     }
 
-    async fn acquire(&self, budget: &super::budget::Budget, wait: Wait, id: &str, label: &str) -> Result<(), KandjiError> {
+    async fn acquire(
+        &self,
+        budget: &super::budget::Budget,
+        wait: Wait,
+        id: &str,
+        label: &str,
+    ) -> Result<(), KandjiError> {
         let mut waited = Duration::ZERO;
         loop {
             match budget.try_acquire(self.epoch) {
@@ -347,22 +384,35 @@ impl KandjiClient {
         }
     }
 
-    async fn attempt_inner(&self, tenant: &Tenant, req: &KandjiRequest, timeout: Duration) -> Result<KandjiResponse, Attempt> {
+    async fn attempt_inner(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+        timeout: Duration,
+    ) -> Result<KandjiResponse, Attempt> {
         let url = tenant
             .base
             .endpoint(&req.path, req.raw_query.as_deref(), &req.query)
             .map_err(|m| Attempt::Failed(KandjiError::InvalidRequest(m)))?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", tenant.token.expose_secret()))
-            .map_err(|_| Attempt::Failed(KandjiError::InvalidRequest("the stored token is not a valid header value".into())))?;
+            .map_err(|_| {
+            Attempt::Failed(KandjiError::InvalidRequest(
+                "the stored token is not a valid header value".into(),
+            ))
+        })?;
         auth.set_sensitive(true);
         let mut builder = self.http.request(req.method.clone(), url).timeout(timeout);
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
-        builder = builder.header(AUTHORIZATION, auth).header("accept", "application/json");
+        builder = builder
+            .header(AUTHORIZATION, auth)
+            .header("accept", "application/json");
         builder = match &req.body {
             RequestBody::None => builder,
-            RequestBody::Json(b) => builder.header(CONTENT_TYPE, "application/json").body(b.clone()),
+            RequestBody::Json(b) => builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.clone()),
             RequestBody::Form(b) => builder
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(b.clone()),
@@ -382,7 +432,11 @@ impl KandjiClient {
         }
         let mut resp = resp;
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| Attempt::Failed(self.classify(e)))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Attempt::Failed(self.classify(e)))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(Attempt::Failed(KandjiError::TooLarge(limit)));
             }
@@ -415,10 +469,17 @@ impl KandjiClient {
 
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }

@@ -13,8 +13,8 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::RwLock;
 
 use super::{
-    Connection, ConnectionPatch, IdempotencyClaim, NewConnection, Store, StoreError, TokenCipher, format_ts,
-    new_connection_id, now, parse_ts,
+    Connection, ConnectionPatch, IdempotencyClaim, NewConnection, Store, StoreError, TokenCipher,
+    format_ts, new_connection_id, now, parse_ts,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -371,13 +371,15 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let cipher = self.cipher.read().await;
         let sealed = cipher.encrypt(&format!("idem:{scope}:{key}"), response);
-        sqlx::query("UPDATE idempotency_keys SET status = ?, response = ? WHERE scope = ? AND key = ?")
-            .bind(i64::from(status))
-            .bind(sealed)
-            .bind(scope)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, response = ? WHERE scope = ? AND key = ?",
+        )
+        .bind(i64::from(status))
+        .bind(sealed)
+        .bind(scope)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

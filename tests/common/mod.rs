@@ -29,17 +29,33 @@ pub struct Resp {
 
 impl Resp {
     pub fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
     /// Asserts a problem+json answer with this status and returns its `errors[].loc` joined by ".".
     pub fn problem(&self, status: u16) -> Vec<String> {
         assert_eq!(self.status, status, "body: {}", self.body);
-        assert_eq!(self.content_type(), "application/problem+json", "body: {}", self.body);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.body
+        );
         self.body["errors"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .map(|e| e["loc"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>().join("."))
+                    .map(|e| {
+                        e["loc"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|s| s.as_str().unwrap().to_string())
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -72,14 +88,24 @@ impl TestServer {
     }
 
     pub async fn start_with(sim_config: SimConfig, tweak: impl FnOnce(&mut Config)) -> Self {
-        let sim = simulator::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), sim_config).await;
+        let sim = simulator::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            sim_config,
+        )
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&dir.path().join("test.db"));
         tweak(&mut config);
-        let state = kandji_connector::build_state(config).await.expect("server state");
+        let state = kandji_connector::build_state(config)
+            .await
+            .expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(kandji_connector::serve(state.clone(), listener, std::future::pending()));
+        tokio::spawn(kandji_connector::serve(
+            state.clone(),
+            listener,
+            std::future::pending(),
+        ));
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let mut server = TestServer {
             url,
@@ -101,7 +127,13 @@ impl TestServer {
         server
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> Resp {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{}", self.url, path));
         if let Some(k) = key {
             req = req.bearer_auth(k);
@@ -113,16 +145,23 @@ impl TestServer {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Resp { status, headers, body }
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        self.send(reqwest::Method::GET, path, None, Some(API_KEY)).await
+        self.send(reqwest::Method::GET, path, None, Some(API_KEY))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send(reqwest::Method::POST, path, Some(body), Some(API_KEY)).await
+        self.send(reqwest::Method::POST, path, Some(body), Some(API_KEY))
+            .await
     }
 
     /// Invokes a card on the test connection.
