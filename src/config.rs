@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::SecretString;
 
+use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
 use crate::store::TokenCipher;
 
@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Comma-separated API keys that callers send as `Authorization: Bearer <key>`.
     #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
+    /// A file of API keys, one entry a line (same format; `#` starts a comment), e.g. a container secret.
+    #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// Database URL: `sqlite://file.db` (default) or `postgres://…`.
     #[arg(
         long,
@@ -33,6 +36,30 @@ pub struct ServeArgs {
     /// Base64 of 32 random bytes; stored Kandji tokens are encrypted with it.
     #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// A file holding the secret key (e.g. a container secret).
+    #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Requests per second each API key may send (sustained).
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND",
+        default_value_t = 500
+    )]
+    pub rate_limit_per_second: u32,
+    /// Requests each API key may send at once above the sustained rate.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_RATE_LIMIT_BURST",
+        default_value_t = 1000
+    )]
+    pub rate_limit_burst: u32,
+    /// Requests served at once; more wait their turn.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
     /// A folder of extra or replacement card files.
     #[arg(long, env = "KANDJI_CONNECTOR_CARDS_DIR")]
     pub cards_dir: Option<PathBuf>,
@@ -78,7 +105,10 @@ pub struct ServeArgs {
 /// The checked configuration the server runs with.
 pub struct Config {
     pub listen: SocketAddr,
-    pub api_keys: Vec<SecretString>,
+    pub api_keys: Vec<ApiKey>,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub max_concurrent_requests: usize,
     pub database_url: String,
     pub cipher: TokenCipher,
     pub cards_dir: Option<PathBuf>,
@@ -123,20 +153,46 @@ impl ServeArgs {
                 None
             }
         };
-        let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""));
-        if api_keys.is_empty() {
-            problems.push(
-                "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`)".into(),
-            );
-        } else if let Some(short) = api_keys
-            .iter()
-            .find(|k| secrecy::ExposeSecret::expose_secret(*k).len() < 16)
-        {
-            let _ = short;
-            problems
-                .push("KANDJI_CONNECTOR_API_KEYS: every key must be at least 16 characters".into());
+        let mut api_keys = Vec::new();
+        match parse_api_keys(self.api_keys.as_deref().unwrap_or(""), ',') {
+            Ok(k) => api_keys.extend(k),
+            Err(e) => problems.push(format!("KANDJI_CONNECTOR_API_KEYS: {e}")),
         }
-        let cipher = match self.secret_key.as_deref() {
+        if let Some(path) = &self.api_keys_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match parse_api_keys(&text, '\n') {
+                    Ok(k) => api_keys.extend(k),
+                    Err(e) => problems.push(format!(
+                        "KANDJI_CONNECTOR_API_KEYS_FILE ({}): {e}",
+                        path.display()
+                    )),
+                },
+                Err(e) => problems.push(format!(
+                    "KANDJI_CONNECTOR_API_KEYS_FILE: cannot read {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        if api_keys.is_empty() && problems.is_empty() {
+            problems.push(
+                "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`), or KANDJI_CONNECTOR_API_KEYS_FILE".into(),
+            );
+        }
+        let secret_key = match (&self.secret_key, &self.secret_key_file) {
+            (Some(k), _) if !k.is_empty() => Some(k.clone()),
+            (_, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(k) => Some(k.trim().to_string()),
+                Err(e) => {
+                    problems.push(format!(
+                        "KANDJI_CONNECTOR_SECRET_KEY_FILE: cannot read {}: {e}",
+                        path.display()
+                    ));
+                    Some(String::new())
+                }
+            },
+            _ => None,
+        };
+        let cipher = match secret_key.as_deref() {
             None | Some("") => {
                 problems.push(
                     "KANDJI_CONNECTOR_SECRET_KEY is not set: give the base64 of 32 random bytes (e.g. `openssl rand -base64 32`); it encrypts the stored Kandji tokens, so keep it and back it up".into(),
@@ -174,6 +230,9 @@ impl ServeArgs {
         Ok(Config {
             listen: listen.expect("checked"),
             api_keys,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            max_concurrent_requests: self.max_concurrent_requests,
             database_url: self.database_url,
             cipher: cipher.expect("checked"),
             cards_dir: self.cards_dir,
@@ -189,12 +248,4 @@ impl ServeArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
         })
     }
-}
-
-pub fn parse_api_keys(s: &str) -> Vec<SecretString> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(|k| SecretString::from(k.to_string()))
-        .collect()
 }

@@ -29,7 +29,12 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
     ));
     let config = Config {
         listen,
-        api_keys: vec![SecretString::from(api_key.clone())],
+        api_keys: vec![crate::api::auth::ApiKey::all(&SecretString::from(
+            api_key.clone(),
+        ))],
+        rate_limit_per_second: 500,
+        rate_limit_burst: 1000,
+        max_concurrent_requests: 1024,
         database_url: format!("sqlite://{}?mode=rwc", db.display()),
         cipher,
         cards_dir: None,

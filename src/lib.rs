@@ -40,6 +40,11 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         store,
         kandji,
         api_keys: config.api_keys,
+        inbound_limit: api::auth::InboundLimit::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        ),
+        max_concurrent_requests: config.max_concurrent_requests.max(1),
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
     }))

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Caller;
+use super::auth::{Caller, Scope};
 use super::{AppJson, AppState};
 use crate::catalog::Card;
 use crate::engine::{self, RunError};
@@ -18,11 +18,14 @@ use crate::kandji::{ApiBaseUrl, KandjiError, Tenant};
 use crate::store::IdempotencyClaim;
 use sha2::{Digest, Sha256};
 
-pub fn routes() -> Router<AppState> {
+pub fn catalog_routes() -> Router<AppState> {
     Router::new()
         .route("/cards", get(list_cards))
         .route("/cards/{id}", get(get_card))
-        .route("/cards/{id}/invoke", post(invoke))
+}
+
+pub fn invoke_routes() -> Router<AppState> {
+    Router::new().route("/cards/{id}/invoke", post(invoke))
 }
 
 fn summary(card: &Card) -> Value {
@@ -104,6 +107,9 @@ async fn invoke(
         .catalog
         .get(&id)
         .is_some_and(|c| c.def.has_secret_outputs());
+    if secret && let Err(p) = caller.require(Scope::SecretsRead) {
+        return p.into_response();
+    }
     let Some(key) = headers.get("idempotency-key") else {
         return respond(invoke_inner(&app, &id, raw).await, secret);
     };

@@ -1,6 +1,6 @@
 //! HTTP routes, grouped by resource, and the cross-cutting layers (auth, limits, errors, tracing).
 
-mod auth;
+pub mod auth;
 mod cards;
 mod connections;
 mod extract;
@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::get;
-use secrecy::SecretString;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -32,7 +31,9 @@ pub struct App {
     pub catalog: Catalog,
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
-    pub api_keys: Vec<SecretString>,
+    pub api_keys: Vec<auth::ApiKey>,
+    pub inbound_limit: auth::InboundLimit,
+    pub max_concurrent_requests: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
 }
@@ -44,8 +45,21 @@ pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 /// The whole HTTP API; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .merge(cards::routes())
-        .merge(connections::routes())
+        .merge(
+            cards::catalog_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CatalogRead,
+            ))),
+        )
+        .merge(
+            cards::invoke_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            connections::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::Admin,
+            ))),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
@@ -60,6 +74,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
         })
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.max_concurrent_requests,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             state.request_timeout,

@@ -65,7 +65,12 @@ impl Resp {
 pub fn test_config(db: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        api_keys: vec![SecretString::from(API_KEY.to_string())],
+        api_keys: vec![kandji_connector::api::auth::ApiKey::all(
+            &SecretString::from(API_KEY.to_string()),
+        )],
+        rate_limit_per_second: 500,
+        rate_limit_burst: 1000,
+        max_concurrent_requests: 1024,
         database_url: format!("sqlite://{}?mode=rwc", db.display()),
         cipher: TokenCipher::generate().0,
         cards_dir: None,
