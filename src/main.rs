@@ -47,6 +47,22 @@ enum Command {
         )]
         listen: String,
     },
+    /// Re-encrypt every stored secret under a new secret key (KANDJI_CONNECTOR_NEW_SECRET_KEY),
+    /// keeping every connection; then start the server with the new key.
+    RotateSecretKey {
+        #[arg(
+            long,
+            env = "KANDJI_CONNECTOR_DATABASE_URL",
+            default_value = "sqlite://kandji-connector.db?mode=rwc"
+        )]
+        database_url: String,
+        /// The current key (base64 of 32 bytes).
+        #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// The new key (base64 of 32 bytes).
+        #[arg(long, env = "KANDJI_CONNECTOR_NEW_SECRET_KEY", hide_env_values = true)]
+        new_secret_key: String,
+    },
     /// Card definitions.
     Cards {
         #[command(subcommand)]
@@ -105,6 +121,11 @@ async fn main() -> ExitCode {
             init_tracing();
             report(kandji_connector::demo::run(listen, devices).await)
         }
+        Command::RotateSecretKey {
+            database_url,
+            secret_key,
+            new_secret_key,
+        } => report(rotate(&database_url, &secret_key, &new_secret_key).await),
         Command::Healthcheck { listen } => {
             let port = listen.rsplit(':').next().unwrap_or("8080");
             let url = format!("http://127.0.0.1:{port}/healthz");
@@ -129,6 +150,21 @@ async fn main() -> ExitCode {
             report(simulator::run_standalone(listen, config).await)
         }
     }
+}
+
+async fn rotate(database_url: &str, current: &str, new: &str) -> anyhow::Result<()> {
+    use kandji_connector::store::{self, TokenCipher};
+    let current = TokenCipher::from_base64(current)
+        .map_err(|e| anyhow::anyhow!("KANDJI_CONNECTOR_SECRET_KEY: {e}"))?;
+    let new = TokenCipher::from_base64(new)
+        .map_err(|e| anyhow::anyhow!("KANDJI_CONNECTOR_NEW_SECRET_KEY: {e}"))?;
+    let store = store::open(database_url, current).await?;
+    let n = store.rotate_secret_key(&new).await?;
+    store.close().await;
+    println!(
+        "re-encrypted {n} connection tokens; start the server with KANDJI_CONNECTOR_SECRET_KEY set to the new key"
+    );
+    Ok(())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
