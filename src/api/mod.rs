@@ -7,6 +7,7 @@ mod extract;
 mod health;
 #[cfg(test)]
 mod openapi_check;
+pub mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub struct App {
     pub max_concurrent_requests: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub tenants: tenants::TenantCache,
 }
 
 pub type AppState = Arc<App>;
