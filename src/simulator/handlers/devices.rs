@@ -16,7 +16,7 @@ use crate::simulator::http::{
     non_negative_int, not_found, parse_body, positive_int, str_list,
 };
 use crate::simulator::rng::Gen;
-use crate::simulator::tenant::{Device, Note, Tenant};
+use crate::simulator::tenant::{Device, IdSet, Note, Tenant};
 use crate::simulator::views::{self, Ts, ts_iso};
 
 /// Kandji's hard maximum (and default) page size for `/devices`.
@@ -36,11 +36,8 @@ struct DeviceFilter {
     platform: Option<String>,
     serial_number: Option<String>,
     tag_names: Option<Vec<String>>,
-    user: Option<String>,
-    user_email: Option<String>,
-    user_email_exact: Option<String>,
-    user_id: Option<Uuid>,
-    user_name: Option<String>,
+    /// The users that pass the user filters, computed once per request.
+    users: Option<IdSet>,
     active: bool,
 }
 
@@ -72,13 +69,38 @@ impl DeviceFilter {
             platform: req.filter("platform").map(str::to_string),
             serial_number: lower("serial_number"),
             tag_names: None,
-            user: lower("user"),
-            user_email: lower("user_email"),
-            user_email_exact: lower("user_email_exact"),
-            user_id: uuid_param(req, "user_id")?,
-            user_name: lower("user_name"),
+            users: None,
             active: false,
         };
+        let user = lower("user");
+        let user_name = lower("user_name");
+        let user_email = lower("user_email");
+        let user_email_exact = lower("user_email_exact");
+        let user_id = uuid_param(req, "user_id")?;
+        if user.is_some()
+            || user_name.is_some()
+            || user_email.is_some()
+            || user_email_exact.is_some()
+            || user_id.is_some()
+        {
+            f.users = Some(
+                t.users
+                    .iter()
+                    .filter(|u| {
+                        user_id.is_none_or(|id| id == u.id)
+                            && user.as_deref().is_none_or(|s| contains_ci(&u.name, s))
+                            && user_name.as_deref().is_none_or(|s| contains_ci(&u.name, s))
+                            && user_email
+                                .as_deref()
+                                .is_none_or(|s| contains_ci(&u.email, s))
+                            && user_email_exact
+                                .as_deref()
+                                .is_none_or(|s| u.email.eq_ignore_ascii_case(s))
+                    })
+                    .map(|u| u.id)
+                    .collect(),
+            );
+        }
         // Tag filters are case sensitive and all narrow the same set.
         let mut tag_sets: Vec<Vec<String>> = Vec::new();
         if let Some(name) = req.filter("tag_name") {
@@ -118,15 +140,11 @@ impl DeviceFilter {
             || f.platform.is_some()
             || f.serial_number.is_some()
             || f.tag_names.is_some()
-            || f.user.is_some()
-            || f.user_email.is_some()
-            || f.user_email_exact.is_some()
-            || f.user_id.is_some()
-            || f.user_name.is_some();
+            || f.users.is_some();
         Ok(f)
     }
 
-    fn matches(&self, t: &Tenant, d: &Device) -> bool {
+    fn matches(&self, d: &Device) -> bool {
         if let Some(id) = &self.device_id
             && d.device_id != *id
         {
@@ -182,35 +200,10 @@ impl DeviceFilter {
         {
             return false;
         }
-        if self.user_id.is_some()
-            || self.user.is_some()
-            || self.user_name.is_some()
-            || self.user_email.is_some()
-            || self.user_email_exact.is_some()
+        if let Some(users) = &self.users
+            && !d.user_id.is_some_and(|id| users.contains(&id))
         {
-            let Some(u) = d.user_id.and_then(|id| t.user(&id)) else {
-                return false;
-            };
-            if self.user_id.is_some_and(|id| id != u.id)
-                || self
-                    .user
-                    .as_deref()
-                    .is_some_and(|s| !contains_ci(&u.name, s))
-                || self
-                    .user_name
-                    .as_deref()
-                    .is_some_and(|s| !contains_ci(&u.name, s))
-                || self
-                    .user_email
-                    .as_deref()
-                    .is_some_and(|s| !contains_ci(&u.email, s))
-                || self
-                    .user_email_exact
-                    .as_deref()
-                    .is_some_and(|s| !u.email.eq_ignore_ascii_case(s))
-            {
-                return false;
-            }
+            return false;
         }
         true
     }
@@ -268,11 +261,7 @@ impl SortKey {
             SortKey::OsVersion => a.os_version.cmp(b.os_version),
             SortKey::SerialNumber => a.serial_number.cmp(&b.serial_number),
             SortKey::User => {
-                let name = |d: &Device| {
-                    d.user_id
-                        .and_then(|id| t.user(&id))
-                        .map(|u| u.name.as_str())
-                };
+                let name = |d: &Device| d.user_id.and_then(|id| t.user(&id)).map(|u| &*u.name);
                 nulls_last(name(a), name(b))
             }
         }
@@ -339,7 +328,7 @@ pub fn list(state: &SimState, req: &Req) -> Response {
         None => Box::new(t.devices.iter()),
     };
     let page: Vec<views::DeviceOut> = if filter.active {
-        all.filter(|d| filter.matches(&t, d))
+        all.filter(|d| filter.matches(d))
             .skip(offset)
             .take(limit)
             .map(|d| views::device_out(&t, d))
@@ -807,7 +796,7 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
         d.user_id = u;
     }
     if let Some(a) = asset_tag {
-        d.asset_tag = a;
+        d.asset_tag = a.map(Into::into);
     }
     if let Some(mut names) = tags {
         names.dedup();
@@ -857,7 +846,7 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ0123456789";
 fn grouped_code(g: &mut Gen, groups: &[usize]) -> String {
     groups
         .iter()
-        .map(|&n| g.from_alphabet(CODE_ALPHABET, n))
+        .map(|&n| g.chars_from(CODE_ALPHABET, n))
         .collect::<Vec<_>>()
         .join("-")
 }
@@ -889,6 +878,7 @@ pub fn secret(state: &SimState, id: &str, secret: Secret) -> Response {
                 let pin = d
                     .unlock_pin
                     .clone()
+                    .map(String::from)
                     .unwrap_or_else(|| default_unlock_pin(t, d));
                 json(200, &serde_json::json!({ "pin": pin }))
             }
