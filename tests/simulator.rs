@@ -197,6 +197,29 @@ async fn device_filters_match_like_kandji() {
     let (_, page) = get(&sim, &client, &format!("/devices?serial_number={partial}")).await;
     assert!(ids(&page).contains(&mac_id));
 
+    let (mac_address, email) = {
+        let t = sim.tenant();
+        let mac = t.first_device_of("Mac").unwrap();
+        let user = t.user(&mac.user_id.unwrap()).unwrap();
+        (mac.mac_address_string().unwrap(), user.email.to_string())
+    };
+    let (_, page) = get(
+        &sim,
+        &client,
+        &format!("/devices?mac_address={}", mac_address.to_uppercase()),
+    )
+    .await;
+    assert_eq!(ids(&page), vec![mac_id.clone()]);
+    let (_, page) = get(&sim, &client, &format!("/devices?user_email_exact={email}")).await;
+    assert!(ids(&page).contains(&mac_id));
+    let (_, page) = get(
+        &sim,
+        &client,
+        &format!("/devices?user_email_exact={}x", email),
+    )
+    .await;
+    assert_eq!(page, json!([]));
+
     let (status, body) = get(&sim, &client, "/devices?device_id=not-a-uuid").await;
     assert_eq!(status, 400);
     assert_eq!(body, json!({"device_id": ["Enter a valid UUID."]}));

@@ -296,8 +296,8 @@ impl Tenant {
             .map(|&i| &self.devices[i as usize])
     }
 
+    /// Call [`Tenant::touch`] after changing a field `/devices` can be ordered by.
     pub fn device_mut(&mut self, id: &Uuid) -> Option<&mut Device> {
-        self.generation += 1;
         match self.device_index.get(id) {
             Some(&i) => Some(&mut self.devices[i as usize]),
             None => None,

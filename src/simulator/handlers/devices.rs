@@ -30,7 +30,8 @@ struct DeviceFilter {
     device_id: Option<Uuid>,
     device_name: Option<String>,
     filevault_enabled: Option<bool>,
-    mac_address: Option<String>,
+    /// `None` inside: the filter value is not a MAC address, so nothing matches.
+    mac_address: Option<Option<[u8; 6]>>,
     model: Option<String>,
     os_version: Option<String>,
     platform: Option<String>,
@@ -63,7 +64,7 @@ impl DeviceFilter {
                 Some("false" | "False" | "0") => Some(false),
                 _ => None,
             },
-            mac_address: lower("mac_address"),
+            mac_address: req.filter("mac_address").map(parse_mac),
             model: lower("model"),
             os_version: lower("os_version"),
             platform: req.filter("platform").map(str::to_string),
@@ -176,7 +177,12 @@ impl DeviceFilter {
             return false;
         }
         if let Some(s) = &self.blueprint_id
-            && !contains_ci(&d.blueprint_id.to_string(), s)
+            && !contains_ci(
+                d.blueprint_id
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+                s,
+            )
         {
             return false;
         }
@@ -191,7 +197,7 @@ impl DeviceFilter {
             return false;
         }
         if let Some(mac) = &self.mac_address
-            && d.mac_address_string().as_deref() != Some(mac.as_str())
+            && (mac.is_none() || d.mac_address != *mac)
         {
             return false;
         }
@@ -207,6 +213,16 @@ impl DeviceFilter {
         }
         true
     }
+}
+
+/// `00:0c:29:05:43:b6` (or with `-`), any case.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.trim().split([':', '-']);
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -799,7 +815,8 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
         d.asset_tag = a.map(Into::into);
     }
     if let Some(mut names) = tags {
-        names.dedup();
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         d.tags = names;
     }
     let t = &*t;
