@@ -41,6 +41,7 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         kandji: ClientConfig::default(),
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(120),
+        trust: crate::trust::TrustConfig::default(),
     };
     let state = crate::build_state(config).await?;
     let conn = state

@@ -12,6 +12,7 @@ pub mod error;
 pub mod kandji;
 pub mod simulator;
 pub mod store;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -35,10 +36,16 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
             )
         })?;
     let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone())
+        .await
+        .context("cannot load the device inventories")?;
+    let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
     Ok(Arc::new(App {
         catalog,
         store,
         kandji,
+        trust,
+        resolvers,
         api_keys: config.api_keys,
         inbound_limit: api::auth::InboundLimit::new(
             config.rate_limit_per_second,
@@ -61,9 +68,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    state.trust.shutdown().await;
+    served?;
     Ok(())
 }
 

@@ -243,10 +243,11 @@ async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Pro
     let (Some(prepared), Some(tenant)) = (prepared, tenant) else {
         return Err(Problem::invalid(errors));
     };
-    let outputs = engine::run(&app.kandji, &tenant, &prepared)
+    let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers)
         .await
         .map_err(|e| match e {
             RunError::Unsupported(m) => Problem::not_implemented(m),
+            RunError::Invalid(errors) => Problem::invalid(errors),
             RunError::Kandji(k) => kandji_problem(&k),
         })?;
     Ok(json!({ "outputs": outputs }))

@@ -8,6 +8,7 @@ mod health;
 #[cfg(test)]
 mod openapi_check;
 pub mod tenants;
+mod trust;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::catalog::Catalog;
+use crate::engine::Resolvers;
 use crate::error::Problem;
 use crate::kandji::KandjiClient;
 use crate::store::Store;
+use crate::trust::Trust;
 
 pub use extract::AppJson;
 
@@ -32,6 +35,10 @@ pub struct App {
     pub catalog: Catalog,
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
+    /// Device inventories and device-trust lookups.
+    pub trust: Arc<Trust>,
+    /// What answers cards' resolver variants.
+    pub resolvers: Resolvers,
     pub api_keys: Vec<auth::ApiKey>,
     pub inbound_limit: auth::InboundLimit,
     pub max_concurrent_requests: usize,
@@ -54,6 +61,11 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(
             cards::invoke_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            trust::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
                 auth::Scope::CardsInvoke,
             ))),
         )
