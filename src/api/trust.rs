@@ -75,25 +75,26 @@ async fn device_trust(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     let serial = serial_from_query(query.as_deref())?;
-    let tenant = || async {
-        tenant_for(&app, &id).await.map_err(|e| match e {
-            Some(_) => LookupError::UnknownConnection,
-            None => LookupError::Store,
-        })
+    // The inventory answers without reading the store or resolving the tenant.
+    let answer = match app.trust.known(&id, &serial) {
+        Some(a) => a,
+        None => {
+            let tenant = tenant_for(&app, &id).await.map_err(|e| match e {
+                Some(_) => Problem::not_found(format!("no connection {id:?}")),
+                None => Problem::internal("the store could not be reached"),
+            })?;
+            app.trust
+                .ask_kandji(&tenant, &serial)
+                .await
+                .map_err(|e| match e {
+                    LookupError::Kandji(e) => kandji_problem(&e),
+                    LookupError::KandjiStatus { status, body } => {
+                        Problem::new(StatusCode::BAD_GATEWAY, format!("Kandji answered {status}"))
+                            .detail(error_message(status, &body))
+                    }
+                })?
+        }
     };
-    let answer = app
-        .trust
-        .lookup(&id, &serial, tenant)
-        .await
-        .map_err(|e| match e {
-            LookupError::UnknownConnection => Problem::not_found(format!("no connection {id:?}")),
-            LookupError::Store => Problem::internal("the store could not be reached"),
-            LookupError::Kandji(e) => kandji_problem(&e),
-            LookupError::KandjiStatus { status, body } => {
-                Problem::new(StatusCode::BAD_GATEWAY, format!("Kandji answered {status}"))
-                    .detail(error_message(status, &body))
-            }
-        })?;
     let mut resp = axum::Json(answer).into_response();
     // A device's state changes; a cached answer is a security decision made on old facts.
     resp.headers_mut()

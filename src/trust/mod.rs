@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
 use crate::api::tenants::TenantCache;
@@ -147,10 +147,6 @@ impl TrustAnswer {
 /// Why a lookup has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    #[error("no such connection")]
-    UnknownConnection,
-    #[error("the store could not be read")]
-    Store,
     #[error(transparent)]
     Kandji(#[from] KandjiError),
     /// Kandji answered with an error status and there is no inventory to answer from.
@@ -441,45 +437,54 @@ impl Trust {
         self.inventory(connection).map(|i| i.status())
     }
 
-    /// Answers for `serial` on `connection`: from the inventory when it knows, else with one
-    /// live lookup (`tenant` is only resolved then).
-    pub async fn lookup<F, Fut>(
-        &self,
-        connection: &str,
-        serial: &SerialNumber,
-        tenant: F,
-    ) -> Result<TrustAnswer, LookupError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Tenant, LookupError>>,
-    {
+    /// Answers for `serial` from the connection's inventory, when it knows: a device it holds,
+    /// or a serial number a live lookup recently found Kandji does not know.
+    pub fn known(&self, connection: &str, serial: &SerialNumber) -> Option<TrustAnswer> {
+        let inv = self.inventory(connection)?;
         let stale_after = self.shared.config.stale_after();
-        let inv = self.inventory(connection);
-        if let Some(inv) = &inv {
-            if let Some(d) = inv.index().get(serial).map(|e| e.to_device(serial.key())) {
-                return Ok(
-                    TrustAnswer::new(serial, Some(&d), Source::Inventory).checked(
-                        Some(d.last_seen),
-                        inv.available(),
-                        stale_after,
-                    ),
-                );
-            }
-            let remembered = inv.misses().get(serial.key()).copied();
-            if let Some(at) = remembered
-                && Utc::now() - at
-                    < chrono::Duration::from_std(self.shared.config.interval).unwrap_or_default()
-            {
-                return Ok(TrustAnswer::new(serial, None, Source::Inventory).checked(
-                    Some(at),
+        if let Some(d) = inv.index().get(serial).map(|e| e.to_device(serial.key())) {
+            return Some(
+                TrustAnswer::new(serial, Some(&d), Source::Inventory).checked(
+                    Some(d.last_seen),
                     inv.available(),
                     stale_after,
-                ));
-            }
+                ),
+            );
         }
-        let tenant = tenant().await?;
-        let outcome = live_lookup(&self.shared.kandji, &tenant, serial).await;
-        let Some(inv) = inv else {
+        let at = inv.misses().get(serial.key()).copied()?;
+        let ttl = chrono::Duration::from_std(self.shared.config.interval).unwrap_or_default();
+        (Utc::now() - at < ttl).then(|| {
+            TrustAnswer::new(serial, None, Source::Inventory).checked(
+                Some(at),
+                inv.available(),
+                stale_after,
+            )
+        })
+    }
+
+    /// Answers for `serial` from the inventory when it knows, else with one live lookup.
+    pub async fn lookup(
+        &self,
+        tenant: &Tenant,
+        serial: &SerialNumber,
+    ) -> Result<TrustAnswer, LookupError> {
+        match self.known(&tenant.connection_id, serial) {
+            Some(a) => Ok(a),
+            None => self.ask_kandji(tenant, serial).await,
+        }
+    }
+
+    /// One live lookup. What it finds joins the inventory (if the connection keeps one); when
+    /// Kandji cannot be asked, the inventory answers as of its last completed sync.
+    pub async fn ask_kandji(
+        &self,
+        tenant: &Tenant,
+        serial: &SerialNumber,
+    ) -> Result<TrustAnswer, LookupError> {
+        let connection = tenant.connection_id.as_str();
+        let stale_after = self.shared.config.stale_after();
+        let outcome = live_lookup(&self.shared.kandji, tenant, serial).await;
+        let Some(inv) = self.inventory(connection) else {
             return outcome.map(|d| {
                 TrustAnswer::new(serial, d.as_ref(), Source::Live).checked(
                     Some(now()),
@@ -496,8 +501,9 @@ impl Trust {
                     Some(d) => {
                         inv.index_mut().upsert(d);
                         inv.misses().remove(serial.key());
-                        let store = self.shared.store.clone();
-                        if let Err(e) = store
+                        if let Err(e) = self
+                            .shared
+                            .store
                             .inventory_apply(connection, std::slice::from_ref(d), &[])
                             .await
                         {
@@ -595,21 +601,14 @@ impl Resolver for Trust {
                 "serial_number",
             )])
         })?;
-        let t = tenant.clone();
-        match self
-            .lookup(&tenant.connection_id, &serial, || async { Ok(t) })
-            .await
-        {
+        match self.lookup(tenant, &serial).await {
             Ok(answer) => Ok(Resolved {
                 status: 200,
                 body: serde_json::to_value(answer).unwrap_or_default(),
             }),
+            // Kandji's refusal passes through as the card's status_code and error, as on every card.
             Err(LookupError::KandjiStatus { status, body }) => Ok(Resolved { status, body }),
             Err(LookupError::Kandji(e)) => Err(RunError::Kandji(e)),
-            Err(e @ (LookupError::UnknownConnection | LookupError::Store)) => Ok(Resolved {
-                status: 500,
-                body: json!({"detail": e.to_string()}),
-            }),
         }
     }
 }
