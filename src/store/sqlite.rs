@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::RwLock;
 
 use super::{
@@ -45,15 +45,17 @@ const UPDATE_ONE: &str = "UPDATE connections SET \
 const SELECT_INVENTORY: &str = "SELECT serial_key, device_id, platform, os_version, \
      blueprint_name, last_check_in, mdm_enabled, agent_installed, is_missing, is_removed, last_seen \
      FROM inventory_devices WHERE connection_id = ? AND serial_key > ? ORDER BY serial_key LIMIT ?";
-const UPSERT_INVENTORY: &str = "INSERT INTO inventory_devices (connection_id, serial_key, \
+const INSERT_INVENTORY: &str = "INSERT INTO inventory_devices (connection_id, serial_key, \
      device_id, platform, os_version, blueprint_name, last_check_in, mdm_enabled, agent_installed, \
-     is_missing, is_removed, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (connection_id, serial_key) DO UPDATE SET \
+     is_missing, is_removed, last_seen) ";
+const ON_INVENTORY_CONFLICT: &str = " ON CONFLICT (connection_id, serial_key) DO UPDATE SET \
      device_id = excluded.device_id, platform = excluded.platform, \
      os_version = excluded.os_version, blueprint_name = excluded.blueprint_name, \
      last_check_in = excluded.last_check_in, mdm_enabled = excluded.mdm_enabled, \
      agent_installed = excluded.agent_installed, is_missing = excluded.is_missing, \
      is_removed = excluded.is_removed, last_seen = excluded.last_seen";
+/// Rows per multi-row INSERT: 12 variables each, well under SQLite's 32,766.
+const INVENTORY_ROWS_PER_INSERT: usize = 500;
 
 pub(super) struct SqliteStore {
     pool: SqlitePool,
@@ -433,22 +435,25 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for d in upserts {
-            sqlx::query(UPSERT_INVENTORY)
-                .bind(connection)
-                .bind(&d.serial_key)
-                .bind(&d.device_id)
-                .bind(&d.platform)
-                .bind(&d.os_version)
-                .bind(&d.blueprint_name)
-                .bind(d.last_check_in.as_ref().map(format_ts))
-                .bind(d.mdm_enabled)
-                .bind(d.agent_installed)
-                .bind(d.is_missing)
-                .bind(d.is_removed)
-                .bind(format_ts(&d.last_seen))
-                .execute(&mut *tx)
-                .await?;
+        // One statement per few hundred rows: a first sync of 100,000 devices writes them all.
+        for chunk in upserts.chunks(INVENTORY_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(INSERT_INVENTORY);
+            insert.push_values(chunk, |mut row, d| {
+                row.push_bind(connection.to_string())
+                    .push_bind(d.serial_key.clone())
+                    .push_bind(d.device_id.clone())
+                    .push_bind(d.platform.clone())
+                    .push_bind(d.os_version.clone())
+                    .push_bind(d.blueprint_name.clone())
+                    .push_bind(d.last_check_in.as_ref().map(format_ts))
+                    .push_bind(d.mdm_enabled)
+                    .push_bind(d.agent_installed)
+                    .push_bind(d.is_missing)
+                    .push_bind(d.is_removed)
+                    .push_bind(format_ts(&d.last_seen));
+            });
+            insert.push(ON_INVENTORY_CONFLICT);
+            insert.build().execute(&mut *tx).await?;
         }
         for key in deletes {
             sqlx::query("DELETE FROM inventory_devices WHERE connection_id = ? AND serial_key = ?")

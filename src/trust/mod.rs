@@ -353,6 +353,7 @@ impl Trust {
         if self.inventory(connection).is_some() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let store = &self.shared.store;
         let last = store.inventory_last_sync(connection).await?;
         let inv = Arc::new(Inventory::new(connection, last.clone()));
@@ -375,6 +376,12 @@ impl Trust {
                 _ => break,
             }
         }
+        tracing::info!(
+            connection,
+            devices = inv.index().len(),
+            ms = started.elapsed().as_millis() as u64,
+            "inventory loaded from the store"
+        );
         let mut map = self.inventories.write().unwrap_or_else(|e| e.into_inner());
         if map.contains_key(connection) {
             return Ok(());

@@ -95,9 +95,15 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
     pager.label = SYNC_LABEL.to_string();
     let mut devices: u64 = 0;
     let mut last_call: Option<Instant> = None;
+    // The previous page's new or changed devices are written while the next page is fetched.
+    let mut unwritten: Vec<InventoryDevice> = Vec::new();
     while !pager.is_done() {
-        pace(shared, inv, &tenant, &mut last_call).await;
-        let page = pager.next(&shared.kandji, &tenant, PAGE_SIZE).await;
+        let fetch = async {
+            pace(shared, inv, &tenant, &mut last_call).await;
+            pager.next(&shared.kandji, &tenant, PAGE_SIZE).await
+        };
+        let (page, written) = tokio::join!(fetch, write(shared, conn, &unwritten));
+        written?;
         let page = match page {
             Ok(Some(p)) => p,
             Ok(None) => break,
@@ -121,16 +127,12 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
             .iter()
             .filter_map(|r| parse_device(r, seen_at))
             .collect();
+        drop(page);
         devices += parsed.len() as u64;
-        let changed: Vec<InventoryDevice> = {
+        unwritten = {
             let mut idx = inv.index_mut();
             parsed.into_iter().filter(|d| idx.upsert(d)).collect()
         };
-        shared
-            .store
-            .inventory_apply(conn, &changed, &[])
-            .await
-            .map_err(|e| e.to_string())?;
         let mut st = inv.state();
         st.phase = Phase::Syncing;
         st.current = Some(SyncProgress {
@@ -139,12 +141,13 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
             kandji_calls: calls(shared, conn) - calls_before,
         });
     }
+    write(shared, conn, &unwritten).await?;
     let gone = inv.index_mut().remove_unseen();
     shared
         .store
         .inventory_apply(conn, &[], &gone)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("the store could not be written: {e}"))?;
     let done = InventorySync {
         started_at,
         finished_at: now(),
@@ -170,6 +173,14 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
     st.last_error = None;
     st.last = Some(done);
     Ok(())
+}
+
+async fn write(shared: &Shared, conn: &str, devices: &[InventoryDevice]) -> Result<(), String> {
+    shared
+        .store
+        .inventory_apply(conn, devices, &[])
+        .await
+        .map_err(|e| format!("the store could not be written: {e}"))
 }
 
 /// Requests this sync's connection has sent under the sync's label (retries included).
