@@ -161,8 +161,8 @@ async fn caller_headers_are_passed_but_authorization_is_the_connections() {
         let r = s
             .invoke(
                 "custom_api_request",
-                json!({"relative_url": "/devices", "headers": {name: "Bearer someone-elses-token"}}),
-                json!({"request_type": "GET"}),
+                json!({"relative_url": "/devices", "headers": {name: "Bearer someone-elses-token"}, "body": {}}),
+                json!({"request_type": "POST"}),
             )
             .await;
         assert_eq!(r.problem(422), [format!("inputs.headers.{name}")]);
@@ -263,4 +263,23 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     assert_eq!(out["status_code"], 200);
     assert_eq!(out["body"], Value::Null);
     assert!(out.get("error").is_none());
+}
+
+/// Every card of the catalog is invoked by one of the `tests/cards_*.rs` files.
+#[test]
+fn every_card_has_a_test() {
+    let sources = [
+        include_str!("cards_devices.rs"),
+        include_str!("cards_lists.rs"),
+        include_str!("cards_custom.rs"),
+    ]
+    .concat();
+    let catalog = kandji_connector::catalog::Catalog::load(None).expect("cards load");
+    let missing: Vec<&str> = catalog
+        .iter()
+        .map(|c| c.def.id.as_str())
+        .filter(|id| !sources.contains(&format!("\"{id}\"")))
+        .collect();
+    assert!(missing.is_empty(), "cards without a test: {missing:?}");
+    assert_eq!(catalog.iter().count(), 32);
 }
