@@ -5,6 +5,7 @@ mod cards_support;
 mod common;
 
 use cards_support::*;
+use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -249,6 +250,44 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     assert_eq!(out["status_code"], 400);
     assert_eq!(out["body"], json!({"dep_account": ["Enter a valid UUID."]}));
     assert_eq!(out["error"], "dep_account: Enter a valid UUID.");
+
+    // Plain text, as Kandji's blueprint assignment endpoints answer.
+    s.sim.push_faults(
+        Some("/blueprints/"),
+        vec![Fault::Status {
+            status: 400,
+            retry_after: None,
+            body: Some("Library Item already exists in Assignment Node".into()),
+        }],
+    );
+    let bp = s.sim.tenant().blueprints[0].id;
+    let out = s
+        .outputs(
+            "custom_api_request",
+            json!({"relative_url": format!("/blueprints/{bp}/assign-library-item"), "body": {"library_item_id": "x"}}),
+            json!({"request_type": "POST"}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!("POST /api/v1/blueprints/{bp}/assign-library-item"),
+    );
+    assert_json(&req, json!({"library_item_id": "x"}));
+    assert_eq!(out["status_code"], 400);
+    assert_eq!(
+        out["body"],
+        "Library Item already exists in Assignment Node"
+    );
+    assert_eq!(
+        out["error"],
+        "Library Item already exists in Assignment Node"
+    );
+    assert!(
+        out["headers"]["content-type"]
+            .as_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
 
     // A success without a body: Body is null, no error.
     let out = s
