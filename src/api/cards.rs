@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppJson, AppState};
-use crate::catalog::Card;
+use crate::catalog::{Card, ResultSetKind};
 use crate::engine::{self, RunError};
 use crate::error::{FieldError, Problem};
 use crate::kandji::{ApiBaseUrl, KandjiError, Tenant};
+use crate::streams::{StartError, StreamRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -100,10 +101,42 @@ async fn invoke_inner(app: &AppState, id: &str, body: InvokeBody) -> Result<Resp
         }
         Err(None) => return Err(Problem::internal("the store could not be read")),
     };
-    let prepared = engine::prepare(card, &body.inputs, &body.options).map_err(|e| errors.extend(e)).ok();
-    let (Some(prepared), Some(tenant)) = (prepared, tenant) else {
+    // A stream result set's helper_flow and record_limit are the connector's options, not the
+    // card's: take them out (and check the callback URL) before the card's options are validated.
+    let mut options = body.options;
+    let is_stream = options
+        .get("result_set")
+        .and_then(Value::as_str)
+        .and_then(|rs| card.def.result_set(rs))
+        .is_some_and(|rs| rs.kind == ResultSetKind::Stream);
+    let stream = StreamRequest::take(&mut options, is_stream, &app.streams.config().allow)
+        .await
+        .map_err(|e| errors.extend(e))
+        .ok()
+        .flatten();
+    let prepared = engine::prepare(card, &body.inputs, &options).map_err(|e| errors.extend(e)).ok();
+    let (Some(prepared), Some(tenant), true) = (prepared, tenant, errors.is_empty()) else {
         return Err(Problem::invalid(errors));
     };
+    if let (Some(request), Some(rs)) = (stream, &prepared.result_set) {
+        let started = app
+            .streams
+            .start(&tenant.connection_id, &card.def.id, &rs.id, Value::Object(prepared.inputs.clone()), Value::Object(prepared.options.clone()), request)
+            .await
+            .map_err(|e| match e {
+                StartError::ShuttingDown => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down").detail("the connector is shutting down; start the stream again").retry_after(5),
+                StartError::Store(e) => {
+                    tracing::error!(error = %e, "cannot record a stream");
+                    Problem::internal("the stream could not be recorded")
+                }
+            })?;
+        let url = super::streams::status_url(&started.id);
+        let mut resp = (StatusCode::ACCEPTED, axum::Json(json!({"stream_id": started.id, "status_url": url}))).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&url) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(resp);
+    }
     let outputs = engine::run(&app.kandji, &tenant, &prepared).await.map_err(|e| match e {
         RunError::Unsupported(m) => Problem::not_implemented(m),
         RunError::Kandji(k) => kandji_problem(&k),

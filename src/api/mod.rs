@@ -5,6 +5,7 @@ mod cards;
 mod connections;
 mod extract;
 mod health;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +23,16 @@ use crate::catalog::Catalog;
 use crate::error::Problem;
 use crate::kandji::KandjiClient;
 use crate::store::Store;
+use crate::streams::Streams;
 
 pub use extract::AppJson;
 
 /// Everything a handler may need.
 pub struct App {
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
+    pub streams: Arc<Streams>,
     pub api_keys: Vec<SecretString>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -44,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(cards::routes())
         .merge(connections::routes())
+        .merge(streams::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()

@@ -257,14 +257,14 @@ fn looks_like_html(s: &str) -> bool {
 fn html_text(s: &str) -> String {
     let lower = s.to_ascii_lowercase();
     for tag in ["h1", "title"] {
-        if let Some(start) = lower.find(&format!("<{tag}")) {
-            if let Some(gt) = lower[start..].find('>') {
-                let from = start + gt + 1;
-                if let Some(end) = lower[from..].find(&format!("</{tag}")) {
-                    let t = s[from..from + end].trim();
-                    if !t.is_empty() {
-                        return t.to_string();
-                    }
+        if let Some(start) = lower.find(&format!("<{tag}"))
+            && let Some(gt) = lower[start..].find('>')
+        {
+            let from = start + gt + 1;
+            if let Some(end) = lower[from..].find(&format!("</{tag}")) {
+                let t = s[from..from + end].trim();
+                if !t.is_empty() {
+                    return t.to_string();
                 }
             }
         }
