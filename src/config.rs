@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::SecretString;
 
+use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
 use crate::store::TokenCipher;
 use crate::streams::{CallbackPolicy, StreamConfig};
@@ -15,60 +15,140 @@ use crate::streams::{CallbackPolicy, StreamConfig};
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "KANDJI_CONNECTOR_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: String,
     /// Comma-separated API keys that callers send as `Authorization: Bearer <key>`.
     #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
+    /// A file of API keys, one entry a line (same format; `#` starts a comment), e.g. a container secret.
+    #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// Database URL: `sqlite://file.db` (default) or `postgres://…`.
-    #[arg(long, env = "KANDJI_CONNECTOR_DATABASE_URL", default_value = "sqlite://kandji-connector.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_DATABASE_URL",
+        default_value = "sqlite://kandji-connector.db?mode=rwc"
+    )]
     pub database_url: String,
     /// Base64 of 32 random bytes; stored Kandji tokens are encrypted with it.
     #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// A file holding the secret key (e.g. a container secret).
+    #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Requests per second each API key may send (sustained).
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND",
+        default_value_t = 500
+    )]
+    pub rate_limit_per_second: u32,
+    /// Requests each API key may send at once above the sustained rate.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_RATE_LIMIT_BURST",
+        default_value_t = 1000
+    )]
+    pub rate_limit_burst: u32,
+    /// Requests served at once; more wait their turn.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
     /// A folder of extra or replacement card files.
     #[arg(long, env = "KANDJI_CONNECTOR_CARDS_DIR")]
     pub cards_dir: Option<PathBuf>,
     /// Connect timeout for requests to Kandji, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_KANDJI_CONNECT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
     pub kandji_connect_timeout_ms: u64,
     /// Total timeout for one request to Kandji, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub kandji_timeout_ms: u64,
     /// Largest answer read from Kandji, in bytes.
     #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub kandji_max_response_bytes: usize,
+    /// How long a card invocation waits for the connection's Kandji budget before answering 429, in milliseconds.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_KANDJI_BUDGET_WAIT_MS",
+        default_value_t = 10_000
+    )]
+    pub kandji_budget_wait_ms: u64,
+    /// Retries of a Kandji request where retrying is safe.
+    #[arg(long, env = "KANDJI_CONNECTOR_KANDJI_MAX_RETRIES", default_value_t = 4)]
+    pub kandji_max_retries: usize,
     /// Largest request body accepted from callers, in bytes.
     #[arg(long, env = "KANDJI_CONNECTOR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Time limit for one inbound request, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_REQUEST_TIMEOUT_MS", default_value_t = 120_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_REQUEST_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
     pub request_timeout_ms: u64,
     /// Non-public callback targets streams may deliver to (and use plain http for):
     /// comma-separated CIDRs, addresses or host names, e.g. `127.0.0.1/32`.
     #[arg(long, env = "KANDJI_CONNECTOR_CALLBACK_ALLOW", default_value = "")]
     pub callback_allow: String,
     /// Callbacks in flight at once, per stream.
-    #[arg(long, env = "KANDJI_CONNECTOR_STREAM_CONCURRENCY", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_STREAM_CONCURRENCY",
+        default_value_t = 16
+    )]
     pub stream_concurrency: usize,
     /// Time limit of one callback attempt, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_CALLBACK_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_CALLBACK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub callback_timeout_ms: u64,
     /// Waits before each retry of a callback, in milliseconds (jittered; a longer Retry-After wins).
-    #[arg(long, env = "KANDJI_CONNECTOR_CALLBACK_RETRY_SCHEDULE_MS", default_value = "500,1000,2000,4000,8000,16000,32000")]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_CALLBACK_RETRY_SCHEDULE_MS",
+        default_value = "500,1000,2000,4000,8000,16000,32000"
+    )]
     pub callback_retry_schedule_ms: String,
     /// Longest Retry-After honoured, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_CALLBACK_MAX_RETRY_AFTER_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_CALLBACK_MAX_RETRY_AFTER_MS",
+        default_value_t = 60_000
+    )]
     pub callback_max_retry_after_ms: u64,
     /// How often a running stream's progress is saved, in milliseconds.
-    #[arg(long, env = "KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS", default_value_t = 250)]
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS",
+        default_value_t = 250
+    )]
     pub stream_checkpoint_ms: u64,
 }
 
 /// The checked configuration the server runs with.
 pub struct Config {
     pub listen: SocketAddr,
-    pub api_keys: Vec<SecretString>,
+    pub api_keys: Vec<ApiKey>,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub max_concurrent_requests: usize,
     pub database_url: String,
     pub cipher: TokenCipher,
     pub cards_dir: Option<PathBuf>,
@@ -114,16 +194,46 @@ impl ServeArgs {
                 None
             }
         };
-        let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""));
-        if api_keys.is_empty() {
-            problems.push(
-                "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`)".into(),
-            );
-        } else if let Some(short) = api_keys.iter().find(|k| secrecy::ExposeSecret::expose_secret(*k).len() < 16) {
-            let _ = short;
-            problems.push("KANDJI_CONNECTOR_API_KEYS: every key must be at least 16 characters".into());
+        let mut api_keys = Vec::new();
+        match parse_api_keys(self.api_keys.as_deref().unwrap_or(""), ',') {
+            Ok(k) => api_keys.extend(k),
+            Err(e) => problems.push(format!("KANDJI_CONNECTOR_API_KEYS: {e}")),
         }
-        let cipher = match self.secret_key.as_deref() {
+        if let Some(path) = &self.api_keys_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match parse_api_keys(&text, '\n') {
+                    Ok(k) => api_keys.extend(k),
+                    Err(e) => problems.push(format!(
+                        "KANDJI_CONNECTOR_API_KEYS_FILE ({}): {e}",
+                        path.display()
+                    )),
+                },
+                Err(e) => problems.push(format!(
+                    "KANDJI_CONNECTOR_API_KEYS_FILE: cannot read {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        if api_keys.is_empty() && problems.is_empty() {
+            problems.push(
+                "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`), or KANDJI_CONNECTOR_API_KEYS_FILE".into(),
+            );
+        }
+        let secret_key = match (&self.secret_key, &self.secret_key_file) {
+            (Some(k), _) if !k.is_empty() => Some(k.clone()),
+            (_, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(k) => Some(k.trim().to_string()),
+                Err(e) => {
+                    problems.push(format!(
+                        "KANDJI_CONNECTOR_SECRET_KEY_FILE: cannot read {}: {e}",
+                        path.display()
+                    ));
+                    Some(String::new())
+                }
+            },
+            _ => None,
+        };
+        let cipher = match secret_key.as_deref() {
             None | Some("") => {
                 problems.push(
                     "KANDJI_CONNECTOR_SECRET_KEY is not set: give the base64 of 32 random bytes (e.g. `openssl rand -base64 32`); it encrypts the stored Kandji tokens, so keep it and back it up".into(),
@@ -138,7 +248,10 @@ impl ServeArgs {
                 }
             },
         };
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
             problems.push(format!(
                 "KANDJI_CONNECTOR_DATABASE_URL={:?} is not supported: use sqlite://path.db or postgres://…",
                 redact_url(&self.database_url)
@@ -147,7 +260,10 @@ impl ServeArgs {
         if let Some(dir) = &self.cards_dir
             && !dir.is_dir()
         {
-            problems.push(format!("KANDJI_CONNECTOR_CARDS_DIR={} is not a folder", dir.display()));
+            problems.push(format!(
+                "KANDJI_CONNECTOR_CARDS_DIR={} is not a folder",
+                dir.display()
+            ));
         }
         let allow = CallbackPolicy::parse(&self.callback_allow)
             .map_err(|e| problems.push(format!("KANDJI_CONNECTOR_CALLBACK_ALLOW: {e}; give comma-separated CIDRs (127.0.0.1/32), addresses or host names")))
@@ -193,6 +309,9 @@ impl ServeArgs {
         Ok(Config {
             listen: listen.expect("checked"),
             api_keys,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            max_concurrent_requests: self.max_concurrent_requests,
             database_url: self.database_url,
             cipher: cipher.expect("checked"),
             cards_dir: self.cards_dir,
@@ -200,18 +319,13 @@ impl ServeArgs {
                 connect_timeout: Duration::from_millis(self.kandji_connect_timeout_ms),
                 total_timeout: Duration::from_millis(self.kandji_timeout_ms),
                 max_response_bytes: self.kandji_max_response_bytes,
+                budget_wait: Duration::from_millis(self.kandji_budget_wait_ms),
+                max_retries: self.kandji_max_retries,
+                ..ClientConfig::default()
             },
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             streams,
         })
     }
-}
-
-pub fn parse_api_keys(s: &str) -> Vec<SecretString> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(|k| SecretString::from(k.to_string()))
-        .collect()
 }

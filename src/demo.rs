@@ -14,13 +14,28 @@ use crate::streams::{CallbackPolicy, StreamConfig};
 
 pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sim = simulator::start(sim_listener, SimConfig { devices, ..Default::default() }).await;
+    let sim = simulator::start(
+        sim_listener,
+        SimConfig {
+            devices,
+            ..Default::default()
+        },
+    )
+    .await;
     let (cipher, _) = TokenCipher::generate();
     let api_key = format!("demo_{}", uuid::Uuid::new_v4().simple());
-    let db = std::env::temp_dir().join(format!("kandji-connector-demo-{}.db", uuid::Uuid::new_v4().simple()));
+    let db = std::env::temp_dir().join(format!(
+        "kandji-connector-demo-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
     let config = Config {
         listen,
-        api_keys: vec![SecretString::from(api_key.clone())],
+        api_keys: vec![crate::api::auth::ApiKey::all(&SecretString::from(
+            api_key.clone(),
+        ))],
+        rate_limit_per_second: 500,
+        rate_limit_burst: 1000,
+        max_concurrent_requests: 1024,
         database_url: format!("sqlite://{}?mode=rwc", db.display()),
         cipher,
         cards_dir: None,
@@ -48,7 +63,12 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (pass --listen 127.0.0.1:<port>)"))?;
     let addr = listener.local_addr()?;
-    let device_id = sim.tenant().devices.first().map(|d| d.device_id.clone()).unwrap_or_default();
+    let device_id = sim
+        .tenant()
+        .devices
+        .first()
+        .map(|d| d.device_id.clone())
+        .unwrap_or_default();
     println!(
         r#"
 kandji-connector demo: {cards} cards, simulated Kandji tenant with {devices} devices at {sim_url}

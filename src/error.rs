@@ -95,16 +95,23 @@ struct ProblemBody<'a> {
     errors: &'a Vec<FieldError>,
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let body = ProblemBody {
+impl Problem {
+    /// The problem+json body.
+    pub fn body_json(&self) -> serde_json::Value {
+        serde_json::to_value(ProblemBody {
             kind: "about:blank",
             title: &self.title,
             status: self.status.as_u16(),
             detail: self.detail.as_deref(),
             errors: &self.errors,
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let bytes = serde_json::to_vec(&self.body_json()).unwrap_or_default();
         let mut resp = (self.status, bytes).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -29,11 +29,24 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     })?;
     let store = store::open(&config.database_url, config.cipher)
         .await
-        .with_context(|| format!("cannot open the store at {}", config::redact_url(&config.database_url)))?;
+        .with_context(|| {
+            format!(
+                "cannot open the store at {}",
+                config::redact_url(&config.database_url)
+            )
+        })?;
     let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
     let catalog = Arc::new(catalog);
-    let streams = streams::Streams::new(config.streams, store.clone(), kandji.clone(), catalog.clone())?;
-    let resumed = streams.resume_all().await.context("cannot resume the running streams")?;
+    let streams = streams::Streams::new(
+        config.streams,
+        store.clone(),
+        kandji.clone(),
+        catalog.clone(),
+    )?;
+    let resumed = streams
+        .resume_all()
+        .await
+        .context("cannot resume the running streams")?;
     if resumed > 0 {
         tracing::info!(streams = resumed, "resumed running streams");
     }
@@ -43,6 +56,11 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         kandji,
         streams,
         api_keys: config.api_keys,
+        inbound_limit: api::auth::InboundLimit::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        ),
+        max_concurrent_requests: config.max_concurrent_requests.max(1),
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
     }))
@@ -64,7 +82,9 @@ pub async fn serve(
         shutdown.await;
         streams.begin_shutdown();
     };
-    let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(signal).await;
+    let served = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(signal)
+        .await;
     state.streams.shutdown().await;
     served?;
     Ok(())
@@ -77,7 +97,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

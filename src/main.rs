@@ -10,7 +10,11 @@ use kandji_connector::{catalog, simulator};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "kandji-connector", version, about = "Hosts Kandji action cards for workflow engines")]
+#[command(
+    name = "kandji-connector",
+    version,
+    about = "Hosts Kandji action cards for workflow engines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,8 +40,28 @@ enum Command {
     },
     /// Exit 0 when the server on KANDJI_CONNECTOR_LISTEN answers /healthz (for container health checks).
     Healthcheck {
-        #[arg(long, env = "KANDJI_CONNECTOR_LISTEN", default_value = "127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "KANDJI_CONNECTOR_LISTEN",
+            default_value = "127.0.0.1:8080"
+        )]
         listen: String,
+    },
+    /// Re-encrypt every stored secret under a new secret key (KANDJI_CONNECTOR_NEW_SECRET_KEY),
+    /// keeping every connection; then start the server with the new key.
+    RotateSecretKey {
+        #[arg(
+            long,
+            env = "KANDJI_CONNECTOR_DATABASE_URL",
+            default_value = "sqlite://kandji-connector.db?mode=rwc"
+        )]
+        database_url: String,
+        /// The current key (base64 of 32 bytes).
+        #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// The new key (base64 of 32 bytes).
+        #[arg(long, env = "KANDJI_CONNECTOR_NEW_SECRET_KEY", hide_env_values = true)]
+        new_secret_key: String,
     },
     /// Card definitions.
     Cards {
@@ -58,8 +82,12 @@ enum CardsCommand {
 }
 
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter =
+        EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 #[tokio::main]
@@ -93,10 +121,19 @@ async fn main() -> ExitCode {
             init_tracing();
             report(kandji_connector::demo::run(listen, devices).await)
         }
+        Command::RotateSecretKey {
+            database_url,
+            secret_key,
+            new_secret_key,
+        } => report(rotate(&database_url, &secret_key, &new_secret_key).await),
         Command::Healthcheck { listen } => {
             let port = listen.rsplit(':').next().unwrap_or("8080");
             let url = format!("http://127.0.0.1:{port}/healthz");
-            match reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() {
+            match reqwest::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()
+            {
                 Ok(c) => match c.get(&url).send().await {
                     Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
                     _ => ExitCode::FAILURE,
@@ -106,10 +143,28 @@ async fn main() -> ExitCode {
         }
         Command::Simulate { listen, devices } => {
             init_tracing();
-            let config = simulator::SimConfig { devices, ..Default::default() };
+            let config = simulator::SimConfig {
+                devices,
+                ..Default::default()
+            };
             report(simulator::run_standalone(listen, config).await)
         }
     }
+}
+
+async fn rotate(database_url: &str, current: &str, new: &str) -> anyhow::Result<()> {
+    use kandji_connector::store::{self, TokenCipher};
+    let current = TokenCipher::from_base64(current)
+        .map_err(|e| anyhow::anyhow!("KANDJI_CONNECTOR_SECRET_KEY: {e}"))?;
+    let new = TokenCipher::from_base64(new)
+        .map_err(|e| anyhow::anyhow!("KANDJI_CONNECTOR_NEW_SECRET_KEY: {e}"))?;
+    let store = store::open(database_url, current).await?;
+    let n = store.rotate_secret_key(&new).await?;
+    store.close().await;
+    println!(
+        "re-encrypted {n} connection tokens; start the server with KANDJI_CONNECTOR_SECRET_KEY set to the new key"
+    );
+    Ok(())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

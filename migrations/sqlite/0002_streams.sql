@@ -8,6 +8,7 @@
 
 CREATE TABLE streams (
     id                 TEXT    PRIMARY KEY,         -- "str_" + uuid v4 (simple)
+    owner              TEXT    NOT NULL,            -- id of the API key that started it (sees and cancels it)
     connection_id      TEXT    NOT NULL,            -- no foreign key: a stream outlives its connection in the history
     card_id            TEXT    NOT NULL,
     result_set         TEXT    NOT NULL,
@@ -34,6 +35,7 @@ CREATE TABLE streams (
 
 CREATE INDEX streams_by_state ON streams (state);
 CREATE INDEX streams_by_started ON streams (started_at);
+CREATE INDEX streams_by_owner ON streams (owner, started_at);
 
 -- Records the helper flow refused for good (or that ran out of retries), with its answer.
 CREATE TABLE stream_failures (

@@ -1,33 +1,218 @@
-//! `Authorization: Bearer <key>` on every /v1 route; keys compared in constant time.
+//! `Authorization: Bearer <key>` on every /v1 route: keys compared in constant time, scopes
+//! checked per route, and a per-key rate limit.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::error::Problem;
 
-pub async fn require_api_key(State(app): State<AppState>, req: Request, next: Next) -> Response {
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Browse the catalog.
+    CatalogRead,
+    /// Run cards (and watch and cancel one's own streams).
+    CardsInvoke,
+    /// Run the cards that return FileVault keys, PINs and bypass codes.
+    SecretsRead,
+    /// Manage connections; see and cancel any stream.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::CatalogRead,
+        Scope::CardsInvoke,
+        Scope::SecretsRead,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::CatalogRead => "catalog:read",
+            Scope::CardsInvoke => "cards:invoke",
+            Scope::SecretsRead => "secrets:read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|sc| sc.as_str() == s)
+    }
+}
+
+/// A configured API key: its secret (only its digest is compared) and its scopes.
+#[derive(Clone)]
+pub struct ApiKey {
+    digest: [u8; 32],
+    pub scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKey {
+    /// A key with every scope.
+    pub fn all(secret: &SecretString) -> Self {
+        Self::with_scopes(secret, Scope::ALL.to_vec())
+    }
+
+    pub fn with_scopes(secret: &SecretString, scopes: Vec<Scope>) -> Self {
+        Self {
+            digest: Sha256::digest(secret.expose_secret().as_bytes()).into(),
+            scopes,
+        }
+    }
+
+    /// Parses `KEY` (every scope) or `KEY scope scope…` (space-separated). Never echoes the key.
+    pub fn parse_entry(entry: &str) -> Result<Self, String> {
+        let mut parts = entry.split_whitespace();
+        let secret = parts.next().ok_or("an empty entry")?;
+        if secret.len() < 16 {
+            return Err("every key must be at least 16 characters".into());
+        }
+        let mut scopes = Vec::new();
+        for s in parts {
+            scopes.push(Scope::parse(s).ok_or_else(|| {
+                format!(
+                    "unknown scope {s:?} (scopes: {})",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                )
+            })?);
+        }
+        if scopes.is_empty() {
+            scopes = Scope::ALL.to_vec();
+        }
+        Ok(Self::with_scopes(
+            &SecretString::from(secret.to_string()),
+            scopes,
+        ))
+    }
+}
+
+/// Keys from `KANDJI_CONNECTOR_API_KEYS` (comma-separated entries) or a file (one entry a line, `#` comments).
+pub fn parse_api_keys(text: &str, separator: char) -> Result<Vec<ApiKey>, String> {
+    text.split(separator)
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| ApiKey::parse_entry(l).map_err(|e| format!("entry {}: {e}", i + 1)))
+        .collect()
+}
+
+/// Who is calling: a short, non-reversible id of the API key, and what it may do.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// 403 naming the missing scope.
+    pub fn require(&self, scope: Scope) -> Result<(), Problem> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(Problem::new(StatusCode::FORBIDDEN, "Missing scope")
+                .detail(format!("this API key lacks the {:?} scope", scope.as_str())))
+        }
+    }
+}
+
+/// Per-key inbound rate limit (governor's keyed GCRA; one limiter, keyed after authentication).
+pub struct InboundLimit(DefaultKeyedRateLimiter<String>);
+
+impl InboundLimit {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"));
+        Self(RateLimiter::keyed(quota))
+    }
+}
+
+pub async fn require_api_key(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let presented = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(presented) = presented else {
         return Problem::unauthorized("send `Authorization: Bearer <API key>`").into_response();
     };
-    // Hash both sides so the comparison takes the same time whatever the lengths.
-    let digest = Sha256::digest(presented.as_bytes());
-    let mut ok = subtle::Choice::from(0u8);
-    for key in &app.api_keys {
-        ok |= Sha256::digest(key.expose_secret().as_bytes()).ct_eq(&digest);
+    // Compare digests so the comparison takes the same time whatever the lengths.
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let mut found: Option<&ApiKey> = None;
+    for key in app.api_keys.iter() {
+        if bool::from(key.digest.ct_eq(&digest)) {
+            found = Some(key);
+        }
     }
-    if !bool::from(ok) {
+    let Some(key) = found else {
         return Problem::unauthorized("the API key is not valid").into_response();
+    };
+    let key_id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    if let Err(not_until) = app.inbound_limit.0.check_key(&key_id) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
+            .detail("this API key is sending requests faster than its limit")
+            .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+            .into_response();
     }
+    req.extensions_mut().insert(Caller {
+        key_id,
+        scopes: key.scopes.clone(),
+    });
     next.run(req).await
 }
+
+/// A route layer: the caller must hold `scope`.
+pub fn scope_layer(
+    scope: Scope,
+) -> impl Fn(Request, Next) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
++ Clone {
+    move |req: Request, next: Next| {
+        Box::pin(async move {
+            let allowed = req
+                .extensions()
+                .get::<Caller>()
+                .is_some_and(|c| c.has(scope));
+            if !allowed {
+                return Problem::new(StatusCode::FORBIDDEN, "Missing scope")
+                    .detail(format!("this API key lacks the {:?} scope", scope.as_str()))
+                    .into_response();
+            }
+            next.run(req).await
+        })
+    }
+}
+
+pub type SharedKeys = Arc<Vec<ApiKey>>;

@@ -1,25 +1,32 @@
 //! The catalog (`/v1/cards`) and invocations (`/v1/cards/{id}/invoke`).
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::{Caller, Scope};
 use super::{AppJson, AppState};
 use crate::catalog::{Card, ResultSetKind};
 use crate::engine::{self, RunError};
 use crate::error::{FieldError, Problem};
 use crate::kandji::{ApiBaseUrl, KandjiError, Tenant};
+use crate::store::IdempotencyClaim;
 use crate::streams::{StartError, StreamRequest};
+use sha2::{Digest, Sha256};
 
-pub fn routes() -> Router<AppState> {
+pub fn catalog_routes() -> Router<AppState> {
     Router::new()
         .route("/cards", get(list_cards))
         .route("/cards/{id}", get(get_card))
-        .route("/cards/{id}/invoke", post(invoke))
+}
+
+pub fn invoke_routes() -> Router<AppState> {
+    Router::new().route("/cards/{id}/invoke", post(invoke))
 }
 
 fn summary(card: &Card) -> Value {
@@ -57,7 +64,12 @@ pub fn designer_view(card: &Card) -> Value {
     let mut out = summary(card);
     let m = out.as_object_mut().expect("object");
     m.insert("input_schema".into(), d.input_schema.clone());
-    m.insert("options_schema".into(), d.options_schema.clone().unwrap_or(json!({"type": "object", "properties": {}})));
+    m.insert(
+        "options_schema".into(),
+        d.options_schema
+            .clone()
+            .unwrap_or(json!({"type": "object", "properties": {}})),
+    );
     m.insert("output_schema".into(), strip(&d.output_schema));
     out
 }
@@ -83,15 +95,167 @@ fn empty_object() -> Value {
     json!({})
 }
 
-async fn invoke(State(app): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<InvokeBody>) -> Response {
-    match invoke_inner(&app, &id, body).await {
-        Ok(resp) => resp,
+const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+
+async fn invoke(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    AppJson(raw): AppJson<Value>,
+) -> Response {
+    let secret = app
+        .catalog
+        .get(&id)
+        .is_some_and(|c| c.def.has_secret_outputs());
+    if secret && let Err(p) = caller.require(Scope::SecretsRead) {
+        return p.into_response();
+    }
+    let Some(key) = headers.get("idempotency-key") else {
+        return respond(invoke_inner(&app, &id, &caller, raw).await, secret);
+    };
+    let key = match key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+    {
+        Some(k) => k.to_string(),
+        None => {
+            return Problem::invalid(vec![FieldError::new(
+                &["headers", "Idempotency-Key"],
+                "must be 1 to 255 visible ASCII characters",
+                "idempotency_key",
+            )])
+            .into_response();
+        }
+    };
+    // serde_json's maps are ordered, so the same body always hashes the same.
+    let hash = hex(&Sha256::digest(format!("{id}\n{raw}").as_bytes()));
+    let not_before = chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
+    let claim = match app
+        .store
+        .idempotency_claim(&caller.key_id, &key, &hash, not_before)
+        .await
+    {
+        Ok(c) => c,
+        Err(_) => return Problem::internal("the store could not be reached").into_response(),
+    };
+    match claim {
+        IdempotencyClaim::Mismatch => Problem::invalid(vec![FieldError::new(
+            &["headers", "Idempotency-Key"],
+            "this key was already used with a different request",
+            "idempotency_mismatch",
+        )])
+        .into_response(),
+        IdempotencyClaim::InFlight => Problem::new(StatusCode::CONFLICT, "Request in progress")
+            .detail("a request with this Idempotency-Key is still running; retry shortly")
+            .into_response(),
+        IdempotencyClaim::Done { status, response } => {
+            let mut resp = replay(status, &response, secret);
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            resp
+        }
+        IdempotencyClaim::Claimed => {
+            let result = invoke_inner(&app, &id, &caller, raw).await;
+            let reached_kandji = match &result {
+                Ok(_) => true,
+                Err(p) => matches!(
+                    p.status,
+                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                ),
+            };
+            if reached_kandji {
+                let (status, body) = match &result {
+                    Ok((status, v)) => (status.as_u16(), v.clone()),
+                    Err(p) => (p.status.as_u16(), p.body_json()),
+                };
+                let _ = app
+                    .store
+                    .idempotency_complete(&caller.key_id, &key, status, &body.to_string())
+                    .await;
+            } else {
+                let _ = app.store.idempotency_release(&caller.key_id, &key).await;
+            }
+            respond(result, secret)
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn respond(result: Result<(StatusCode, Value), Problem>, secret: bool) -> Response {
+    match result {
+        Ok((status, body)) => {
+            let location = stream_location(status, &body);
+            let mut resp = (status, axum::Json(body)).into_response();
+            if let Some(l) = location {
+                resp.headers_mut().insert(header::LOCATION, l);
+            }
+            if secret {
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("no-store"),
+                );
+            }
+            resp
+        }
         Err(p) => p.into_response(),
     }
 }
 
-async fn invoke_inner(app: &AppState, id: &str, body: InvokeBody) -> Result<Response, Problem> {
-    let card = app.catalog.get(id).ok_or_else(|| Problem::not_found(format!("no card {id:?}")))?;
+/// A started stream's status URL, for the `Location` header of its 202.
+fn stream_location(status: StatusCode, body: &Value) -> Option<header::HeaderValue> {
+    if status != StatusCode::ACCEPTED {
+        return None;
+    }
+    body.get("status_url")
+        .and_then(Value::as_str)
+        .and_then(|u| header::HeaderValue::from_str(u).ok())
+}
+
+fn replay(status: u16, body: &str, secret: bool) -> Response {
+    let ct = if (200..300).contains(&status) {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        body.to_string(),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+    let parsed = serde_json::from_str(body).unwrap_or(Value::Null);
+    if let Some(l) = stream_location(resp.status(), &parsed) {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
+    if secret {
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    resp
+}
+
+/// Runs a card: 200 with its outputs, or, for a stream result set, 202 with the started stream.
+async fn invoke_inner(
+    app: &AppState,
+    id: &str,
+    caller: &Caller,
+    raw: Value,
+) -> Result<(StatusCode, Value), Problem> {
+    let card = app
+        .catalog
+        .get(id)
+        .ok_or_else(|| Problem::not_found(format!("no card {id:?}")))?;
+    let body: InvokeBody = super::extract::from_value(raw)?;
     let mut errors = Vec::new();
     let tenant = match tenant_for(app, &body.connection).await {
         Ok(t) => Some(t),
@@ -102,7 +266,7 @@ async fn invoke_inner(app: &AppState, id: &str, body: InvokeBody) -> Result<Resp
         Err(None) => return Err(Problem::internal("the store could not be read")),
     };
     // A stream result set's helper_flow and record_limit are the connector's options, not the
-    // card's: take them out (and check the callback URL) before the card's options are validated.
+    // card's: take them out (checking the callback URL) before the card's options are validated.
     let mut options = body.options;
     let is_stream = options
         .get("result_set")
@@ -114,52 +278,74 @@ async fn invoke_inner(app: &AppState, id: &str, body: InvokeBody) -> Result<Resp
         .map_err(|e| errors.extend(e))
         .ok()
         .flatten();
-    let prepared = engine::prepare(card, &body.inputs, &options).map_err(|e| errors.extend(e)).ok();
+    let prepared = engine::prepare(card, &body.inputs, &options)
+        .map_err(|e| errors.extend(e))
+        .ok();
     let (Some(prepared), Some(tenant), true) = (prepared, tenant, errors.is_empty()) else {
         return Err(Problem::invalid(errors));
     };
     if let (Some(request), Some(rs)) = (stream, &prepared.result_set) {
         let started = app
             .streams
-            .start(&tenant.connection_id, &card.def.id, &rs.id, Value::Object(prepared.inputs.clone()), Value::Object(prepared.options.clone()), request)
+            .start(
+                &caller.key_id,
+                &tenant.connection_id,
+                &card.def.id,
+                &rs.id,
+                Value::Object(prepared.inputs.clone()),
+                Value::Object(prepared.options.clone()),
+                request,
+            )
             .await
             .map_err(|e| match e {
-                StartError::ShuttingDown => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down").detail("the connector is shutting down; start the stream again").retry_after(5),
+                StartError::ShuttingDown => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+                        .detail("the connector is shutting down; start the stream again")
+                        .retry_after(5)
+                }
                 StartError::Store(e) => {
                     tracing::error!(error = %e, "cannot record a stream");
                     Problem::internal("the stream could not be recorded")
                 }
             })?;
-        let url = super::streams::status_url(&started.id);
-        let mut resp = (StatusCode::ACCEPTED, axum::Json(json!({"stream_id": started.id, "status_url": url}))).into_response();
-        if let Ok(v) = header::HeaderValue::from_str(&url) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        return Ok(resp);
+        let body = json!({
+            "stream_id": started.id,
+            "status_url": super::streams::status_url(&started.id),
+        });
+        return Ok((StatusCode::ACCEPTED, body));
     }
-    let outputs = engine::run(&app.kandji, &tenant, &prepared).await.map_err(|e| match e {
-        RunError::Unsupported(m) => Problem::not_implemented(m),
-        RunError::Kandji(k) => kandji_problem(&k),
-    })?;
-    let mut resp = axum::Json(json!({ "outputs": outputs })).into_response();
-    if card.def.has_secret_outputs() {
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    }
-    Ok(resp)
+    let outputs = engine::run(&app.kandji, &tenant, &prepared)
+        .await
+        .map_err(|e| match e {
+            RunError::Unsupported(m) => Problem::not_implemented(m),
+            RunError::Kandji(k) => kandji_problem(&k),
+        })?;
+    Ok((StatusCode::OK, json!({ "outputs": outputs })))
 }
 
 /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.
 pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, Option<FieldError>> {
-    let unknown = || Some(FieldError::new(&["connection"], "no such connection", "unknown_connection"));
-    let conn = app.store.get_connection(connection).await.map_err(|_| None)?.ok_or_else(unknown)?;
-    let token = app.store.connection_token(connection).await.map_err(|_| None)?.ok_or_else(unknown)?;
+    let unknown = || {
+        Some(FieldError::new(
+            &["connection"],
+            "no such connection",
+            "unknown_connection",
+        ))
+    };
+    let conn = app
+        .store
+        .get_connection(connection)
+        .await
+        .map_err(|_| None)?
+        .ok_or_else(unknown)?;
+    let token = app
+        .store
+        .connection_token(connection)
+        .await
+        .map_err(|_| None)?
+        .ok_or_else(unknown)?;
     let base = ApiBaseUrl::parse(&conn.api_url).map_err(|_| None)?;
-    Ok(Tenant {
-        connection_id: conn.id,
-        base,
-        token,
-    })
+    Ok(Tenant::new(conn.id, base, token, conn.requests_per_hour))
 }
 
 pub fn kandji_problem(e: &KandjiError) -> Problem {
@@ -169,5 +355,8 @@ pub fn kandji_problem(e: &KandjiError) -> Problem {
             Problem::new(StatusCode::BAD_GATEWAY, "Kandji could not be reached").detail(e.to_string())
         }
         KandjiError::InvalidRequest(m) => Problem::bad_request(m.clone()),
+        KandjiError::Throttled(wait) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "Kandji request budget spent")
+            .detail("this connection's share of the tenant's hourly Kandji quota is used up for now; retry later")
+            .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64),
     }
 }

@@ -61,50 +61,79 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
 
 fn check_name(name: &str, errors: &mut Vec<FieldError>) {
     if name.trim().is_empty() || name.len() > 200 {
-        errors.push(FieldError::new(&["name"], "must be 1 to 200 characters", "name"));
+        errors.push(FieldError::new(
+            &["name"],
+            "must be 1 to 200 characters",
+            "name",
+        ));
     }
 }
 
 fn check_token(token: &SecretString, errors: &mut Vec<FieldError>) {
     use secrecy::ExposeSecret;
     let t = token.expose_secret();
-    if t.trim().is_empty() || t.len() > 4096 || t.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        errors.push(FieldError::new(&["api_token"], "must be a non-empty token without spaces", "token"));
+    if t.trim().is_empty()
+        || t.len() > 4096
+        || t.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        errors.push(FieldError::new(
+            &["api_token"],
+            "must be a non-empty token without spaces",
+            "token",
+        ));
     }
 }
 
 fn check_rate(rate: Option<u32>, errors: &mut Vec<FieldError>) {
     if rate == Some(0) {
-        errors.push(FieldError::new(&["requests_per_hour"], "must be at least 1", "range"));
+        errors.push(FieldError::new(
+            &["requests_per_hour"],
+            "must be at least 1",
+            "range",
+        ));
     }
 }
 
 /// One cheap read proves the host answers and the token may list devices.
-async fn verify(app: &AppState, base: &ApiBaseUrl, token: &SecretString) -> Result<(), Problem> {
-    let tenant = Tenant {
-        connection_id: "verification".into(),
-        base: base.clone(),
-        token: token.clone(),
-    };
-    let mut req = KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
+async fn verify(
+    app: &AppState,
+    id: &str,
+    base: &ApiBaseUrl,
+    token: &SecretString,
+    per_hour: Option<u32>,
+) -> Result<(), Problem> {
+    // Verification counts against the connection's own budget (a new connection gets a fresh one).
+    let tenant = Tenant::new(id, base.clone(), token.clone(), per_hour);
+    let mut req =
+        KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
     req.query.push(("limit".into(), "1".into()));
     match app.kandji.send(&tenant, &req).await {
         Ok(r) if r.is_success() => Ok(()),
-        Ok(r) if r.status == 401 || r.status == 403 => Err(Problem::invalid(vec![FieldError::new(
-            &["api_token"],
-            format!("Kandji refused the token ({}): check the token, and that it has the Device list permission", r.status),
-            "kandji_auth",
-        )])),
+        Ok(r) if r.status == 401 || r.status == 403 => {
+            Err(Problem::invalid(vec![FieldError::new(
+                &["api_token"],
+                format!(
+                    "Kandji refused the token ({}): check the token, and that it has the Device list permission",
+                    r.status
+                ),
+                "kandji_auth",
+            )]))
+        }
         Ok(r) => Err(Problem::invalid(vec![FieldError::new(
             &["api_url"],
-            format!("Kandji answered {} to GET /api/v1/devices?limit=1; check the API URL", r.status),
+            format!(
+                "Kandji answered {} to GET /api/v1/devices?limit=1; check the API URL",
+                r.status
+            ),
             "kandji_status",
         )])),
-        Err(e @ (KandjiError::Unreachable(_) | KandjiError::Timeout(_))) => Err(Problem::invalid(vec![FieldError::new(
-            &["api_url"],
-            format!("{e}; check the API URL (e.g. https://<tenant>.api.kandji.io)"),
-            "unreachable",
-        )])),
+        Err(e @ (KandjiError::Unreachable(_) | KandjiError::Timeout(_))) => {
+            Err(Problem::invalid(vec![FieldError::new(
+                &["api_url"],
+                format!("{e}; check the API URL (e.g. https://<tenant>.api.kandji.io)"),
+                "unreachable",
+            )]))
+        }
         Err(e) => Err(kandji_problem(&e)),
     }
 }
@@ -113,7 +142,10 @@ fn store_failed<E>(_: E) -> Problem {
     Problem::internal("the store could not be reached")
 }
 
-async fn create(State(app): State<AppState>, AppJson(body): AppJson<CreateBody>) -> Result<Response, Problem> {
+async fn create(
+    State(app): State<AppState>,
+    AppJson(body): AppJson<CreateBody>,
+) -> Result<Response, Problem> {
     let mut errors = Vec::new();
     check_name(&body.name, &mut errors);
     check_token(&body.api_token, &mut errors);
@@ -124,7 +156,14 @@ async fn create(State(app): State<AppState>, AppJson(body): AppJson<CreateBody>)
     let Some(base) = base.filter(|_| errors.is_empty()) else {
         return Err(Problem::invalid(errors));
     };
-    verify(&app, &base, &body.api_token).await?;
+    verify(
+        &app,
+        "new-connection",
+        &base,
+        &body.api_token,
+        body.requests_per_hour,
+    )
+    .await?;
     let conn = app
         .store
         .create_connection(NewConnection {
@@ -140,17 +179,28 @@ async fn create(State(app): State<AppState>, AppJson(body): AppJson<CreateBody>)
 
 async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
     let all = app.store.list_connections().await.map_err(store_failed)?;
-    Ok(axum::Json(json!({"connections": all.iter().map(view).collect::<Vec<_>>()})).into_response())
+    Ok(
+        axum::Json(json!({"connections": all.iter().map(view).collect::<Vec<_>>()}))
+            .into_response(),
+    )
 }
 
 async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     match app.store.get_connection(&id).await.map_err(store_failed)? {
-        Some(c) => Ok(axum::Json(view(&c)).into_response()),
+        Some(c) => {
+            let mut v = view(&c);
+            v["budget"] = json!(app.kandji.budget_report(&c.id, c.requests_per_hour));
+            Ok(axum::Json(v).into_response())
+        }
         None => Err(Problem::not_found(format!("no connection {id:?}"))),
     }
 }
 
-async fn update(State(app): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<UpdateBody>) -> Result<Response, Problem> {
+async fn update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UpdateBody>,
+) -> Result<Response, Problem> {
     let current = app
         .store
         .get_connection(&id)
@@ -186,8 +236,11 @@ async fn update(State(app): State<AppState>, Path(id): Path<String>, AppJson(bod
                 .map_err(store_failed)?
                 .ok_or_else(|| Problem::not_found(format!("no connection {id:?}")))?,
         };
-        let checked = base.as_ref().ok_or_else(|| Problem::internal("the stored API URL is invalid"))?;
-        verify(&app, checked, &token).await?;
+        let checked = base
+            .as_ref()
+            .ok_or_else(|| Problem::internal("the stored API URL is invalid"))?;
+        let rate = body.requests_per_hour.unwrap_or(current.requests_per_hour);
+        verify(&app, &id, checked, &token, rate).await?;
     }
     let patch = ConnectionPatch {
         name: body.name.map(|n| n.trim().to_string()),
@@ -195,14 +248,24 @@ async fn update(State(app): State<AppState>, Path(id): Path<String>, AppJson(bod
         api_token: body.api_token,
         requests_per_hour: body.requests_per_hour,
     };
-    match app.store.update_connection(&id, patch).await.map_err(store_failed)? {
+    match app
+        .store
+        .update_connection(&id, patch)
+        .await
+        .map_err(store_failed)?
+    {
         Some(c) => Ok(axum::Json(view(&c)).into_response()),
         None => Err(Problem::not_found(format!("no connection {id:?}"))),
     }
 }
 
 async fn remove(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
-    if app.store.delete_connection(&id).await.map_err(store_failed)? {
+    if app
+        .store
+        .delete_connection(&id)
+        .await
+        .map_err(store_failed)?
+    {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(Problem::not_found(format!("no connection {id:?}")))

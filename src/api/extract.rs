@@ -15,19 +15,58 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.max_body_bytes;
-        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-                .detail(format!("the body must be at most {limit} bytes"))
-        })?;
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                    .detail(format!("the body must be at most {limit} bytes"))
+            })?;
         parse(&body).map(AppJson)
     }
 }
 
 pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_request(format!("the body is not valid JSON: {e}"))
-            .errors(vec![FieldError::new(&["body"], format!("not valid JSON: {e}"), "json")])
+        Problem::bad_request(format!("the body is not valid JSON: {e}")).errors(vec![
+            FieldError::new(&["body"], format!("not valid JSON: {e}"), "json"),
+        ])
     })?;
+    if let Some(path) = too_deep(&value, 0, &mut vec!["body".to_string()]) {
+        return Err(Problem::invalid(vec![FieldError {
+            loc: path,
+            msg: format!("JSON is nested deeper than {MAX_DEPTH} levels"),
+            kind: "too_deep".into(),
+        }]));
+    }
+    from_value(value)
+}
+
+/// Deepest nesting accepted in a request body (serde_json itself stops at 128).
+pub const MAX_DEPTH: usize = 32;
+
+fn too_deep(v: &serde_json::Value, depth: usize, path: &mut Vec<String>) -> Option<Vec<String>> {
+    if depth > MAX_DEPTH {
+        return Some(path.clone());
+    }
+    let children: Box<dyn Iterator<Item = (String, &serde_json::Value)>> = match v {
+        serde_json::Value::Object(m) => Box::new(m.iter().map(|(k, v)| (k.clone(), v))),
+        serde_json::Value::Array(a) => {
+            Box::new(a.iter().enumerate().map(|(i, v)| (i.to_string(), v)))
+        }
+        _ => return None,
+    };
+    for (k, child) in children {
+        path.push(k);
+        if let Some(p) = too_deep(child, depth + 1, path) {
+            return Some(p);
+        }
+        path.pop();
+    }
+    None
+}
+
+/// A JSON value into a typed body; a wrong shape names the field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
     serde_json::from_value(value).map_err(|e| {
         let msg = e.to_string();
         let field = msg

@@ -1,10 +1,12 @@
 //! HTTP routes, grouped by resource, and the cross-cutting layers (auth, limits, errors, tracing).
 
-mod auth;
+pub mod auth;
 mod cards;
 mod connections;
 mod extract;
 mod health;
+#[cfg(test)]
+mod openapi_check;
 mod streams;
 
 use std::sync::Arc;
@@ -13,7 +15,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::get;
-use secrecy::SecretString;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -33,7 +34,9 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
     pub streams: Arc<Streams>,
-    pub api_keys: Vec<SecretString>,
+    pub api_keys: Vec<auth::ApiKey>,
+    pub inbound_limit: auth::InboundLimit,
+    pub max_concurrent_requests: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
 }
@@ -45,10 +48,30 @@ pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 /// The whole HTTP API; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .merge(cards::routes())
-        .merge(connections::routes())
-        .merge(streams::routes())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+        .merge(
+            cards::catalog_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CatalogRead,
+            ))),
+        )
+        .merge(
+            cards::invoke_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            streams::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            connections::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::Admin,
+            ))),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -56,12 +79,23 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .nest("/v1", v1)
         .fallback(|| async { Problem::not_found("no such route") })
-        .method_not_allowed_fallback(|| async { Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, state.request_timeout))
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        })
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.max_concurrent_requests,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            state.request_timeout,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
         .with_state(state)
 }
 

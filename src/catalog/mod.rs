@@ -28,7 +28,11 @@ impl CardError {
         let pointer = pointer.into();
         Self {
             file: file.to_string(),
-            pointer: if pointer.is_empty() { "/".into() } else { pointer },
+            pointer: if pointer.is_empty() {
+                "/".into()
+            } else {
+                pointer
+            },
             message: message.into(),
         }
     }
@@ -113,12 +117,17 @@ impl Catalog {
 }
 
 fn meta_validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(META_SCHEMA).expect("schemas/card.schema.json is JSON");
+    let schema: Value =
+        serde_json::from_str(META_SCHEMA).expect("schemas/card.schema.json is JSON");
     jsonschema::validator_for(&schema).expect("schemas/card.schema.json is a valid JSON Schema")
 }
 
 impl Card {
-    fn parse(meta: &jsonschema::Validator, file: &str, bytes: &[u8]) -> Result<Card, Vec<CardError>> {
+    fn parse(
+        meta: &jsonschema::Validator,
+        file: &str,
+        bytes: &[u8],
+    ) -> Result<Card, Vec<CardError>> {
         let raw: Value = serde_json::from_slice(bytes)
             .map_err(|e| vec![CardError::new(file, "", format!("not valid JSON: {e}"))])?;
         let errors: Vec<CardError> = meta
@@ -130,16 +139,30 @@ impl Card {
         }
         let def: CardDef = serde_json::from_value(raw.clone())
             .map_err(|e| vec![CardError::new(file, "", e.to_string())])?;
-        let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let stem = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("");
         let mut errors = Vec::new();
         if stem != def.id {
-            errors.push(CardError::new(file, "/id", format!("the id {:?} must match the file name", def.id)));
+            errors.push(CardError::new(
+                file,
+                "/id",
+                format!("the id {:?} must match the file name", def.id),
+            ));
         }
         let compile = |schema: &Value, pointer: &str, errors: &mut Vec<CardError>| {
-            match jsonschema::options().should_validate_formats(false).build(schema) {
+            match jsonschema::options()
+                .should_validate_formats(false)
+                .build(schema)
+            {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    errors.push(CardError::new(file, pointer, format!("not a valid JSON Schema: {e}")));
+                    errors.push(CardError::new(
+                        file,
+                        pointer,
+                        format!("not a valid JSON Schema: {e}"),
+                    ));
                     None
                 }
             }
@@ -178,15 +201,27 @@ impl CardDef {
         for (i, rule) in self.rules.iter().enumerate() {
             for name in &rule.at_least_one {
                 if !inputs.contains(name) {
-                    errors.push(CardError::new(file, format!("/rules/{i}"), format!("{name:?} is not an input")));
+                    errors.push(CardError::new(
+                        file,
+                        format!("/rules/{i}"),
+                        format!("{name:?} is not an input"),
+                    ));
                 }
             }
         }
         let check_template = |v: &Value, ptr: String, errors: &mut Vec<CardError>| {
             for (name, is_option) in template_refs(v) {
-                let known = if is_option { options.contains(&name) } else { inputs.contains(&name) };
+                let known = if is_option {
+                    options.contains(&name)
+                } else {
+                    inputs.contains(&name)
+                };
                 if !known {
-                    errors.push(CardError::new(file, ptr.clone(), format!("{name:?} is not declared")));
+                    errors.push(CardError::new(
+                        file,
+                        ptr.clone(),
+                        format!("{name:?} is not declared"),
+                    ));
                 }
             }
         };
@@ -195,7 +230,11 @@ impl CardDef {
             if let Some(path) = &req.path {
                 for name in path_placeholders(path) {
                     if !inputs.contains(&name) {
-                        errors.push(CardError::new(file, format!("{base}/path"), format!("{{{name}}} is not an input")));
+                        errors.push(CardError::new(
+                            file,
+                            format!("{base}/path"),
+                            format!("{{{name}}} is not an input"),
+                        ));
                     }
                 }
             }
@@ -209,7 +248,11 @@ impl CardDef {
                 if let Some(name) = &body.input
                     && !inputs.contains(name)
                 {
-                    errors.push(CardError::new(file, format!("{base}/body/input"), format!("{name:?} is not an input")));
+                    errors.push(CardError::new(
+                        file,
+                        format!("{base}/body/input"),
+                        format!("{name:?} is not an input"),
+                    ));
                 }
             }
             if let Some(pick) = &req.pick {
@@ -225,19 +268,31 @@ impl CardDef {
                 if let Some(name) = name
                     && !inputs.contains(name)
                 {
-                    errors.push(CardError::new(file, format!("{base}/{field}"), format!("{name:?} is not an input")));
+                    errors.push(CardError::new(
+                        file,
+                        format!("{base}/{field}"),
+                        format!("{name:?} is not an input"),
+                    ));
                 }
             }
         }
         for (i, l) in self.lookups.iter().enumerate() {
             for name in path_placeholders(&l.path) {
                 if !inputs.contains(&name) {
-                    errors.push(CardError::new(file, format!("/lookups/{i}/path"), format!("{{{name}}} is not an input")));
+                    errors.push(CardError::new(
+                        file,
+                        format!("/lookups/{i}/path"),
+                        format!("{{{name}}} is not an input"),
+                    ));
                 }
             }
         }
         let result_set_ids: Vec<&str> = self.result_sets.iter().map(|r| r.id.as_str()).collect();
-        if let Some(props) = self.output_schema.get("properties").and_then(Value::as_object) {
+        if let Some(props) = self
+            .output_schema
+            .get("properties")
+            .and_then(Value::as_object)
+        {
             for (key, prop) in props {
                 if let Some(ids) = prop.get("x-result-sets").and_then(Value::as_array) {
                     for id in ids.iter().filter_map(Value::as_str) {
@@ -253,7 +308,11 @@ impl CardDef {
             }
         }
         if !self.result_sets.is_empty() && !options.iter().any(|o| o == "result_set") {
-            errors.push(CardError::new(file, "/options_schema", "a card with result sets needs a result_set option"));
+            errors.push(CardError::new(
+                file,
+                "/options_schema",
+                "a card with result sets needs a result_set option",
+            ));
         }
         errors
     }
@@ -264,7 +323,9 @@ pub fn path_placeholders(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = path;
     while let Some(start) = rest.find('{') {
-        let Some(end) = rest[start..].find('}') else { break };
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
         out.push(rest[start + 1..start + end].to_string());
         rest = &rest[start + end + 1..];
     }
@@ -298,7 +359,13 @@ pub fn markdown_table(catalog: &Catalog) -> String {
     for c in catalog.iter() {
         let d = &c.def;
         let rs: Vec<&str> = d.result_sets.iter().map(|r| r.label.as_str()).collect();
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", d.id, d.title, d.category, rs.join(", ")));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            d.id,
+            d.title,
+            d.category,
+            rs.join(", ")
+        ));
     }
     out
 }

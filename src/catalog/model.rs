@@ -192,7 +192,8 @@ impl CardDef {
         fn walk(v: &Value) -> bool {
             match v {
                 Value::Object(m) => {
-                    m.get("x-secret").and_then(Value::as_bool).unwrap_or(false) || m.values().any(walk)
+                    m.get("x-secret").and_then(Value::as_bool).unwrap_or(false)
+                        || m.values().any(walk)
                 }
                 Value::Array(a) => a.iter().any(walk),
                 _ => false,

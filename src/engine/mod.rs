@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{Card, Encoding, MethodDef, RequestDef, ResultSet, ResultSetKind};
 use crate::error::FieldError;
-use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, RelativeUrl, RequestBody, Tenant};
+use crate::kandji::{
+    ApiPath, KandjiClient, KandjiError, KandjiRequest, RelativeUrl, RequestBody, Tenant, Wait,
+};
 use template::{render, scalar_text};
 
 /// A checked invocation, ready to send: nothing reaches Kandji before this succeeds.
@@ -47,12 +49,20 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 ];
 
 /// Validates inputs and options and builds the Kandji request.
-pub fn prepare<'c>(card: &'c Card, inputs: &Value, options: &Value) -> Result<Prepared<'c>, Vec<FieldError>> {
+pub fn prepare<'c>(
+    card: &'c Card,
+    inputs: &Value,
+    options: &Value,
+) -> Result<Prepared<'c>, Vec<FieldError>> {
     let inputs = validate::validate(card, inputs, options)?;
     let options = options.as_object().cloned().unwrap_or_default();
     let result_set = match options.get("result_set").and_then(Value::as_str) {
         Some(id) => Some(card.def.result_set(id).cloned().ok_or_else(|| {
-            vec![FieldError::new(&["options", "result_set"], "is not one of this card's result sets", "enum")]
+            vec![FieldError::new(
+                &["options", "result_set"],
+                "is not one of this card's result sets",
+                "enum",
+            )]
         })?),
         None => None,
     };
@@ -60,8 +70,18 @@ pub fn prepare<'c>(card: &'c Card, inputs: &Value, options: &Value) -> Result<Pr
         .def
         .requests
         .iter()
-        .find(|r| r.when.as_ref().is_none_or(|w| when_matches(w, &inputs, &options)))
-        .ok_or_else(|| vec![FieldError::new(&["inputs"], "no request of this card fits these inputs", "no_variant")])?;
+        .find(|r| {
+            r.when
+                .as_ref()
+                .is_none_or(|w| when_matches(w, &inputs, &options))
+        })
+        .ok_or_else(|| {
+            vec![FieldError::new(
+                &["inputs"],
+                "no request of this card fits these inputs",
+                "no_variant",
+            )]
+        })?;
     let request = build_request(variant, &inputs, &options)?;
     Ok(Prepared {
         card,
@@ -73,11 +93,18 @@ pub fn prepare<'c>(card: &'c Card, inputs: &Value, options: &Value) -> Result<Pr
     })
 }
 
-fn build_request(v: &RequestDef, inputs: &Map<String, Value>, options: &Map<String, Value>) -> Result<KandjiRequest, Vec<FieldError>> {
+fn build_request(
+    v: &RequestDef,
+    inputs: &Map<String, Value>,
+    options: &Map<String, Value>,
+) -> Result<KandjiRequest, Vec<FieldError>> {
     let mut errors = Vec::new();
     let method = match &v.method {
         MethodDef::Fixed(m) => m.parse::<Method>().ok(),
-        MethodDef::FromOption { option } => options.get(option).and_then(Value::as_str).and_then(|m| m.parse().ok()),
+        MethodDef::FromOption { option } => options
+            .get(option)
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse().ok()),
     };
     let (path, raw_query) = if let Some(name) = &v.relative_url_input {
         let text = inputs.get(name).and_then(Value::as_str).unwrap_or_default();
@@ -90,7 +117,9 @@ fn build_request(v: &RequestDef, inputs: &Map<String, Value>, options: &Map<Stri
         }
     } else {
         let template = v.path.as_deref().unwrap_or("/");
-        match ApiPath::from_template(template, |name| inputs.get(name).filter(|v| !v.is_null()).map(scalar_text)) {
+        match ApiPath::from_template(template, |name| {
+            inputs.get(name).filter(|v| !v.is_null()).map(scalar_text)
+        }) {
             Ok(p) => (Some(p), None),
             Err((name, msg)) => {
                 errors.push(FieldError::new(&["inputs", &name], msg, "path_segment"));
@@ -118,12 +147,23 @@ fn build_request(v: &RequestDef, inputs: &Map<String, Value>, options: &Map<Stri
         for (k, val) in m {
             let lower = k.to_ascii_lowercase();
             if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
-                errors.push(FieldError::new(&["inputs", name, k], "this header is set by the connector and cannot be overridden", "forbidden_header"));
+                errors.push(FieldError::new(
+                    &["inputs", name, k],
+                    "this header is set by the connector and cannot be overridden",
+                    "forbidden_header",
+                ));
                 continue;
             }
-            match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&scalar_text(val))) {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(&scalar_text(val)),
+            ) {
                 (Ok(hn), Ok(hv)) => headers.push((hn, hv)),
-                _ => errors.push(FieldError::new(&["inputs", name, k], "is not a valid HTTP header", "header")),
+                _ => errors.push(FieldError::new(
+                    &["inputs", name, k],
+                    "is not a valid HTTP header",
+                    "header",
+                )),
             }
         }
     }
@@ -137,11 +177,18 @@ fn build_request(v: &RequestDef, inputs: &Map<String, Value>, options: &Map<Stri
             };
             match (b.encoding, rendered) {
                 (_, None) => RequestBody::None,
-                (Encoding::Json, Some(Value::Object(m))) if m.is_empty() && b.input.is_none() => RequestBody::None,
-                (Encoding::Json, Some(val)) => RequestBody::Json(Bytes::from(serde_json::to_vec(&val).unwrap_or_default())),
+                (Encoding::Json, Some(Value::Object(m))) if m.is_empty() && b.input.is_none() => {
+                    RequestBody::None
+                }
+                (Encoding::Json, Some(val)) => {
+                    RequestBody::Json(Bytes::from(serde_json::to_vec(&val).unwrap_or_default()))
+                }
                 (Encoding::Form, Some(Value::Object(m))) => {
-                    let pairs: Vec<(String, String)> = m.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect();
-                    RequestBody::Form(Bytes::from(serde_urlencoded::to_string(&pairs).unwrap_or_default()))
+                    let pairs: Vec<(String, String)> =
+                        m.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect();
+                    RequestBody::Form(Bytes::from(
+                        serde_urlencoded::to_string(&pairs).unwrap_or_default(),
+                    ))
                 }
                 (Encoding::Form, Some(_)) => RequestBody::None,
             }
@@ -151,7 +198,11 @@ fn build_request(v: &RequestDef, inputs: &Map<String, Value>, options: &Map<Stri
         return Err(errors);
     }
     let Some(method) = method else {
-        return Err(vec![FieldError::new(&["options"], "no HTTP method", "method")]);
+        return Err(vec![FieldError::new(
+            &["options"],
+            "no HTTP method",
+            "method",
+        )]);
     };
     Ok(KandjiRequest {
         method,
@@ -176,30 +227,53 @@ pub enum RunError {
 const MAX_PICK_PAGES: usize = 20;
 
 /// Sends a prepared invocation and maps Kandji's answer to the card's outputs.
-pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Result<Map<String, Value>, RunError> {
+pub async fn run(
+    client: &KandjiClient,
+    tenant: &Tenant,
+    p: &Prepared<'_>,
+) -> Result<Map<String, Value>, RunError> {
     if let Some(rs) = &p.result_set
         && rs.kind == ResultSetKind::Stream
     {
-        return Err(RunError::Unsupported(format!("the {:?} result set streams; use the streaming API", rs.label)));
+        return Err(RunError::Unsupported(format!(
+            "the {:?} result set streams; use the streaming API",
+            rs.label
+        )));
     }
+    let label = p.card.def.id.as_str();
     let (status, headers, mut body, records, count) = match (&p.variant.list, &p.variant.pick) {
         (Some(list), pick) => {
             let mut pager = Pager::new(p.request.clone(), list.clone());
-            let limit = p.result_set.as_ref().and_then(|r| r.limit).unwrap_or(list.page_size());
+            pager.label = label.to_string();
+            let limit = p
+                .result_set
+                .as_ref()
+                .and_then(|r| r.limit)
+                .unwrap_or(list.page_size());
             let mut records = Vec::new();
             let mut last = None;
             let mut count = None;
             let mut picked = None;
             while !pager.is_done() {
-                let want = if pick.is_some() { list.page_size() } else { limit - records.len() };
-                let Some(page) = pager.next(client, tenant, want).await? else { break };
+                let want = if pick.is_some() {
+                    list.page_size()
+                } else {
+                    limit - records.len()
+                };
+                let Some(page) = pager.next(client, tenant, want).await? else {
+                    break;
+                };
                 count = count.or(page.count);
                 if page.error_body.is_some() {
                     last = Some(page);
                     break;
                 }
                 if let Some(pick) = pick {
-                    picked = page.records.iter().find(|r| picks(pick, r, &p.inputs, &p.options)).cloned();
+                    picked = page
+                        .records
+                        .iter()
+                        .find(|r| picks(pick, r, &p.inputs, &p.options))
+                        .cloned();
                     last = Some(page);
                     if picked.is_some() || pager.pages_fetched >= MAX_PICK_PAGES {
                         break;
@@ -207,7 +281,10 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
                     continue;
                 }
                 records.extend(page.records.iter().cloned());
-                last = Some(Page { records: Vec::new(), ..page });
+                last = Some(Page {
+                    records: Vec::new(),
+                    ..page
+                });
                 if records.len() >= limit {
                     records.truncate(limit);
                     break;
@@ -219,18 +296,29 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
                 (None, Some(pick)) => match picked {
                     Some(r) => (last.status, last.headers, r, None, None),
                     None => {
-                        let msg = pick.not_found.clone().unwrap_or_else(|| "No record matched exactly".into());
+                        let msg = pick
+                            .not_found
+                            .clone()
+                            .unwrap_or_else(|| "No record matched exactly".into());
                         (404, last.headers, Value::String(msg), None, None)
                     }
                 },
                 (None, None) => {
                     let n = count.unwrap_or(records.len() as u64);
-                    (last.status, last.headers, Value::Null, Some(records), Some(n))
+                    (
+                        last.status,
+                        last.headers,
+                        Value::Null,
+                        Some(records),
+                        Some(n),
+                    )
                 }
             }
         }
         (None, _) => {
-            let resp = client.send(tenant, &p.request).await?;
+            let resp = client
+                .send_with(tenant, &p.request, Wait::Bounded, label)
+                .await?;
             let body = parse_body(&resp);
             (resp.status, resp.headers, body, None, None)
         }
@@ -242,9 +330,13 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
     let mut lookups = HashMap::new();
     if status < 500 && ![401, 403, 404, 429].contains(&status) {
         for l in &p.card.def.lookups {
-            let path = ApiPath::from_template(&l.path, |n| p.inputs.get(n).filter(|v| !v.is_null()).map(scalar_text));
+            let path = ApiPath::from_template(&l.path, |n| {
+                p.inputs.get(n).filter(|v| !v.is_null()).map(scalar_text)
+            });
             if let Ok(path) = path {
-                let resp = client.send(tenant, &KandjiRequest::get(path)).await?;
+                let resp = client
+                    .send_with(tenant, &KandjiRequest::get(path), Wait::Bounded, label)
+                    .await?;
                 if resp.is_success() {
                     lookups.insert(l.name.clone(), parse_body(&resp));
                 }
@@ -266,7 +358,12 @@ pub async fn run(client: &KandjiClient, tenant: &Tenant, p: &Prepared<'_>) -> Re
     Ok(answer.outputs(&p.card.def.output_schema))
 }
 
-fn picks(pick: &crate::catalog::PickDef, record: &Value, inputs: &Map<String, Value>, options: &Map<String, Value>) -> bool {
+fn picks(
+    pick: &crate::catalog::PickDef,
+    record: &Value,
+    inputs: &Map<String, Value>,
+    options: &Map<String, Value>,
+) -> bool {
     pick.r#where.iter().all(|(ptr, t)| {
         let want = render(t, inputs, options);
         want.is_some() && record.pointer(ptr) == want.as_ref()

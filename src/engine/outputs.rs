@@ -66,12 +66,17 @@ impl Answer<'_> {
 
     fn shown(&self, prop: &Value) -> bool {
         if let Some(ids) = prop.get("x-result-sets").and_then(Value::as_array) {
-            let Some(rs) = &self.result_set else { return false };
+            let Some(rs) = &self.result_set else {
+                return false;
+            };
             if !ids.iter().any(|i| i.as_str() == Some(rs)) {
                 return false;
             }
         }
-        if let Some(when) = prop.get("x-when").and_then(|w| serde_json::from_value::<When>(w.clone()).ok()) {
+        if let Some(when) = prop
+            .get("x-when")
+            .and_then(|w| serde_json::from_value::<When>(w.clone()).ok())
+        {
             return when_matches(&when, self.inputs, self.options);
         }
         true
@@ -110,7 +115,11 @@ impl Answer<'_> {
                 let v = if m.get("x-source").is_some() {
                     self.output(m, Some(&value))
                 } else {
-                    value.get(k).cloned().map(|v| coerce(v, m)).unwrap_or(Value::Null)
+                    value
+                        .get(k)
+                        .cloned()
+                        .map(|v| coerce(v, m))
+                        .unwrap_or(Value::Null)
                 };
                 obj.insert(k.clone(), v);
             }
@@ -120,7 +129,11 @@ impl Answer<'_> {
     }
 }
 
-pub fn when_matches(when: &When, inputs: &Map<String, Value>, options: &Map<String, Value>) -> bool {
+pub fn when_matches(
+    when: &When,
+    inputs: &Map<String, Value>,
+    options: &Map<String, Value>,
+) -> bool {
     if let Some(name) = &when.present {
         return inputs.get(name).is_some_and(|v| !v.is_null());
     }
@@ -165,22 +178,28 @@ pub fn coerce(v: Value, schema: &Value) -> Value {
     match v {
         Value::String(s) if s.is_empty() && !wants("string") => Value::Null,
         Value::String(s) if s.is_empty() && is_date => Value::Null,
-        Value::String(s) if wants("boolean") && !wants("string") => match s.to_ascii_lowercase().as_str() {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => Value::String(s),
-        },
+        Value::String(s) if wants("boolean") && !wants("string") => {
+            match s.to_ascii_lowercase().as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => Value::String(s),
+            }
+        }
         Value::String(s) if (wants("integer") || wants("number")) && !wants("string") => {
             if let Ok(i) = s.trim().parse::<i64>() {
                 Value::from(i)
             } else if let Ok(f) = s.trim().parse::<f64>() {
-                serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::String(s))
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::String(s))
             } else {
                 Value::String(s)
             }
         }
         Value::String(s) if is_date => Value::String(rfc3339(&s).unwrap_or(s)),
-        Value::Number(n) if wants("string") && !wants("integer") && !wants("number") => Value::String(n.to_string()),
+        Value::Number(n) if wants("string") && !wants("integer") && !wants("number") => {
+            Value::String(n.to_string())
+        }
         Value::Object(mut m) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
                 for (k, ps) in props {
@@ -222,14 +241,22 @@ pub fn error_message(status: u16, body: &Value) -> String {
     fn flat(v: &Value) -> String {
         match v {
             Value::String(s) => s.clone(),
-            Value::Array(a) => a.iter().map(flat).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; "),
+            Value::Array(a) => a
+                .iter()
+                .map(flat)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
             Value::Object(m) => {
                 for k in ["detail", "message", "error", "errors"] {
                     if let Some(v) = m.get(k) {
                         return flat(v);
                     }
                 }
-                m.iter().map(|(k, v)| format!("{k}: {}", flat(v))).collect::<Vec<_>>().join("; ")
+                m.iter()
+                    .map(|(k, v)| format!("{k}: {}", flat(v)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             }
             Value::Null => String::new(),
             other => other.to_string(),
@@ -292,33 +319,74 @@ mod tests {
 
     #[test]
     fn coercions() {
-        assert_eq!(coerce(json!("True"), &json!({"type": "boolean"})), json!(true));
-        assert_eq!(coerce(json!("False"), &json!({"type": ["boolean", "null"]})), json!(false));
-        assert_eq!(coerce(json!(""), &json!({"type": ["object", "null"]})), Value::Null);
+        assert_eq!(
+            coerce(json!("True"), &json!({"type": "boolean"})),
+            json!(true)
+        );
+        assert_eq!(
+            coerce(json!("False"), &json!({"type": ["boolean", "null"]})),
+            json!(false)
+        );
+        assert_eq!(
+            coerce(json!(""), &json!({"type": ["object", "null"]})),
+            Value::Null
+        );
         assert_eq!(coerce(json!("12"), &json!({"type": "integer"})), json!(12));
         assert_eq!(
-            coerce(json!("2024-01-26 16:15:36.087016+00:00"), &json!({"type": "string", "format": "date-time"})),
+            coerce(
+                json!("2024-01-26 16:15:36.087016+00:00"),
+                &json!({"type": "string", "format": "date-time"})
+            ),
             json!("2024-01-26T16:15:36.087016Z")
         );
         assert_eq!(
-            coerce(json!("2024-07-23T14:11:37.150080Z"), &json!({"type": ["string", "null"], "format": "date-time"})),
+            coerce(
+                json!("2024-07-23T14:11:37.150080Z"),
+                &json!({"type": ["string", "null"], "format": "date-time"})
+            ),
             json!("2024-07-23T14:11:37.150080Z")
         );
-        assert_eq!(coerce(json!(""), &json!({"type": ["string", "null"], "format": "date-time"})), Value::Null);
         assert_eq!(
-            coerce(json!({"user": "", "x": 1}), &json!({"type": "object", "properties": {"user": {"type": ["object", "null"]}}})),
+            coerce(
+                json!(""),
+                &json!({"type": ["string", "null"], "format": "date-time"})
+            ),
+            Value::Null
+        );
+        assert_eq!(
+            coerce(
+                json!({"user": "", "x": 1}),
+                &json!({"type": "object", "properties": {"user": {"type": ["object", "null"]}}})
+            ),
             json!({"user": null, "x": 1})
         );
     }
 
     #[test]
     fn error_shapes() {
-        assert_eq!(error_message(400, &json!("This device is already locked.")), "This device is already locked.");
-        assert_eq!(error_message(400, &json!(["Device is not in lost mode."])), "Device is not in lost mode.");
-        assert_eq!(error_message(404, &json!({"detail": "Not found."})), "Not found.");
-        assert_eq!(error_message(400, &json!({"dep_account": ["Enter a valid UUID."]})), "dep_account: Enter a valid UUID.");
         assert_eq!(
-            error_message(404, &json!("<!doctype html><html><head><title>Not Found</title></head><body><h1>Not Found</h1><p>x</p></body></html>")),
+            error_message(400, &json!("This device is already locked.")),
+            "This device is already locked."
+        );
+        assert_eq!(
+            error_message(400, &json!(["Device is not in lost mode."])),
+            "Device is not in lost mode."
+        );
+        assert_eq!(
+            error_message(404, &json!({"detail": "Not found."})),
+            "Not found."
+        );
+        assert_eq!(
+            error_message(400, &json!({"dep_account": ["Enter a valid UUID."]})),
+            "dep_account: Enter a valid UUID."
+        );
+        assert_eq!(
+            error_message(
+                404,
+                &json!(
+                    "<!doctype html><html><head><title>Not Found</title></head><body><h1>Not Found</h1><p>x</p></body></html>"
+                )
+            ),
             "Not Found"
         );
         assert_eq!(error_message(500, &Value::Null), "Kandji answered 500");

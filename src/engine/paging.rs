@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::catalog::{ListDef, Paging};
-use crate::kandji::{KandjiClient, KandjiError, KandjiRequest, KandjiResponse, Tenant};
+use crate::kandji::{KandjiClient, KandjiError, KandjiRequest, KandjiResponse, Tenant, Wait};
 
 use super::outputs::coerce;
 
@@ -30,6 +30,10 @@ pub struct Pager {
     started: bool,
     done: bool,
     pub pages_fetched: usize,
+    /// Cards wait for budget only so long; streams set `Wait::Forever`.
+    pub wait: Wait,
+    /// The card, for the client's counts.
+    pub label: String,
 }
 
 impl Pager {
@@ -44,6 +48,8 @@ impl Pager {
             started: false,
             done: false,
             pages_fetched: 0,
+            wait: Wait::Bounded,
+            label: "-".into(),
         }
     }
 
@@ -69,7 +75,12 @@ impl Pager {
     }
 
     /// Fetches the next page, asking for at most `want` records where the style takes a size.
-    pub async fn next(&mut self, client: &KandjiClient, tenant: &Tenant, want: usize) -> Result<Option<Page>, KandjiError> {
+    pub async fn next(
+        &mut self,
+        client: &KandjiClient,
+        tenant: &Tenant,
+        want: usize,
+    ) -> Result<Option<Page>, KandjiError> {
         if self.done {
             return Ok(None);
         }
@@ -82,7 +93,8 @@ impl Pager {
                 req.raw_query = Some(q.clone());
             }
             (Paging::Offset | Paging::Drf, _) => {
-                req.query.push((self.list.size_param().to_string(), size.to_string()));
+                req.query
+                    .push((self.list.size_param().to_string(), size.to_string()));
                 req.query.push(("offset".into(), self.offset.to_string()));
             }
             (Paging::Page, None) => {
@@ -93,7 +105,9 @@ impl Pager {
             (Paging::None, _) => {}
         }
         self.started = true;
-        let resp = client.send(tenant, &req).await?;
+        let resp = client
+            .send_with(tenant, &req, self.wait, &self.label)
+            .await?;
         self.pages_fetched += 1;
         let body = parse_body(&resp);
         if !resp.is_success() {
@@ -162,7 +176,10 @@ fn query_of(next: &str) -> Option<String> {
         Ok(u) => u.query().map(str::to_string),
         Err(_) => next.split_once('?').map(|(_, q)| q.to_string()),
     }?;
-    if q.is_empty() || q.chars().any(|c| c.is_control() || c.is_whitespace() || c == '#') {
+    if q.is_empty()
+        || q.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '#')
+    {
         return None;
     }
     Some(q)

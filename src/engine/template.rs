@@ -3,7 +3,11 @@
 use serde_json::{Map, Value};
 
 /// Renders a template; `None` when the value is absent (its key is then dropped).
-pub fn render(t: &Value, inputs: &Map<String, Value>, options: &Map<String, Value>) -> Option<Value> {
+pub fn render(
+    t: &Value,
+    inputs: &Map<String, Value>,
+    options: &Map<String, Value>,
+) -> Option<Value> {
     match t {
         Value::Object(m) => {
             if let Some(Value::String(name)) = m.get("$input") {
@@ -28,7 +32,9 @@ pub fn render(t: &Value, inputs: &Map<String, Value>, options: &Map<String, Valu
             Some(Value::Object(out))
         }
         Value::Array(a) => Some(Value::Array(
-            a.iter().filter_map(|v| render(v, inputs, options)).collect(),
+            a.iter()
+                .filter_map(|v| render(v, inputs, options))
+                .collect(),
         )),
         other => Some(other.clone()),
     }

@@ -6,7 +6,11 @@ use crate::catalog::Card;
 use crate::error::FieldError;
 
 /// Validates `inputs` and `options`; on success returns inputs with schema defaults filled in.
-pub fn validate(card: &Card, inputs: &Value, options: &Value) -> Result<Map<String, Value>, Vec<FieldError>> {
+pub fn validate(
+    card: &Card,
+    inputs: &Value,
+    options: &Value,
+) -> Result<Map<String, Value>, Vec<FieldError>> {
     let mut errors = Vec::new();
     schema_errors(&card.input_validator, inputs, "inputs", &mut errors);
     match &card.options_validator {
@@ -14,14 +18,21 @@ pub fn validate(card: &Card, inputs: &Value, options: &Value) -> Result<Map<Stri
         None => {
             if let Some(m) = options.as_object() {
                 for k in m.keys() {
-                    errors.push(FieldError::new(&["options", k], "this card takes no options", "unknown_field"));
+                    errors.push(FieldError::new(
+                        &["options", k],
+                        "this card takes no options",
+                        "unknown_field",
+                    ));
                 }
             }
         }
     }
     if let Some(obj) = inputs.as_object() {
         for rule in &card.def.rules {
-            let present = rule.at_least_one.iter().any(|k| obj.get(k).is_some_and(|v| !v.is_null()));
+            let present = rule
+                .at_least_one
+                .iter()
+                .any(|k| obj.get(k).is_some_and(|v| !v.is_null()));
             if !present {
                 let msg = rule.message.clone().unwrap_or_else(|| {
                     format!("give at least one of: {}", rule.at_least_one.join(", "))
@@ -36,7 +47,12 @@ pub fn validate(card: &Card, inputs: &Value, options: &Value) -> Result<Map<Stri
         return Err(errors);
     }
     let mut filled = inputs.as_object().cloned().unwrap_or_default();
-    if let Some(props) = card.def.input_schema.get("properties").and_then(Value::as_object) {
+    if let Some(props) = card
+        .def
+        .input_schema
+        .get("properties")
+        .and_then(Value::as_object)
+    {
         for (k, p) in props {
             if let Some(d) = p.get("default")
                 && !filled.contains_key(k)
@@ -48,7 +64,12 @@ pub fn validate(card: &Card, inputs: &Value, options: &Value) -> Result<Map<Stri
     Ok(filled)
 }
 
-fn schema_errors(validator: &jsonschema::Validator, value: &Value, root: &str, out: &mut Vec<FieldError>) {
+fn schema_errors(
+    validator: &jsonschema::Validator,
+    value: &Value,
+    root: &str,
+    out: &mut Vec<FieldError>,
+) {
     for e in validator.iter_errors(value) {
         let mut loc = vec![root.to_string()];
         loc.extend(e.instance_path().iter().map(|s| s.to_string()));
@@ -68,7 +89,11 @@ fn schema_errors(validator: &jsonschema::Validator, value: &Value, root: &str, o
             jsonschema::error::ValidationErrorKind::Required { property } => {
                 let mut l = loc.clone();
                 l.push(property.as_str().unwrap_or_default().to_string());
-                out.push(FieldError { loc: l, msg: "is required".into(), kind: "required".into() });
+                out.push(FieldError {
+                    loc: l,
+                    msg: "is required".into(),
+                    kind: "required".into(),
+                });
             }
             _ => out.push(FieldError {
                 loc,

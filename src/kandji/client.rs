@@ -1,10 +1,15 @@
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, redirect};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::budget::{BudgetReport, Budgets, DEFAULT_REQUESTS_PER_HOUR};
 use super::url::{ApiBaseUrl, ApiPath};
 
 /// A Kandji tenant as the client needs it.
@@ -13,6 +18,24 @@ pub struct Tenant {
     pub connection_id: String,
     pub base: ApiBaseUrl,
     pub token: SecretString,
+    /// The connection's share of the tenant's hourly quota.
+    pub requests_per_hour: u32,
+}
+
+impl Tenant {
+    pub fn new(
+        connection_id: impl Into<String>,
+        base: ApiBaseUrl,
+        token: SecretString,
+        requests_per_hour: Option<u32>,
+    ) -> Self {
+        Self {
+            connection_id: connection_id.into(),
+            base,
+            token,
+            requests_per_hour: requests_per_hour.unwrap_or(DEFAULT_REQUESTS_PER_HOUR),
+        }
+    }
 }
 
 impl std::fmt::Debug for Tenant {
@@ -84,6 +107,8 @@ pub enum KandjiError {
     TooLarge(usize),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("the connection's Kandji request budget is spent; retry in {0:?}")]
+    Throttled(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +116,14 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub total_timeout: Duration,
     pub max_response_bytes: usize,
+    /// How long a card invocation may wait for budget before answering 429.
+    pub budget_wait: Duration,
+    /// Retries after the first attempt (only where retrying is safe).
+    pub max_retries: usize,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Longest `Retry-After` honoured; longer ones are cut to this.
+    pub max_retry_after: Duration,
 }
 
 impl Default for ClientConfig {
@@ -99,14 +132,86 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(30),
             max_response_bytes: 16 * 1024 * 1024,
+            budget_wait: Duration::from_secs(10),
+            max_retries: 4,
+            retry_min_delay: Duration::from_millis(250),
+            retry_max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(30),
         }
     }
+}
+
+/// How long a caller will wait for budget.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// Cards: up to the configured bound, then `Throttled`.
+    Bounded,
+    /// Streams and background work: as long as it takes.
+    Forever,
+}
+
+/// Counts kept in one place, by connection and card, for the metrics endpoint.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub requests: u64,
+    pub retries: u64,
+    pub kandji_429: u64,
+    pub budget_waits: u64,
+    pub budget_refusals: u64,
+    pub timeouts: u64,
+    pub errors: u64,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    by_key: Mutex<HashMap<(String, String), Counts>>,
+}
+
+impl Stats {
+    fn bump(&self, connection: &str, label: &str, f: impl FnOnce(&mut Counts)) {
+        let mut m = self.by_key.lock().expect("stats lock");
+        f(m.entry((connection.to_string(), label.to_string()))
+            .or_default());
+    }
+    /// (connection, card or "-", counts)
+    pub fn snapshot(&self) -> Vec<(String, String, Counts)> {
+        let m = self.by_key.lock().expect("stats lock");
+        let mut v: Vec<_> = m
+            .iter()
+            .map(|((c, l), n)| (c.clone(), l.clone(), *n))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    }
+    pub fn total(&self) -> Counts {
+        let m = self.by_key.lock().expect("stats lock");
+        m.values().fold(Counts::default(), |mut a, n| {
+            a.requests += n.requests;
+            a.retries += n.retries;
+            a.kandji_429 += n.kandji_429;
+            a.budget_waits += n.budget_waits;
+            a.budget_refusals += n.budget_refusals;
+            a.timeouts += n.timeouts;
+            a.errors += n.errors;
+            a
+        })
+    }
+}
+
+enum Attempt {
+    Answer(KandjiResponse),
+    /// Failed before the request left (connect error): safe to retry whatever the method.
+    NotSent(KandjiError),
+    Failed(KandjiError),
 }
 
 #[derive(Clone)]
 pub struct KandjiClient {
     http: reqwest::Client,
     config: ClientConfig,
+    budgets: Arc<Budgets>,
+    stats: Arc<Stats>,
+    epoch: Instant,
 }
 
 impl KandjiClient {
@@ -120,46 +225,220 @@ impl KandjiClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("kandji-connector/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            budgets: Arc::new(Budgets::default()),
+            stats: Arc::new(Stats::default()),
+            epoch: Instant::now(),
+        })
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The budget of a connection, as operators see it.
+    pub fn budget_report(
+        &self,
+        connection_id: &str,
+        requests_per_hour: Option<u32>,
+    ) -> BudgetReport {
+        let per_hour = requests_per_hour.unwrap_or(DEFAULT_REQUESTS_PER_HOUR);
+        match self.budgets.peek(connection_id) {
+            Some(b) if b.per_hour == per_hour.max(1) => b.report(self.epoch),
+            _ => BudgetReport {
+                requests_per_hour: per_hour,
+                used_last_hour: 0,
+                remaining_this_hour: per_hour,
+                next_refill_in_seconds: None,
+            },
+        }
+    }
+
+    /// A card's request: waits for budget up to the configured bound.
+    pub async fn send(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+    ) -> Result<KandjiResponse, KandjiError> {
+        self.send_with(tenant, req, Wait::Bounded, "-").await
+    }
+
+    /// Sends one request within the connection's budget, retrying only what is safe to retry:
+    /// GETs on connection errors, timeouts, 429, 502, 503, 504; any method on 429 or when the
+    /// connection could not even be opened. POST/PATCH/PUT/DELETE are never re-sent after a 5xx
+    /// or a timeout, because Kandji may already have queued the MDM command.
+    pub async fn send_with(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+        wait: Wait,
+        label: &str,
+    ) -> Result<KandjiResponse, KandjiError> {
+        let idempotent = req.method == Method::GET || req.method == Method::HEAD;
+        let budget = self
+            .budgets
+            .get(&tenant.connection_id, tenant.requests_per_hour);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.config.retry_min_delay)
+            .with_max_delay(self.config.retry_max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.config.max_retries)
+            .with_jitter()
+            .build();
+        // Time spent waiting on Kandji's answers (not on budget or back-off) is bounded by the total timeout.
+        let mut answer_time = Duration::ZERO;
+        let id = &tenant.connection_id;
+        loop {
+            self.acquire(&budget, wait, id, label).await?;
+            let left = self.config.total_timeout.saturating_sub(answer_time);
+            if left.is_zero() {
+                return Err(KandjiError::Timeout(self.config.total_timeout));
+            }
+            let started = Instant::now();
+            let attempt = match tokio::time::timeout(left, self.attempt(tenant, req, left)).await {
+                Ok(a) => a,
+                Err(_) => Attempt::Failed(KandjiError::Timeout(self.config.total_timeout)),
+            };
+            answer_time += started.elapsed();
+            self.stats.bump(id, label, |c| c.requests += 1);
+            let (retry, retry_after, outcome) = match attempt {
+                Attempt::Answer(resp) => {
+                    budget.observe(&resp.headers);
+                    let retry =
+                        resp.status == 429 || (idempotent && matches!(resp.status, 502..=504));
+                    if resp.status == 429 {
+                        self.stats.bump(id, label, |c| c.kandji_429 += 1);
+                    }
+                    (retry, retry_after(&resp.headers), Ok(resp))
+                }
+                Attempt::NotSent(e) => {
+                    self.stats.bump(id, label, |c| c.errors += 1);
+                    (true, None, Err(e))
+                }
+                Attempt::Failed(e) => {
+                    if matches!(e, KandjiError::Timeout(_)) {
+                        self.stats.bump(id, label, |c| c.timeouts += 1);
+                    } else {
+                        self.stats.bump(id, label, |c| c.errors += 1);
+                    }
+                    let transient =
+                        matches!(e, KandjiError::Timeout(_) | KandjiError::Unreachable(_));
+                    (idempotent && transient, None, Err(e))
+                }
+            };
+            if !retry {
+                return outcome;
+            }
+            let Some(backoff) = delays.next() else {
+                return outcome;
+            };
+            let delay = retry_after.map_or(backoff, |ra| {
+                ra.min(self.config.max_retry_after).max(backoff / 4)
+            });
+            self.stats.bump(id, label, |c| c.retries += 1);
+            tracing::debug!(connection = %id, card = label, delay_ms = delay.as_millis() as u64, "retrying a Kandji request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn acquire(
+        &self,
+        budget: &super::budget::Budget,
+        wait: Wait,
+        id: &str,
+        label: &str,
+    ) -> Result<(), KandjiError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match budget.try_acquire(self.epoch) {
+                Ok(()) => return Ok(()),
+                Err(need) => {
+                    if let Wait::Bounded = wait
+                        && waited + need > self.config.budget_wait
+                    {
+                        self.stats.bump(id, label, |c| c.budget_refusals += 1);
+                        return Err(KandjiError::Throttled(need));
+                    }
+                    if waited.is_zero() {
+                        self.stats.bump(id, label, |c| c.budget_waits += 1);
+                    }
+                    let need = need.max(Duration::from_millis(1));
+                    tokio::time::sleep(need).await;
+                    waited += need;
+                }
+            }
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
 
-    /// Sends one request to the tenant and reads the answer (capped).
-    pub async fn send(&self, tenant: &Tenant, req: &KandjiRequest) -> Result<KandjiResponse, KandjiError> {
+    /// One attempt: sends the request and reads the answer (capped).
+    async fn attempt(&self, tenant: &Tenant, req: &KandjiRequest, timeout: Duration) -> Attempt {
+        match self.attempt_inner(tenant, req, timeout).await {
+            Ok(r) => Attempt::Answer(r),
+            Err(e) => e,
+        }
+    }
+
+    async fn attempt_inner(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+        timeout: Duration,
+    ) -> Result<KandjiResponse, Attempt> {
         let url = tenant
             .base
             .endpoint(&req.path, req.raw_query.as_deref(), &req.query)
-            .map_err(KandjiError::InvalidRequest)?;
+            .map_err(|m| Attempt::Failed(KandjiError::InvalidRequest(m)))?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", tenant.token.expose_secret()))
-            .map_err(|_| KandjiError::InvalidRequest("the stored token is not a valid header value".into()))?;
+            .map_err(|_| {
+            Attempt::Failed(KandjiError::InvalidRequest(
+                "the stored token is not a valid header value".into(),
+            ))
+        })?;
         auth.set_sensitive(true);
-        let mut builder = self.http.request(req.method.clone(), url);
+        let mut builder = self.http.request(req.method.clone(), url).timeout(timeout);
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
-        builder = builder.header(AUTHORIZATION, auth).header("accept", "application/json");
+        builder = builder
+            .header(AUTHORIZATION, auth)
+            .header("accept", "application/json");
         builder = match &req.body {
             RequestBody::None => builder,
-            RequestBody::Json(b) => builder.header(CONTENT_TYPE, "application/json").body(b.clone()),
+            RequestBody::Json(b) => builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.clone()),
             RequestBody::Form(b) => builder
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(b.clone()),
         };
-        let resp = builder.send().await.map_err(|e| self.classify(e))?;
+        let resp = builder.send().await.map_err(|e| {
+            if e.is_connect() {
+                Attempt::NotSent(self.classify(e))
+            } else {
+                Attempt::Failed(self.classify(e))
+            }
+        })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let limit = self.config.max_response_bytes;
         if resp.content_length().is_some_and(|n| n as usize > limit) {
-            return Err(KandjiError::TooLarge(limit));
+            return Err(Attempt::Failed(KandjiError::TooLarge(limit)));
         }
         let mut resp = resp;
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Attempt::Failed(self.classify(e)))?
+        {
             if body.len() + chunk.len() > limit {
-                return Err(KandjiError::TooLarge(limit));
+                return Err(Attempt::Failed(KandjiError::TooLarge(limit)));
             }
             body.extend_from_slice(&chunk);
         }
@@ -186,4 +465,21 @@ impl KandjiClient {
             KandjiError::Unreachable(msg)
         }
     }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }

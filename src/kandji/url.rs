@@ -53,10 +53,18 @@ impl ApiBaseUrl {
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
-            "http" => return Err("must use https (http is allowed only for a loopback simulator)".into()),
+            "http" => {
+                return Err(
+                    "must use https (http is allowed only for a loopback simulator)".into(),
+                );
+            }
             other => return Err(format!("has an unsupported scheme {other:?}")),
         }
-        if !loopback && !KANDJI_HOST_SUFFIXES.iter().any(|s| host.ends_with(s) && host.len() > s.len()) {
+        if !loopback
+            && !KANDJI_HOST_SUFFIXES
+                .iter()
+                .any(|s| host.ends_with(s) && host.len() > s.len())
+        {
             return Err(format!(
                 "host {host:?} is not a Kandji API host (expected <tenant>.api.kandji.io, <tenant>.api.eu.kandji.io, <tenant>.api.iru.com or similar)"
             ));
@@ -80,7 +88,12 @@ impl ApiBaseUrl {
     }
 
     /// `{base}/api/v1{path}?{query}`; `path` must come from [`ApiPath`] or [`RelativeUrl`].
-    pub fn endpoint(&self, path: &ApiPath, raw_query: Option<&str>, extra: &[(String, String)]) -> Result<Url, String> {
+    pub fn endpoint(
+        &self,
+        path: &ApiPath,
+        raw_query: Option<&str>,
+        extra: &[(String, String)],
+    ) -> Result<Url, String> {
         let mut url = self.0.clone();
         url.set_path(&format!("/api/v1{}", path.0));
         url.set_query(raw_query.filter(|q| !q.is_empty()));
@@ -90,7 +103,10 @@ impl ApiBaseUrl {
                 pairs.append_pair(k, v);
             }
         }
-        if url.host_str() != self.0.host_str() || url.port() != self.0.port() || !url.path().starts_with("/api/v1/") {
+        if url.host_str() != self.0.host_str()
+            || url.port() != self.0.port()
+            || !url.path().starts_with("/api/v1/")
+        {
             return Err("the request would leave the tenant's API".into());
         }
         Ok(url)
@@ -118,14 +134,21 @@ impl ApiPath {
     }
 
     /// Fills a card's path template; each value must be one safe segment.
-    pub fn from_template(template: &str, mut value_of: impl FnMut(&str) -> Option<String>) -> Result<Self, (String, String)> {
+    pub fn from_template(
+        template: &str,
+        mut value_of: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Self, (String, String)> {
         let mut out = String::with_capacity(template.len() + 40);
         let mut rest = template;
         while let Some(start) = rest.find('{') {
             out.push_str(&rest[..start]);
-            let end = rest[start..].find('}').map(|e| start + e).unwrap_or(rest.len() - 1);
+            let end = rest[start..]
+                .find('}')
+                .map(|e| start + e)
+                .unwrap_or(rest.len() - 1);
             let name = &rest[start + 1..end];
-            let value = value_of(name).ok_or_else(|| (name.to_string(), "is required".to_string()))?;
+            let value =
+                value_of(name).ok_or_else(|| (name.to_string(), "is required".to_string()))?;
             check_segment(&value).map_err(|m| (name.to_string(), m))?;
             out.push_str(&value);
             rest = &rest[end + 1..];
@@ -152,7 +175,10 @@ pub fn check_segment(value: &str) -> Result<(), String> {
     if value == "." || value == ".." {
         return Err("must not be a relative path segment".into());
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))) {
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~')))
+    {
         return Err(format!(
             "must be a single path segment (letters, digits, '-', '_', '.', '~'); {:?} is not allowed",
             c
@@ -174,7 +200,9 @@ impl RelativeUrl {
             return Err("must not be empty".into());
         }
         if let Some(c) = input.chars().find(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!("must not contain whitespace or control characters ({c:?})"));
+            return Err(format!(
+                "must not contain whitespace or control characters ({c:?})"
+            ));
         }
         if input.contains('\\') {
             return Err("must not contain backslashes".into());
@@ -215,7 +243,10 @@ impl RelativeUrl {
                 return Err("must not contain encoded control characters".into());
             }
         }
-        Ok(Self { path: ApiPath(path.to_string()), query })
+        Ok(Self {
+            path: ApiPath(path.to_string()),
+            query,
+        })
     }
 }
 
@@ -226,12 +257,27 @@ mod tests {
     #[test]
     fn base_url_forms() {
         for (input, want) in [
-            ("https://accuhive.api.kandji.io", "https://accuhive.api.kandji.io"),
-            ("https://accuhive.api.kandji.io/", "https://accuhive.api.kandji.io"),
-            ("https://accuhive.api.kandji.io/api/v1/", "https://accuhive.api.kandji.io"),
-            ("accuhive.api.eu.kandji.io", "https://accuhive.api.eu.kandji.io"),
+            (
+                "https://accuhive.api.kandji.io",
+                "https://accuhive.api.kandji.io",
+            ),
+            (
+                "https://accuhive.api.kandji.io/",
+                "https://accuhive.api.kandji.io",
+            ),
+            (
+                "https://accuhive.api.kandji.io/api/v1/",
+                "https://accuhive.api.kandji.io",
+            ),
+            (
+                "accuhive.api.eu.kandji.io",
+                "https://accuhive.api.eu.kandji.io",
+            ),
             ("accuhive", "https://accuhive.api.kandji.io"),
-            ("https://acme.api.iru.com/api/v1", "https://acme.api.iru.com"),
+            (
+                "https://acme.api.iru.com/api/v1",
+                "https://acme.api.iru.com",
+            ),
             ("http://127.0.0.1:8081", "http://127.0.0.1:8081"),
             ("http://localhost:9000/api/v1", "http://localhost:9000"),
         ] {
@@ -257,7 +303,10 @@ mod tests {
         let base = ApiBaseUrl::parse("https://t.api.kandji.io").unwrap();
         let ok = RelativeUrl::parse("/devices?limit=1").unwrap();
         let url = base.endpoint(&ok.path, ok.query.as_deref(), &[]).unwrap();
-        assert_eq!(url.as_str(), "https://t.api.kandji.io/api/v1/devices?limit=1");
+        assert_eq!(
+            url.as_str(),
+            "https://t.api.kandji.io/api/v1/devices?limit=1"
+        );
         for bad in [
             "//evil.com/x",
             "https://evil.com/x",
@@ -279,10 +328,16 @@ mod tests {
 
     #[test]
     fn path_templates() {
-        let p = ApiPath::from_template("/devices/{device_id}/action/lock", |_| Some("abc-123".into())).unwrap();
+        let p = ApiPath::from_template("/devices/{device_id}/action/lock", |_| {
+            Some("abc-123".into())
+        })
+        .unwrap();
         assert_eq!(p.as_str(), "/devices/abc-123/action/lock");
         for bad in ["../x", "a/b", "a?b", "..", ".", "a%2fb", "a#b", ""] {
-            assert!(ApiPath::from_template("/devices/{id}", |_| Some(bad.into())).is_err(), "{bad}");
+            assert!(
+                ApiPath::from_template("/devices/{id}", |_| Some(bad.into())).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -62,6 +62,19 @@ impl ConnectionPatch {
     }
 }
 
+/// The outcome of [`Store::idempotency_claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key was free and is now held by this request.
+    Claimed,
+    /// The same request was answered before: replay this.
+    Done { status: u16, response: String },
+    /// The same request is still in flight.
+    InFlight,
+    /// The key was used with a different request.
+    Mismatch,
+}
+
 /// Errors from the store. Messages never contain tokens or keys.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -126,9 +139,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_stream(&self, id: &str) -> Result<Option<Stream>, StoreError>;
 
-    /// The most recently started streams first, at most `limit`, optionally only in `state`.
+    /// The most recently started streams first, at most `limit`, optionally only those of
+    /// `owner` and only those in `state`.
     async fn list_streams(
         &self,
+        owner: Option<&str>,
         state: Option<StreamState>,
         limit: u32,
     ) -> Result<Vec<Stream>, StoreError>;
@@ -172,6 +187,28 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Vec<DeliveryFailure>, StoreError>;
+
+    /// Claims an idempotency key for a request. Returns what is already there, if anything
+    /// (records older than `not_before` are deleted first and do not count).
+    async fn idempotency_claim(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        not_before: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores the answer of a claimed key (encrypted).
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Releases a claim whose request never reached Kandji, so it can be tried again.
+    async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError>;
 
     /// Closes the underlying pool gracefully (for SQLite this checkpoints the
     /// write-ahead log). Further calls fail. The default does nothing.

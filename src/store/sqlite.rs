@@ -13,9 +13,9 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::RwLock;
 
 use super::{
-    Connection, ConnectionPatch, DeliveryFailure, NewConnection, NewStream, Store, StoreError,
-    Stream, StreamCheckpoint, StreamJob, StreamState, TokenCipher, format_ts, new_connection_id,
-    new_stream_id, now, parse_ts,
+    Connection, ConnectionPatch, DeliveryFailure, IdempotencyClaim, NewConnection, NewStream,
+    Store, StoreError, Stream, StreamCheckpoint, StreamJob, StreamState, TokenCipher, format_ts,
+    new_connection_id, new_stream_id, now, parse_ts,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -310,6 +310,21 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let answers: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT scope, key, response FROM idempotency_keys WHERE response IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (scope, key, old) in &answers {
+            let aad = format!("idem:{scope}:{key}");
+            let plain = cipher.decrypt(&aad, old)?;
+            sqlx::query("UPDATE idempotency_keys SET response = ? WHERE scope = ? AND key = ?")
+                .bind(new.encrypt(&aad, plain.expose_secret()))
+                .bind(scope)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
         set_key_check(&mut tx, new).await?;
         tx.commit().await?;
         *cipher = new.clone();
@@ -328,11 +343,12 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::Db("record_limit out of range".into()))?;
         sqlx::query(
             "INSERT INTO streams \
-             (id, connection_id, card_id, result_set, inputs, options, helper_ciphertext, \
+             (id, owner, connection_id, card_id, result_set, inputs, options, helper_ciphertext, \
               callback_origin, record_limit, state, started_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
         )
         .bind(&id)
+        .bind(&new.owner)
         .bind(&new.connection_id)
         .bind(&new.card_id)
         .bind(&new.result_set)
@@ -348,6 +364,7 @@ impl Store for SqliteStore {
         drop(cipher);
         Ok(Stream {
             id,
+            owner: new.owner,
             connection_id: new.connection_id,
             card_id: new.card_id,
             result_set: new.result_set,
@@ -374,10 +391,12 @@ impl Store for SqliteStore {
 
     async fn list_streams(
         &self,
+        owner: Option<&str>,
         state: Option<StreamState>,
         limit: u32,
     ) -> Result<Vec<Stream>, StoreError> {
         let rows = sqlx::query(LIST_STREAMS)
+            .bind(owner)
             .bind(state.map(StreamState::as_str))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -394,14 +413,17 @@ impl Store for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let stream = row_to_stream(&row)?;
         let sealed: Option<String> = row.try_get("helper_ciphertext")?;
-        let Some(sealed) = sealed else { return Ok(None) };
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
         if stream.state != StreamState::Running {
             return Ok(None);
         }
         let helper_flow = cipher.decrypt(id, &sealed)?;
         let json = |col: &str| -> Result<serde_json::Value, StoreError> {
             let text: String = row.try_get(col)?;
-            serde_json::from_str(&text).map_err(|_| StoreError::Db(format!("invalid JSON in streams.{col}")))
+            serde_json::from_str(&text)
+                .map_err(|_| StoreError::Db(format!("invalid JSON in streams.{col}")))
         };
         let done_above: Vec<u64> = serde_json::from_value(json("done_above")?)
             .map_err(|_| StoreError::Db("invalid streams.done_above".into()))?;
@@ -529,22 +551,100 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn idempotency_claim(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        not_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let cipher = self.cipher.read().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(format_ts(&not_before))
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match row {
+            Some((hash, _, _)) if hash != request_hash => IdempotencyClaim::Mismatch,
+            Some((_, Some(status), Some(response))) => {
+                let plain = cipher.decrypt(&format!("idem:{scope}:{key}"), &response)?;
+                IdempotencyClaim::Done {
+                    status: status as u16,
+                    response: plain.expose_secret().to_string(),
+                }
+            }
+            Some(_) => IdempotencyClaim::InFlight,
+            None => {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(request_hash)
+                .bind(format_ts(&now()))
+                .execute(&mut *tx)
+                .await?;
+                IdempotencyClaim::Claimed
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        let cipher = self.cipher.read().await;
+        let sealed = cipher.encrypt(&format!("idem:{scope}:{key}"), response);
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, response = ? WHERE scope = ? AND key = ?",
+        )
+        .bind(i64::from(status))
+        .bind(sealed)
+        .bind(scope)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status IS NULL")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-const SELECT_STREAM: &str = "SELECT id, connection_id, card_id, result_set, callback_origin, \
+const SELECT_STREAM: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \
      record_limit, state, error, record_count, failed_deliveries, pages_fetched, started_at, \
      finished_at, updated_at FROM streams WHERE id = ?";
 
-/// Binds: state filter (NULL = any), limit.
-const LIST_STREAMS: &str = "SELECT id, connection_id, card_id, result_set, callback_origin, \
+/// Binds: owner filter, state filter (NULL = any), limit.
+const LIST_STREAMS: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \
      record_limit, state, error, record_count, failed_deliveries, pages_fetched, started_at, \
-     finished_at, updated_at FROM streams WHERE (?1 IS NULL OR state = ?1) \
-     ORDER BY started_at DESC, id DESC LIMIT ?2";
+     finished_at, updated_at FROM streams \
+     WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR state = ?2) \
+     ORDER BY started_at DESC, id DESC LIMIT ?3";
 
-const SELECT_JOB: &str = "SELECT id, connection_id, card_id, result_set, callback_origin, \
+const SELECT_JOB: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \
      record_limit, state, error, record_count, failed_deliveries, pages_fetched, started_at, \
      finished_at, updated_at, inputs, options, helper_ciphertext, done_below, done_above, \
      page_start, cursor_offset, cursor_page, cursor_next FROM streams WHERE id = ?";
@@ -623,6 +723,7 @@ fn row_to_stream(row: &SqliteRow) -> Result<Stream, StoreError> {
     let updated_at: String = row.try_get("updated_at")?;
     Ok(Stream {
         id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
         connection_id: row.try_get("connection_id")?,
         card_id: row.try_get("card_id")?,
         result_set: row.try_get("result_set")?,

@@ -40,6 +40,8 @@ impl StreamState {
 pub struct Stream {
     /// `"str_"` followed by a simple (hyphenless) UUID v4.
     pub id: String,
+    /// The id of the API key that started it.
+    pub owner: String,
     pub connection_id: String,
     pub card_id: String,
     pub result_set: String,
@@ -60,6 +62,7 @@ pub struct Stream {
 /// Input to [`super::Store::create_stream`]. `Debug` redacts the helper flow.
 #[derive(Debug)]
 pub struct NewStream {
+    pub owner: String,
     pub connection_id: String,
     pub card_id: String,
     pub result_set: String,

@@ -30,7 +30,9 @@ impl CallbackPolicy {
             } else if is_host_name(&normalise_host(entry)) {
                 policy.hosts.push(normalise_host(entry));
             } else {
-                return Err(format!("{entry:?} is neither a CIDR, an IP address nor a host name"));
+                return Err(format!(
+                    "{entry:?} is neither a CIDR, an IP address nor a host name"
+                ));
             }
         }
         Ok(policy)
@@ -70,7 +72,9 @@ fn is_host_name(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
@@ -83,7 +87,11 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
 }
 
@@ -108,11 +116,18 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         ([224, 0, 0, 0], 4, "a multicast address"),
         ([240, 0, 0, 0], 4, "a reserved address"),
     ];
-    RANGES.iter().find(|(net, prefix, _)| in_v4(ip, *net, *prefix)).map(|(_, _, why)| *why)
+    RANGES
+        .iter()
+        .find(|(net, prefix, _)| in_v4(ip, *net, *prefix))
+        .map(|(_, _, why)| *why)
 }
 
 fn in_v6(ip: Ipv6Addr, net: [u16; 8], prefix: u32) -> bool {
-    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
     u128::from(ip) & mask == u128::from(Ipv6Addr::from(net)) & mask
 }
 
@@ -124,25 +139,64 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return Some("a loopback address");
     }
     const RANGES: &[([u16; 8], u32, &str)] = &[
-        ([0, 0, 0, 0, 0, 0xffff, 0, 0], 96, "an IPv4-mapped IPv6 address"),
-        ([0, 0, 0, 0, 0xffff, 0, 0, 0], 96, "an IPv4-translated IPv6 address"),
-        ([0, 0, 0, 0, 0, 0, 0, 0], 96, "an IPv4-compatible IPv6 address"),
+        (
+            [0, 0, 0, 0, 0, 0xffff, 0, 0],
+            96,
+            "an IPv4-mapped IPv6 address",
+        ),
+        (
+            [0, 0, 0, 0, 0xffff, 0, 0, 0],
+            96,
+            "an IPv4-translated IPv6 address",
+        ),
+        (
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            96,
+            "an IPv4-compatible IPv6 address",
+        ),
         ([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96, "a NAT64 address"),
-        ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "a local-use NAT64 address"),
+        (
+            [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+            48,
+            "a local-use NAT64 address",
+        ),
         ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "a discard-only address"),
         ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "a Teredo address"),
-        ([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48, "a benchmarking address"),
-        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "an IETF protocol assignment address"),
-        ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "a documentation address"),
+        (
+            [0x2001, 0x2, 0, 0, 0, 0, 0, 0],
+            48,
+            "a benchmarking address",
+        ),
+        (
+            [0x2001, 0, 0, 0, 0, 0, 0, 0],
+            23,
+            "an IETF protocol assignment address",
+        ),
+        (
+            [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+            32,
+            "a documentation address",
+        ),
         ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "a 6to4 address"),
         ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "a documentation address"),
-        ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "a segment-routing address"),
-        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "a unique local (private) address"),
+        (
+            [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+            16,
+            "a segment-routing address",
+        ),
+        (
+            [0xfc00, 0, 0, 0, 0, 0, 0, 0],
+            7,
+            "a unique local (private) address",
+        ),
         ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "a link-local address"),
         ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "a site-local address"),
         ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "a multicast address"),
     ];
-    if let Some((_, _, why)) = RANGES.iter().find(|(net, prefix, _)| in_v6(ip, *net, *prefix)) {
+    if let Some((_, _, why)) = RANGES
+        .iter()
+        .find(|(net, prefix, _)| in_v6(ip, *net, *prefix))
+    {
         return Some(why);
     }
     // Only global unicast (2000::/3) is public.
@@ -177,7 +231,8 @@ impl CallbackUrl {
                 return Ok(url);
             }
             let port = url.0.port_or_known_default().unwrap_or(443);
-            let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)));
+            let lookup =
+                tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)));
             let addrs: Vec<SocketAddr> = match lookup.await {
                 Ok(Ok(a)) => a.collect(),
                 Ok(Err(_)) | Err(_) => return Err(format!("the host {name:?} cannot be resolved")),
@@ -197,7 +252,8 @@ impl CallbackUrl {
     /// The checks that need no DNS: scheme, credentials, and IP-literal hosts in any notation
     /// (the URL parser normalises decimal, octal and hex IPv4 forms to the address).
     pub fn check_static(raw: &str, policy: &CallbackPolicy) -> Result<Self, String> {
-        let mut url = Url::parse(raw.trim()).map_err(|e| format!("is not a valid absolute URL ({e})"))?;
+        let mut url =
+            Url::parse(raw.trim()).map_err(|e| format!("is not a valid absolute URL ({e})"))?;
         let scheme = url.scheme().to_string();
         if scheme != "https" && scheme != "http" {
             return Err("must be an https URL".into());
@@ -273,7 +329,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_string();
         Box::pin(async move {
             let listed = policy.host_listed(&host);
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut why = "no address";
             let kept: Vec<SocketAddr> = found
                 .into_iter()
@@ -287,7 +344,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if kept.is_empty() {
-                return Err(Box::new(RefusedAddress { host, why: why.to_string() }) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(RefusedAddress {
+                    host,
+                    why: why.to_string(),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })
@@ -304,7 +365,12 @@ mod tests {
 
     #[test]
     fn public_and_non_public_addresses() {
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "2a00:1450:4001::200e"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2a00:1450:4001::200e",
+        ] {
             assert_eq!(non_public(ip.parse().unwrap()), None, "{ip}");
         }
         for ip in [
@@ -340,7 +406,10 @@ mod tests {
             "ff02::1",
             "3fff::1",
         ] {
-            assert!(non_public(ip.parse().unwrap()).is_some(), "{ip} should be refused");
+            assert!(
+                non_public(ip.parse().unwrap()).is_some(),
+                "{ip} should be refused"
+            );
         }
     }
 
@@ -364,10 +433,18 @@ mod tests {
         let lo = allow("127.0.0.1/32");
         assert!(CallbackUrl::check_static("https://8.8.8.8/hook", &none).is_ok());
         // https only, unless listed
-        assert!(CallbackUrl::check_static("http://8.8.8.8/hook", &none).unwrap_err().contains("https"));
+        assert!(
+            CallbackUrl::check_static("http://8.8.8.8/hook", &none)
+                .unwrap_err()
+                .contains("https")
+        );
         assert!(CallbackUrl::check_static("http://127.0.0.1:9/hook", &lo).is_ok());
         assert!(CallbackUrl::check_static("ftp://8.8.8.8/", &none).is_err());
-        assert!(CallbackUrl::check_static("https://u:p@8.8.8.8/", &none).unwrap_err().contains("credentials"));
+        assert!(
+            CallbackUrl::check_static("https://u:p@8.8.8.8/", &none)
+                .unwrap_err()
+                .contains("credentials")
+        );
         assert!(CallbackUrl::check_static("/relative", &none).is_err());
         // every notation of a refused address is refused; the listed one only in its exact form
         for raw in [
@@ -395,13 +472,23 @@ mod tests {
             assert!(e.starts_with("points to "), "{raw}: {e}");
         }
         assert!(CallbackUrl::check_static("http://2130706433:8080/", &lo).is_ok());
-        assert!(CallbackUrl::check_static("http://0x7f000002/", &lo).unwrap_err().contains("127.0.0.2"));
-        assert!(CallbackUrl::check_static("http://[::ffff:127.0.0.1]/", &lo).unwrap_err().contains("IPv4-mapped"));
+        assert!(
+            CallbackUrl::check_static("http://0x7f000002/", &lo)
+                .unwrap_err()
+                .contains("127.0.0.2")
+        );
+        assert!(
+            CallbackUrl::check_static("http://[::ffff:127.0.0.1]/", &lo)
+                .unwrap_err()
+                .contains("IPv4-mapped")
+        );
     }
 
     #[test]
     fn origin_hides_path_and_query() {
-        let u = CallbackUrl::check_static("https://8.8.8.8:8443/flows/abc?token=s3cret#x", &allow("")).unwrap();
+        let u =
+            CallbackUrl::check_static("https://8.8.8.8:8443/flows/abc?token=s3cret#x", &allow(""))
+                .unwrap();
         assert_eq!(u.origin(), "https://8.8.8.8:8443");
         assert!(!format!("{u:?}").contains("s3cret"));
         assert_eq!(u.as_url().fragment(), None);
@@ -409,22 +496,43 @@ mod tests {
 
     #[tokio::test]
     async fn names_that_resolve_to_refused_addresses() {
-        let e = CallbackUrl::check("https://localhost/hook", &allow("")).await.unwrap_err();
+        let e = CallbackUrl::check("https://localhost/hook", &allow(""))
+            .await
+            .unwrap_err();
         assert!(e.contains("resolves to") && e.contains("loopback"), "{e}");
         // listed by name: accepted without looking at its addresses, http too
-        assert!(CallbackUrl::check("http://localhost:1/hook", &allow("localhost")).await.is_ok());
-        assert!(CallbackUrl::check("https://no-such-host.invalid/", &allow("")).await.is_err());
+        assert!(
+            CallbackUrl::check("http://localhost:1/hook", &allow("localhost"))
+                .await
+                .is_ok()
+        );
+        assert!(
+            CallbackUrl::check("https://no-such-host.invalid/", &allow(""))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
     async fn resolver_drops_refused_addresses() {
         use reqwest::dns::Resolve;
         let r = GuardedResolver::new(Arc::new(allow("")));
-        let err = r.resolve("localhost".parse().unwrap()).await.err().expect("refused");
+        let err = r
+            .resolve("localhost".parse().unwrap())
+            .await
+            .err()
+            .expect("refused");
         assert!(err.downcast_ref::<RefusedAddress>().is_some(), "{err}");
         let r = GuardedResolver::new(Arc::new(allow("127.0.0.1/32")));
-        let addrs: Vec<SocketAddr> = r.resolve("localhost".parse().unwrap()).await.expect("resolved").collect();
+        let addrs: Vec<SocketAddr> = r
+            .resolve("localhost".parse().unwrap())
+            .await
+            .expect("resolved")
+            .collect();
         assert!(!addrs.is_empty());
-        assert!(addrs.iter().all(|a| a.ip() == IpAddr::from([127, 0, 0, 1])), "{addrs:?}");
+        assert!(
+            addrs.iter().all(|a| a.ip() == IpAddr::from([127, 0, 0, 1])),
+            "{addrs:?}"
+        );
     }
 }

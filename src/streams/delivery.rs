@@ -23,9 +23,18 @@ const MAX_DRAINED_BODY: usize = 64 * 1024;
 pub enum Attempt {
     Delivered,
     /// Transient: try again later (not before `retry_after` when the callback said so).
-    Retry { status: Option<u16>, retry_after: Option<Duration>, error: String, body: Option<String> },
+    Retry {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        error: String,
+        body: Option<String>,
+    },
     /// Permanent: the record is counted as failed.
-    Refused { status: Option<u16>, error: String, body: Option<String> },
+    Refused {
+        status: Option<u16>,
+        error: String,
+        body: Option<String>,
+    },
 }
 
 /// The HTTP client for callbacks: no redirects, no proxy, every connection through
@@ -36,7 +45,11 @@ pub struct CallbackClient {
 }
 
 impl CallbackClient {
-    pub fn new(policy: Arc<CallbackPolicy>, timeout: Duration, idle_per_host: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        policy: Arc<CallbackPolicy>,
+        timeout: Duration,
+        idle_per_host: usize,
+    ) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(redirect::Policy::none())
@@ -53,7 +66,13 @@ impl CallbackClient {
     }
 
     /// POSTs `body` with Standard Webhooks headers (signed when there is a secret).
-    pub async fn post(&self, url: &Url, webhook_id: &str, body: Bytes, secret: Option<&WebhookSecret>) -> Attempt {
+    pub async fn post(
+        &self,
+        url: &Url,
+        webhook_id: &str,
+        body: Bytes,
+        secret: Option<&WebhookSecret>,
+    ) -> Attempt {
         let timestamp = chrono::Utc::now().timestamp();
         let mut req = self
             .http
@@ -62,7 +81,8 @@ impl CallbackClient {
             .header("webhook-id", webhook_id)
             .header("webhook-timestamp", timestamp.to_string());
         if let Some(secret) = secret {
-            let mut sig = HeaderValue::from_str(&secret.sign(webhook_id, timestamp, &body)).expect("base64 is a valid header value");
+            let mut sig = HeaderValue::from_str(&secret.sign(webhook_id, timestamp, &body))
+                .expect("base64 is a valid header value");
             sig.set_sensitive(true);
             req = req.header("webhook-signature", sig);
         }
@@ -83,13 +103,30 @@ impl CallbackClient {
         }
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(parse_retry_after);
         let body = read_start(&mut resp).await;
-        let reason = resp.status().canonical_reason().map(|r| format!(" {r}")).unwrap_or_default();
+        let reason = resp
+            .status()
+            .canonical_reason()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default();
         let error = format!("the helper flow answered {status}{reason}");
         if status == 429 || status == 408 || status >= 500 {
-            Attempt::Retry { status: Some(status), retry_after, error, body }
+            Attempt::Retry {
+                status: Some(status),
+                retry_after,
+                error,
+                body,
+            }
         } else {
-            let error = if (300..400).contains(&status) { format!("{error} (redirects are not followed)") } else { error };
-            Attempt::Refused { status: Some(status), error, body }
+            let error = if (300..400).contains(&status) {
+                format!("{error} (redirects are not followed)")
+            } else {
+                error
+            };
+            Attempt::Refused {
+                status: Some(status),
+                error,
+                body,
+            }
         }
     }
 }
@@ -120,15 +157,32 @@ fn classify_error(e: reqwest::Error) -> Attempt {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         if let Some(refused) = s.downcast_ref::<RefusedAddress>() {
-            return Attempt::Refused { status: None, error: refused.to_string(), body: None };
+            return Attempt::Refused {
+                status: None,
+                error: refused.to_string(),
+                body: None,
+            };
         }
         source = s.source();
     }
     if e.is_builder() {
-        return Attempt::Refused { status: None, error: describe(&e), body: None };
+        return Attempt::Refused {
+            status: None,
+            error: describe(&e),
+            body: None,
+        };
     }
-    let error = if e.is_timeout() { "the helper flow did not answer in time".to_string() } else { describe(&e) };
-    Attempt::Retry { status: None, retry_after: None, error, body: None }
+    let error = if e.is_timeout() {
+        "the helper flow did not answer in time".to_string()
+    } else {
+        describe(&e)
+    };
+    Attempt::Retry {
+        status: None,
+        retry_after: None,
+        error,
+        body: None,
+    }
 }
 
 /// An error and its causes on one line (reqwest's messages never include headers; the URL,
@@ -154,7 +208,10 @@ pub fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(s).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// When to try again: the schedule (with jitter), never sooner than the callback's
@@ -181,11 +238,20 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("3")), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("3")),
+            Some(Duration::from_secs(3))
+        );
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
         let d = parse_retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
     }
 
@@ -197,12 +263,24 @@ mod tests {
         };
         for _ in 0..50 {
             let d = p.delay(0, None).unwrap();
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
+                "{d:?}"
+            );
             let d = p.delay(1, None).unwrap();
-            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(400), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
+                "{d:?}"
+            );
         }
-        assert_eq!(p.delay(0, Some(Duration::from_secs(1))), Some(Duration::from_secs(1)));
-        assert_eq!(p.delay(0, Some(Duration::from_secs(3600))), Some(Duration::from_secs(2)));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(3600))),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(p.delay(2, None), None);
     }
 
@@ -219,11 +297,22 @@ mod tests {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         });
-        let client = CallbackClient::new(Arc::new(CallbackPolicy::default()), Duration::from_secs(2), 4).unwrap();
+        let client = CallbackClient::new(
+            Arc::new(CallbackPolicy::default()),
+            Duration::from_secs(2),
+            4,
+        )
+        .unwrap();
         let url = Url::parse(&format!("http://localhost:{port}/hook")).unwrap();
-        let got = client.post(&url, "msg_1", Bytes::from_static(b"{}"), None).await;
+        let got = client
+            .post(&url, "msg_1", Bytes::from_static(b"{}"), None)
+            .await;
         match got {
-            Attempt::Refused { status: None, error, .. } => assert!(error.contains("refused addresses"), "{error}"),
+            Attempt::Refused {
+                status: None,
+                error,
+                ..
+            } => assert!(error.contains("refused addresses"), "{error}"),
             other => panic!("{other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -51,7 +51,10 @@ impl Default for StreamConfig {
             concurrency: 16,
             callback_timeout: Duration::from_secs(10),
             retry: RetryPolicy {
-                schedule: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000].into_iter().map(Duration::from_millis).collect(),
+                schedule: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000]
+                    .into_iter()
+                    .map(Duration::from_millis)
+                    .collect(),
                 max_retry_after: Duration::from_secs(60),
             },
             checkpoint_interval: Duration::from_millis(250),
@@ -86,11 +89,21 @@ pub struct HelperFlow {
 impl HelperFlow {
     /// Reads a stored helper flow, checking its URL again against the current allow-list.
     fn open(sealed: &SecretString, allow: &CallbackPolicy) -> Result<Self, String> {
-        let stored: StoredHelper =
-            serde_json::from_str(sealed.expose_secret()).map_err(|_| "the stored helper flow is unreadable".to_string())?;
-        let url = CallbackUrl::check_static(&stored.url, allow).map_err(|e| format!("the callback URL is no longer allowed: it {e}"))?;
-        let secret = stored.secret.as_deref().map(WebhookSecret::parse).transpose().map_err(|e| format!("the stored secret is not valid: {e}"))?;
-        Ok(HelperFlow { url, secret, state: stored.state })
+        let stored: StoredHelper = serde_json::from_str(sealed.expose_secret())
+            .map_err(|_| "the stored helper flow is unreadable".to_string())?;
+        let url = CallbackUrl::check_static(&stored.url, allow)
+            .map_err(|e| format!("the callback URL is no longer allowed: it {e}"))?;
+        let secret = stored
+            .secret
+            .as_deref()
+            .map(WebhookSecret::parse)
+            .transpose()
+            .map_err(|e| format!("the stored secret is not valid: {e}"))?;
+        Ok(HelperFlow {
+            url,
+            secret,
+            state: stored.state,
+        })
     }
 }
 
@@ -103,7 +116,10 @@ pub struct StreamRequest {
 
 impl std::fmt::Debug for StreamRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamRequest").field("origin", &self.origin).field("record_limit", &self.record_limit).finish_non_exhaustive()
+        f.debug_struct("StreamRequest")
+            .field("origin", &self.origin)
+            .field("record_limit", &self.record_limit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +130,11 @@ impl StreamRequest {
     /// Takes `helper_flow` and `record_limit` out of `options` (they are the connector's, not
     /// the card's) and checks them, the callback URL against `allow` (resolving its host).
     /// With `is_stream` false their presence is an error.
-    pub async fn take(options: &mut Value, is_stream: bool, allow: &CallbackPolicy) -> Result<Option<Self>, Vec<FieldError>> {
+    pub async fn take(
+        options: &mut Value,
+        is_stream: bool,
+        allow: &CallbackPolicy,
+    ) -> Result<Option<Self>, Vec<FieldError>> {
         let (helper, limit) = match options.as_object_mut() {
             Some(m) => (m.remove("helper_flow"), m.remove("record_limit")),
             None => (None, None),
@@ -123,20 +143,38 @@ impl StreamRequest {
         if !is_stream {
             for (name, v) in [("helper_flow", &helper), ("record_limit", &limit)] {
                 if v.is_some() {
-                    errors.push(FieldError::new(&["options", name], "applies only to a stream result set", "stream_only"));
+                    errors.push(FieldError::new(
+                        &["options", name],
+                        "applies only to a stream result set",
+                        "stream_only",
+                    ));
                 }
             }
-            return if errors.is_empty() { Ok(None) } else { Err(errors) };
+            return if errors.is_empty() {
+                Ok(None)
+            } else {
+                Err(errors)
+            };
         }
         let record_limit = match limit {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) => {
-                errors.push(FieldError::new(&["options", "record_limit"], "must not be negative (absent streams every record, 0 streams none)", "minimum"));
+            Some(Value::Number(n))
+                if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) =>
+            {
+                errors.push(FieldError::new(
+                    &["options", "record_limit"],
+                    "must not be negative (absent streams every record, 0 streams none)",
+                    "minimum",
+                ));
                 None
             }
             Some(_) => {
-                errors.push(FieldError::new(&["options", "record_limit"], "must be a whole number", "type"));
+                errors.push(FieldError::new(
+                    &["options", "record_limit"],
+                    "must be a whole number",
+                    "type",
+                ));
                 None
             }
         };
@@ -147,12 +185,20 @@ impl StreamRequest {
             }
             Some(Value::Object(m)) => m,
             Some(_) => {
-                errors.push(FieldError::new(&["options", "helper_flow"], "must be an object with url, secret and state", "type"));
+                errors.push(FieldError::new(
+                    &["options", "helper_flow"],
+                    "must be an object with url, secret and state",
+                    "type",
+                ));
                 return Err(errors);
             }
         };
         match check_helper(helper, allow).await {
-            Ok((helper, origin)) if errors.is_empty() => Ok(Some(StreamRequest { helper, origin, record_limit })),
+            Ok((helper, origin)) if errors.is_empty() => Ok(Some(StreamRequest {
+                helper,
+                origin,
+                record_limit,
+            })),
             Ok(_) => Err(errors),
             Err(mut e) => {
                 errors.append(&mut e);
@@ -162,29 +208,48 @@ impl StreamRequest {
     }
 }
 
-async fn check_helper(mut m: Map<String, Value>, allow: &CallbackPolicy) -> Result<(StoredHelper, String), Vec<FieldError>> {
+async fn check_helper(
+    mut m: Map<String, Value>,
+    allow: &CallbackPolicy,
+) -> Result<(StoredHelper, String), Vec<FieldError>> {
     let mut errors = Vec::new();
     let at = |f: &str| ["options", "helper_flow", f].map(str::to_string).to_vec();
     let url = m.remove("url");
     let secret = m.remove("secret");
     let state = m.remove("state").unwrap_or(Value::Null);
     for k in m.keys() {
-        errors.push(FieldError { loc: at(k), msg: "is not a field of helper_flow (url, secret, state)".into(), kind: "unknown_field".into() });
+        errors.push(FieldError {
+            loc: at(k),
+            msg: "is not a field of helper_flow (url, secret, state)".into(),
+            kind: "unknown_field".into(),
+        });
     }
     let checked = match url {
         Some(Value::String(u)) => match CallbackUrl::check(&u, allow).await {
             Ok(c) => Some((u, c)),
             Err(e) => {
-                errors.push(FieldError { loc: at("url"), msg: format!("the callback URL {e}"), kind: "callback_url".into() });
+                errors.push(FieldError {
+                    loc: at("url"),
+                    msg: format!("the callback URL {e}"),
+                    kind: "callback_url".into(),
+                });
                 None
             }
         },
         Some(_) => {
-            errors.push(FieldError { loc: at("url"), msg: "must be a string".into(), kind: "type".into() });
+            errors.push(FieldError {
+                loc: at("url"),
+                msg: "must be a string".into(),
+                kind: "type".into(),
+            });
             None
         }
         None => {
-            errors.push(FieldError { loc: at("url"), msg: "is required".into(), kind: "required".into() });
+            errors.push(FieldError {
+                loc: at("url"),
+                msg: "is required".into(),
+                kind: "required".into(),
+            });
             None
         }
     };
@@ -193,20 +258,36 @@ async fn check_helper(mut m: Map<String, Value>, allow: &CallbackPolicy) -> Resu
         Some(Value::String(s)) => match WebhookSecret::parse(&s) {
             Ok(_) => Some(s),
             Err(e) => {
-                errors.push(FieldError { loc: at("secret"), msg: e, kind: "secret".into() });
+                errors.push(FieldError {
+                    loc: at("secret"),
+                    msg: e,
+                    kind: "secret".into(),
+                });
                 None
             }
         },
         Some(_) => {
-            errors.push(FieldError { loc: at("secret"), msg: "must be a string \"whsec_…\"".into(), kind: "type".into() });
+            errors.push(FieldError {
+                loc: at("secret"),
+                msg: "must be a string \"whsec_…\"".into(),
+                kind: "type".into(),
+            });
             None
         }
     };
     if serde_json::to_vec(&state).map_or(0, |v| v.len()) > MAX_STATE_BYTES {
-        errors.push(FieldError { loc: at("state"), msg: format!("must be at most {MAX_STATE_BYTES} bytes of JSON (it is sent with every record)"), kind: "too_large".into() });
+        errors.push(FieldError {
+            loc: at("state"),
+            msg: format!(
+                "must be at most {MAX_STATE_BYTES} bytes of JSON (it is sent with every record)"
+            ),
+            kind: "too_large".into(),
+        });
     }
     match checked {
-        Some((url, c)) if errors.is_empty() => Ok((StoredHelper { url, secret, state }, c.origin())),
+        Some((url, c)) if errors.is_empty() => {
+            Ok((StoredHelper { url, secret, state }, c.origin()))
+        }
         _ => Err(errors),
     }
 }
@@ -243,10 +324,25 @@ pub struct Streams {
 }
 
 impl Streams {
-    pub fn new(config: StreamConfig, store: Arc<dyn Store>, kandji: KandjiClient, catalog: Arc<Catalog>) -> anyhow::Result<Arc<Self>> {
-        let client = CallbackClient::new(Arc::new(config.allow.clone()), config.callback_timeout, config.concurrency.max(1))?;
+    pub fn new(
+        config: StreamConfig,
+        store: Arc<dyn Store>,
+        kandji: KandjiClient,
+        catalog: Arc<Catalog>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = CallbackClient::new(
+            Arc::new(config.allow.clone()),
+            config.callback_timeout,
+            config.concurrency.max(1),
+        )?;
         Ok(Arc::new(Streams {
-            shared: Arc::new(Shared { config, store, kandji, catalog, client }),
+            shared: Arc::new(Shared {
+                config,
+                store,
+                kandji,
+                catalog,
+                client,
+            }),
             running: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         }))
@@ -257,8 +353,10 @@ impl Streams {
     }
 
     /// Records a new stream and starts its runner.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         self: &Arc<Self>,
+        owner: &str,
         connection_id: &str,
         card_id: &str,
         result_set: &str,
@@ -274,6 +372,7 @@ impl Streams {
             .shared
             .store
             .create_stream(NewStream {
+                owner: owner.to_string(),
                 connection_id: connection_id.to_string(),
                 card_id: card_id.to_string(),
                 result_set: result_set.to_string(),
@@ -311,7 +410,11 @@ impl Streams {
                 // A helper flow that does not decrypt cannot be delivered to: say so on the stream.
                 let msg = format!("the stored helper flow could not be decrypted: {e}");
                 let cp = Default::default();
-                let _ = self.shared.store.finish_stream(id, StreamState::Failed, Some(&msg), &cp, &[]).await;
+                let _ = self
+                    .shared
+                    .store
+                    .finish_stream(id, StreamState::Failed, Some(&msg), &cp, &[])
+                    .await;
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -324,7 +427,14 @@ impl Streams {
             if running.contains_key(id) {
                 return Ok(false);
             }
-            running.insert(id.to_string(), Running { control: control.clone(), progress: progress.clone(), finished: done_rx });
+            running.insert(
+                id.to_string(),
+                Running {
+                    control: control.clone(),
+                    progress: progress.clone(),
+                    finished: done_rx,
+                },
+            );
         }
         let this = self.clone();
         let id = id.to_string();
@@ -341,13 +451,20 @@ impl Streams {
 
     /// A stream with live counters when this process runs it.
     pub async fn get(&self, id: &str) -> Result<Option<Stream>, StoreError> {
-        let Some(mut s) = self.shared.store.get_stream(id).await? else { return Ok(None) };
+        let Some(mut s) = self.shared.store.get_stream(id).await? else {
+            return Ok(None);
+        };
         self.overlay(&mut s);
         Ok(Some(s))
     }
 
-    pub async fn list(&self, state: Option<StreamState>, limit: u32) -> Result<Vec<Stream>, StoreError> {
-        let mut list = self.shared.store.list_streams(state, limit).await?;
+    pub async fn list(
+        &self,
+        owner: Option<&str>,
+        state: Option<StreamState>,
+        limit: u32,
+    ) -> Result<Vec<Stream>, StoreError> {
+        let mut list = self.shared.store.list_streams(owner, state, limit).await?;
         for s in &mut list {
             self.overlay(s);
         }
@@ -380,7 +497,10 @@ impl Streams {
         match local {
             Some(mut finished) => {
                 let wait = self.shared.config.callback_timeout + Duration::from_secs(5);
-                if tokio::time::timeout(wait, finished.wait_for(|f| *f)).await.is_err() {
+                if tokio::time::timeout(wait, finished.wait_for(|f| *f))
+                    .await
+                    .is_err()
+                {
                     tracing::warn!(stream = %id, "the stream's runner did not stop in time; marking it cancelled");
                     self.shared.store.cancel_stream(id).await?;
                 }
@@ -392,7 +512,12 @@ impl Streams {
         self.shared.store.get_stream(id).await
     }
 
-    pub async fn failures(&self, id: &str, after: Option<u64>, limit: u32) -> Result<Vec<DeliveryFailure>, StoreError> {
+    pub async fn failures(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryFailure>, StoreError> {
         self.shared.store.stream_failures(id, after, limit).await
     }
 
@@ -408,13 +533,21 @@ impl Streams {
     /// callbacks and saved its checkpoint.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
-        let waits: Vec<watch::Receiver<bool>> = self.running.lock().expect("streams lock").values().map(|r| r.finished.clone()).collect();
+        let waits: Vec<watch::Receiver<bool>> = self
+            .running
+            .lock()
+            .expect("streams lock")
+            .values()
+            .map(|r| r.finished.clone())
+            .collect();
         let limit = self.shared.config.callback_timeout + Duration::from_secs(5);
         let all = futures::future::join_all(waits.into_iter().map(|mut w| async move {
             let _ = w.wait_for(|f| *f).await;
         }));
         if tokio::time::timeout(limit, all).await.is_err() {
-            tracing::warn!("some streams did not stop in time; they resume from their last checkpoint");
+            tracing::warn!(
+                "some streams did not stop in time; they resume from their last checkpoint"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use super::delivery::{Attempt, CallbackClient};
 use super::signing::WebhookSecret;
 use super::{HelperFlow, Shared, webhook_id};
 use crate::engine::{self, Pager};
-use crate::kandji::{ApiBaseUrl, KandjiClient, Tenant};
+use crate::kandji::{ApiBaseUrl, KandjiClient, Tenant, Wait};
 use crate::store::{DeliveryFailure, StreamCheckpoint, StreamJob, StreamState};
 
 /// Why a runner was asked to stop before the end.
@@ -38,7 +38,9 @@ pub struct Control {
 
 impl Default for Control {
     fn default() -> Self {
-        Self { tx: watch::channel(None).0 }
+        Self {
+            tx: watch::channel(None).0,
+        }
     }
 }
 
@@ -101,10 +103,19 @@ impl Progress {
     pub fn from_checkpoint(c: &StreamCheckpoint) -> Self {
         Progress {
             done_below: c.done_below,
-            done_above: c.done_above.iter().copied().filter(|i| *i > c.done_below).collect(),
+            done_above: c
+                .done_above
+                .iter()
+                .copied()
+                .filter(|i| *i > c.done_below)
+                .collect(),
             pages: VecDeque::new(),
             next_start: c.page_start,
-            next_cursor: (c.cursor_offset as usize, c.cursor_page.max(1) as usize, c.cursor_next.clone()),
+            next_cursor: (
+                c.cursor_offset as usize,
+                c.cursor_page.max(1) as usize,
+                c.cursor_next.clone(),
+            ),
             record_count: c.record_count,
             failed_deliveries: c.failed_deliveries,
             pages_fetched: c.pages_fetched,
@@ -119,7 +130,11 @@ impl Progress {
     }
 
     fn push_page(&mut self, start: u64, end: u64, before: Cursor, after: Cursor) {
-        self.pages.push_back(PageMark { start, end, cursor: before });
+        self.pages.push_back(PageMark {
+            start,
+            end,
+            cursor: before,
+        });
         self.next_start = end;
         self.next_cursor = after;
         self.trim_pages();
@@ -186,7 +201,12 @@ impl Progress {
 
 /// What the fetcher hands the dispatcher.
 enum Fetched {
-    Page { start: u64, before: Cursor, after: Cursor, records: Vec<Value> },
+    Page {
+        start: u64,
+        before: Cursor,
+        after: Cursor,
+        records: Vec<Value>,
+    },
     End,
     Failed(String),
 }
@@ -229,7 +249,12 @@ impl Ctx {
 }
 
 /// Runs (or resumes) one stream until it succeeds, fails, is cancelled or the process stops.
-pub async fn run(shared: Arc<Shared>, job: StreamJob, control: Arc<Control>, progress: Arc<Mutex<Progress>>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    job: StreamJob,
+    control: Arc<Control>,
+    progress: Arc<Mutex<Progress>>,
+) {
     let id = job.stream.id.clone();
     let ending = match setup(&shared, &job).await {
         Err(e) => Ending::Failed(e),
@@ -243,7 +268,12 @@ pub async fn run(shared: Arc<Shared>, job: StreamJob, control: Arc<Control>, pro
     };
     let (cp, failures) = progress.lock().expect("progress lock").snapshot();
     let saved = match state {
-        Some(state) => shared.store.finish_stream(&id, state, error.as_deref(), &cp, &failures).await,
+        Some(state) => {
+            shared
+                .store
+                .finish_stream(&id, state, error.as_deref(), &cp, &failures)
+                .await
+        }
         None => shared.store.checkpoint_stream(&id, &cp, &failures).await,
     };
     match saved {
@@ -255,7 +285,9 @@ pub async fn run(shared: Arc<Shared>, job: StreamJob, control: Arc<Control>, pro
             pages_fetched = cp.pages_fetched,
             "stream stopped"
         ),
-        Err(e) => tracing::error!(stream = %id, error = %e, "the stream's last progress could not be saved"),
+        Err(e) => {
+            tracing::error!(stream = %id, error = %e, "the stream's last progress could not be saved")
+        }
     }
 }
 
@@ -269,12 +301,25 @@ struct Setup {
 /// the callback (checked again, in case the allow-list changed since the stream started).
 async fn setup(shared: &Shared, job: &StreamJob) -> Result<Setup, String> {
     let s = &job.stream;
-    let card = shared.catalog.get(&s.card_id).ok_or_else(|| format!("the card {:?} no longer exists", s.card_id))?;
+    let card = shared
+        .catalog
+        .get(&s.card_id)
+        .ok_or_else(|| format!("the card {:?} no longer exists", s.card_id))?;
     let prepared = engine::prepare(card, &job.inputs, &job.options).map_err(|errors| {
-        let msgs: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.loc.join("."), e.msg)).collect();
-        format!("the stream's inputs are no longer valid for the card: {}", msgs.join("; "))
+        let msgs: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.loc.join("."), e.msg))
+            .collect();
+        format!(
+            "the stream's inputs are no longer valid for the card: {}",
+            msgs.join("; ")
+        )
     })?;
-    let list = prepared.variant.list.clone().ok_or("the card's request does not list records")?;
+    let list = prepared
+        .variant
+        .list
+        .clone()
+        .ok_or("the card's request does not list records")?;
     let conn = shared
         .store
         .get_connection(&s.connection_id)
@@ -287,16 +332,34 @@ async fn setup(shared: &Shared, job: &StreamJob) -> Result<Setup, String> {
         .await
         .map_err(|e| format!("the connection's token could not be read: {e}"))?
         .ok_or_else(|| format!("the connection {:?} no longer exists", s.connection_id))?;
-    let base = ApiBaseUrl::parse(&conn.api_url).map_err(|e| format!("the connection's API URL is not valid: {e}"))?;
-    let tenant = Tenant { connection_id: conn.id, base, token };
+    let base = ApiBaseUrl::parse(&conn.api_url)
+        .map_err(|e| format!("the connection's API URL is not valid: {e}"))?;
+    let tenant = Tenant::new(conn.id, base, token, conn.requests_per_hour);
     let helper = HelperFlow::open(&job.helper_flow, &shared.config.allow)?;
     let mut pager = Pager::new(prepared.request.clone(), list);
+    // A stream waits for the connection's Kandji budget as long as it takes.
+    pager.wait = Wait::Forever;
+    pager.label = s.card_id.clone();
     let c = &job.checkpoint;
-    pager.resume(c.cursor_offset as usize, c.cursor_page as usize, c.cursor_next.clone());
-    Ok(Setup { pager, tenant, helper })
+    pager.resume(
+        c.cursor_offset as usize,
+        c.cursor_page as usize,
+        c.cursor_next.clone(),
+    );
+    Ok(Setup {
+        pager,
+        tenant,
+        helper,
+    })
 }
 
-async fn drive(shared: &Arc<Shared>, job: &StreamJob, setup: Setup, control: Arc<Control>, progress: Arc<Mutex<Progress>>) -> Ending {
+async fn drive(
+    shared: &Arc<Shared>,
+    job: &StreamJob,
+    setup: Setup,
+    control: Arc<Control>,
+    progress: Arc<Mutex<Progress>>,
+) -> Ending {
     let limit = job.stream.record_limit;
     let start = job.checkpoint.page_start;
     if limit.is_some_and(|l| job.checkpoint.done_below >= l) {
@@ -319,8 +382,21 @@ async fn drive(shared: &Arc<Shared>, job: &StreamJob, setup: Setup, control: Arc
     // One page in the channel, one in the dispatcher's hands: the fetcher reserves a slot
     // before fetching, so it never holds a third.
     let (tx, mut rx) = mpsc::channel::<Fetched>(1);
-    let fetcher = tokio::spawn(fetch_pages(shared.kandji.clone(), setup.tenant, setup.pager, limit, start, tx, progress.clone()));
-    let checkpointer = Checkpointer::start(shared.clone(), job.stream.id.clone(), progress.clone(), control.clone());
+    let fetcher = tokio::spawn(fetch_pages(
+        shared.kandji.clone(),
+        setup.tenant,
+        setup.pager,
+        limit,
+        start,
+        tx,
+        progress.clone(),
+    ));
+    let checkpointer = Checkpointer::start(
+        shared.clone(),
+        job.stream.id.clone(),
+        progress.clone(),
+        control.clone(),
+    );
 
     let concurrency = cfg.concurrency.max(1);
     let window = (concurrency as u64 * 16).max(64);
@@ -333,13 +409,23 @@ async fn drive(shared: &Arc<Shared>, job: &StreamJob, setup: Setup, control: Arc
             m = rx.recv() => m,
         };
         let (start, before, after, records) = match msg {
-            Some(Fetched::Page { start, before, after, records }) => (start, before, after, records),
+            Some(Fetched::Page {
+                start,
+                before,
+                after,
+                records,
+            }) => (start, before, after, records),
             Some(Fetched::End) => break 'run Ending::Complete,
             Some(Fetched::Failed(e)) => break 'run Ending::Failed(e),
             None => break 'run Ending::Failed("the page fetcher stopped unexpectedly".into()),
         };
-        let end = limit.map_or(start + records.len() as u64, |l| l.min(start + records.len() as u64));
-        progress.lock().expect("progress lock").push_page(start, end, before, after);
+        let end = limit.map_or(start + records.len() as u64, |l| {
+            l.min(start + records.len() as u64)
+        });
+        progress
+            .lock()
+            .expect("progress lock")
+            .push_page(start, end, before, after);
         for (k, record) in records.into_iter().enumerate() {
             let idx = start + k as u64;
             if idx >= end {
@@ -365,7 +451,9 @@ async fn drive(shared: &Arc<Shared>, job: &StreamJob, setup: Setup, control: Arc
             }
             {
                 let p = progress.lock().expect("progress lock");
-                if cfg.max_consecutive_failures > 0 && p.consecutive_failures >= cfg.max_consecutive_failures {
+                if cfg.max_consecutive_failures > 0
+                    && p.consecutive_failures >= cfg.max_consecutive_failures
+                {
                     break 'run Ending::Failed(format!(
                         "the helper flow refused {} records in a row; the last: {}",
                         p.consecutive_failures,
@@ -399,7 +487,10 @@ async fn drive(shared: &Arc<Shared>, job: &StreamJob, setup: Setup, control: Arc
         let p = progress.lock().expect("progress lock");
         let expected_end = p.next_start;
         if p.done_below < expected_end {
-            return Ending::Failed(format!("records from index {} on were not delivered", p.done_below));
+            return Ending::Failed(format!(
+                "records from index {} on were not delivered",
+                p.done_below
+            ));
         }
     }
     ending
@@ -416,23 +507,37 @@ async fn fetch_pages(
     progress: Arc<Mutex<Progress>>,
 ) {
     loop {
-        let Ok(permit) = tx.reserve().await else { return };
+        let Ok(permit) = tx.reserve().await else {
+            return;
+        };
         if pager.is_done() || limit.is_some_and(|l| next_index >= l) {
             permit.send(Fetched::End);
             return;
         }
-        let want = limit.map_or(usize::MAX, |l| usize::try_from(l - next_index).unwrap_or(usize::MAX)).min(pager.page_size());
+        let want = limit
+            .map_or(usize::MAX, |l| {
+                usize::try_from(l - next_index).unwrap_or(usize::MAX)
+            })
+            .min(pager.page_size());
         let before = pager.cursor();
         match pager.next(&kandji, &tenant, want).await {
             Ok(Some(page)) => {
                 progress.lock().expect("progress lock").pages_fetched += 1;
                 if let Some(body) = &page.error_body {
                     let msg = engine::error_message(page.status, body);
-                    permit.send(Fetched::Failed(format!("Kandji answered {} on page {}: {msg}", page.status, pager.pages_fetched)));
+                    permit.send(Fetched::Failed(format!(
+                        "Kandji answered {} on page {}: {msg}",
+                        page.status, pager.pages_fetched
+                    )));
                     return;
                 }
                 let n = page.records.len() as u64;
-                permit.send(Fetched::Page { start: next_index, before, after: pager.cursor(), records: page.records });
+                permit.send(Fetched::Page {
+                    start: next_index,
+                    before,
+                    after: pager.cursor(),
+                    records: page.records,
+                });
                 next_index += n;
             }
             Ok(None) => {
@@ -440,7 +545,10 @@ async fn fetch_pages(
                 return;
             }
             Err(e) => {
-                permit.send(Fetched::Failed(format!("{e} (page {})", pager.pages_fetched + 1)));
+                permit.send(Fetched::Failed(format!(
+                    "{e} (page {})",
+                    pager.pages_fetched + 1
+                )));
                 return;
             }
         }
@@ -461,11 +569,30 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
             return;
         }
         attempts += 1;
-        match ctx.client.post(&ctx.url, &id, body.clone(), ctx.secret.as_ref()).await {
+        match ctx
+            .client
+            .post(&ctx.url, &id, body.clone(), ctx.secret.as_ref())
+            .await
+        {
             Attempt::Delivered => break None,
-            Attempt::Refused { status, error, body } => break Some((status, error, body)),
-            Attempt::Retry { status, retry_after, error, body } => match retry.delay(attempts as usize - 1, retry_after) {
-                None => break Some((status, format!("{error}; gave up after {attempts} attempts"), body)),
+            Attempt::Refused {
+                status,
+                error,
+                body,
+            } => break Some((status, error, body)),
+            Attempt::Retry {
+                status,
+                retry_after,
+                error,
+                body,
+            } => match retry.delay(attempts as usize - 1, retry_after) {
+                None => {
+                    break Some((
+                        status,
+                        format!("{error}; gave up after {attempts} attempts"),
+                        body,
+                    ));
+                }
                 Some(wait) => {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -484,7 +611,11 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
         attempts,
         failed_at: chrono::Utc::now(),
     });
-    let below = ctx.progress.lock().expect("progress lock").finish(idx, failure);
+    let below = ctx
+        .progress
+        .lock()
+        .expect("progress lock")
+        .finish(idx, failure);
     ctx.done_below.send_replace(below);
 }
 
@@ -496,7 +627,12 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(shared: Arc<Shared>, id: String, progress: Arc<Mutex<Progress>>, control: Arc<Control>) -> Self {
+    fn start(
+        shared: Arc<Shared>,
+        id: String,
+        progress: Arc<Mutex<Progress>>,
+        control: Arc<Control>,
+    ) -> Self {
         let (quit, mut quit_rx) = watch::channel(false);
         let every = shared.config.checkpoint_interval;
         let task = tokio::spawn(async move {
@@ -546,28 +682,63 @@ mod tests {
 
     #[test]
     fn progress_tracks_out_of_order_completion_and_the_resume_cursor() {
-        let mut p = Progress::from_checkpoint(&StreamCheckpoint { cursor_page: 1, ..Default::default() });
+        let mut p = Progress::from_checkpoint(&StreamCheckpoint {
+            cursor_page: 1,
+            ..Default::default()
+        });
         p.push_page(0, 3, (0, 1, None), (3, 2, None));
         p.push_page(3, 6, (3, 2, None), (6, 3, None));
         assert_eq!(p.finish(1, None), 0);
         assert_eq!(p.finish(4, failure(4)), 0);
         let (cp, f) = p.snapshot();
-        assert_eq!((cp.done_below, cp.done_above.clone(), cp.page_start, cp.cursor_offset), (0, vec![1, 4], 0, 0));
+        assert_eq!(
+            (
+                cp.done_below,
+                cp.done_above.clone(),
+                cp.page_start,
+                cp.cursor_offset
+            ),
+            (0, vec![1, 4], 0, 0)
+        );
         assert_eq!(f.len(), 1);
         assert_eq!((cp.record_count, cp.failed_deliveries), (1, 1));
         assert_eq!(p.finish(0, None), 2);
         assert_eq!(p.finish(2, None), 3);
         // the first page is finished: the cursor moves to the second
         let (cp, f) = p.snapshot();
-        assert_eq!((cp.done_below, cp.done_above.clone(), cp.page_start, cp.cursor_offset, cp.cursor_page), (3, vec![4], 3, 3, 2));
+        assert_eq!(
+            (
+                cp.done_below,
+                cp.done_above.clone(),
+                cp.page_start,
+                cp.cursor_offset,
+                cp.cursor_page
+            ),
+            (3, vec![4], 3, 3, 2)
+        );
         assert!(f.is_empty());
         p.finish(3, None);
         p.finish(5, None);
         let (cp, _) = p.snapshot();
-        assert_eq!((cp.done_below, cp.done_above.len(), cp.page_start, cp.cursor_offset), (6, 0, 6, 6));
+        assert_eq!(
+            (
+                cp.done_below,
+                cp.done_above.len(),
+                cp.page_start,
+                cp.cursor_offset
+            ),
+            (6, 0, 6, 6)
+        );
 
         // resuming from a checkpoint keeps the finished records finished
-        let r = Progress::from_checkpoint(&StreamCheckpoint { done_below: 3, done_above: vec![4], page_start: 3, cursor_offset: 3, cursor_page: 2, ..Default::default() });
+        let r = Progress::from_checkpoint(&StreamCheckpoint {
+            done_below: 3,
+            done_above: vec![4],
+            page_start: 3,
+            cursor_offset: 3,
+            cursor_page: 2,
+            ..Default::default()
+        });
         assert!(r.is_done(2) && !r.is_done(3) && r.is_done(4) && !r.is_done(5));
     }
 

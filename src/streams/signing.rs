@@ -27,9 +27,16 @@ impl WebhookSecret {
         let b64 = s
             .strip_prefix("whsec_")
             .ok_or("must start with \"whsec_\" followed by the base64 of the key")?;
-        let key = Zeroizing::new(STANDARD.decode(b64).map_err(|_| "the part after \"whsec_\" is not standard base64".to_string())?);
+        let key = Zeroizing::new(
+            STANDARD
+                .decode(b64)
+                .map_err(|_| "the part after \"whsec_\" is not standard base64".to_string())?,
+        );
         if !(MIN_KEY..=MAX_KEY).contains(&key.len()) {
-            return Err(format!("the key must be {MIN_KEY} to {MAX_KEY} bytes long, this one is {} bytes", key.len()));
+            return Err(format!(
+                "the key must be {MIN_KEY} to {MAX_KEY} bytes long, this one is {} bytes",
+                key.len()
+            ));
         }
         Ok(WebhookSecret(key))
     }
@@ -63,10 +70,20 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_refused_without_echo() {
-        for s in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***notbase64***", "whsec_c2hvcnQ="] {
+        for s in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "whsec_***notbase64***",
+            "whsec_c2hvcnQ=",
+        ] {
             let e = WebhookSecret::parse(s).unwrap_err();
             assert!(!e.contains(s), "{e}");
         }
-        assert!(!format!("{:?}", WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()).contains("MfKQ"));
+        assert!(
+            !format!(
+                "{:?}",
+                WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+            )
+            .contains("MfKQ")
+        );
     }
 }

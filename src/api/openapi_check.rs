@@ -1,0 +1,194 @@
+//! Keeps `docs/openapi.json` (served at `/openapi.json`) in step with the router.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::OPENAPI_JSON;
+
+/// Every (method, path) the router serves, in OpenAPI spelling (lower-case method, `{param}`).
+///
+/// MUST be updated together with `router()` in `src/api/mod.rs`, `cards::routes()` and
+/// `connections::routes()` (and `docs/openapi.json` with it): a route added, removed or renamed
+/// there without a change here and in the document is a bug.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/openapi.json"),
+    ("get", "/v1/cards"),
+    ("get", "/v1/cards/{id}"),
+    ("post", "/v1/cards/{id}/invoke"),
+    ("get", "/v1/connections"),
+    ("post", "/v1/connections"),
+    ("get", "/v1/connections/{id}"),
+    ("patch", "/v1/connections/{id}"),
+    ("delete", "/v1/connections/{id}"),
+];
+
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+fn doc() -> Value {
+    serde_json::from_str(OPENAPI_JSON).expect("docs/openapi.json is not valid JSON")
+}
+
+/// Every operation of the document: (method, path, operation, path item).
+fn operations(doc: &Value) -> Vec<(String, String, &Value, &Value)> {
+    let paths = doc["paths"].as_object().expect("`paths` is an object");
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        let item_obj = item
+            .as_object()
+            .unwrap_or_else(|| panic!("path item {path} is not an object"));
+        for (key, op) in item_obj {
+            if METHODS.contains(&key.as_str()) {
+                out.push((key.clone(), path.clone(), op, item));
+            }
+        }
+    }
+    out
+}
+
+/// The JSON value a local `$ref` ("#/components/...") points at, following chains of refs.
+fn resolve<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
+    for _ in 0..16 {
+        let Some(r) = v.get("$ref").and_then(Value::as_str) else {
+            return v;
+        };
+        let ptr = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("non-local $ref {r}"));
+        v = doc
+            .pointer(ptr)
+            .unwrap_or_else(|| panic!("dangling $ref {r}"));
+    }
+    panic!("$ref chain too long")
+}
+
+#[test]
+fn openapi_is_json_3_1() {
+    let doc = doc();
+    let version = doc["openapi"].as_str().expect("`openapi` is a string");
+    assert!(
+        version.starts_with("3.1."),
+        "openapi is {version:?}, want 3.1.x"
+    );
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+}
+
+#[test]
+fn openapi_paths_match_router() {
+    let doc = doc();
+    let documented: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(m, p, _, _)| (m, p))
+        .collect();
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(ROUTES.len(), routed.len(), "ROUTES lists a route twice");
+    let missing: Vec<_> = routed.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "docs/openapi.json drifted from the router: undocumented routes {missing:?}, documented but not routed {extra:?}"
+    );
+}
+
+#[test]
+fn openapi_security_bearer_exactly_on_v1() {
+    let doc = doc();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["type"], "http");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    let bearer: Value = serde_json::json!([{ "bearer": [] }]);
+    for (method, path, op, _) in operations(&doc) {
+        // An operation's own `security` overrides the document's top-level one.
+        let effective = op.get("security").or_else(|| doc.get("security"));
+        if path.starts_with("/v1/") || path == "/v1" {
+            assert_eq!(
+                effective,
+                Some(&bearer),
+                "{method} {path} must require the bearer scheme"
+            );
+        } else {
+            let none = effective.is_none_or(|s| s.as_array().is_some_and(Vec::is_empty));
+            assert!(
+                none,
+                "{method} {path} must not require authentication, has {effective:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn openapi_operations_are_complete() {
+    let doc = doc();
+    let mut ids = BTreeSet::new();
+    for (method, path, op, item) in operations(&doc) {
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.to_string()), "operationId {id} is used twice");
+        let responses = op["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} has no responses"));
+        assert!(!responses.is_empty(), "{method} {path} has no responses");
+        if path.starts_with("/v1/") {
+            assert!(
+                responses.contains_key("401"),
+                "{method} {path} does not document 401"
+            );
+        }
+        // Errors are problem+json.
+        for (code, resp) in responses {
+            let resp = resolve(&doc, resp);
+            if code.starts_with('4') || code.starts_with('5') {
+                let schema = &resp["content"]["application/problem+json"]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/Problem",
+                    "{method} {path} {code} is not application/problem+json with the Problem schema"
+                );
+            }
+        }
+        // Every `{param}` of the path is declared as a path parameter (on the path item or the operation).
+        let declared: BTreeSet<String> = item
+            .get("parameters")
+            .into_iter()
+            .chain(op.get("parameters"))
+            .flat_map(|p| p.as_array().into_iter().flatten())
+            .map(|p| resolve(&doc, p))
+            .filter(|p| p["in"] == "path")
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect();
+        let templated: BTreeSet<String> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            templated, declared,
+            "{method} {path}: path parameters and template differ"
+        );
+    }
+}
+
+#[test]
+fn openapi_refs_resolve() {
+    fn walk(doc: &Value, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(_)) = m.get("$ref") {
+                    resolve(doc, v);
+                }
+                m.values().for_each(|c| walk(doc, c));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(doc, c)),
+            _ => {}
+        }
+    }
+    let doc = doc();
+    walk(&doc, &doc);
+}
