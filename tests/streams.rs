@@ -330,7 +330,7 @@ async fn server_with(devices: usize) -> TestServer {
 /// helper state; the devices stream pages through Kandji with its largest page.
 #[tokio::test]
 async fn all_four_list_cards_stream_every_record_once_signed() {
-    let server = server_with(700).await;
+    let server = server_with(1000).await;
     let receiver = Receiver::start().await;
     let ade_token = server.sim.tenant().ade_integrations[0].id.to_string();
     let cases = [
@@ -423,10 +423,19 @@ async fn all_four_list_cards_stream_every_record_once_signed() {
                 vec![
                     "limit=300&offset=0",
                     "limit=300&offset=300",
-                    "limit=300&offset=600"
+                    "limit=300&offset=600",
+                    "limit=300&offset=900"
                 ]
             );
-            assert_eq!(status["pages_fetched"], 3);
+            assert_eq!(status["pages_fetched"], 4);
+        }
+        if card == "list_ade_devices" {
+            // two pages: the second found through Kandji's `next` link, which names another
+            // host (the simulator's links point at accuhive.kandji.io), rebuilt on the tenant's
+            let pages = kandji_queries(&server, "/devices");
+            assert_eq!(pages.len(), 2, "{pages:?}");
+            assert!(pages[1].contains("page=2"), "{pages:?}");
+            assert_eq!(status["pages_fetched"], 2);
         }
     }
     let listed = server.get("/v1/streams").await;

@@ -436,6 +436,10 @@ impl Streams {
                 },
             );
         }
+        // A shutdown that began while this stream was being set up stops it too.
+        if self.shutting_down.load(Ordering::SeqCst) {
+            control.stop(Stop::Shutdown);
+        }
         let this = self.clone();
         let id = id.to_string();
         tokio::spawn(async move {
