@@ -67,7 +67,7 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         .tenant()
         .devices
         .first()
-        .map(|d| d.device_id.clone())
+        .map(|d| d.device_id)
         .unwrap_or_default();
     println!(
         r#"

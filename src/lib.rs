@@ -61,6 +61,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
             config.rate_limit_burst,
         ),
         max_concurrent_requests: config.max_concurrent_requests.max(1),
+        tenants: api::tenants::TenantCache::default(),
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
     }))

@@ -14,7 +14,7 @@ use super::{AppJson, AppState};
 use crate::catalog::{Card, ResultSetKind};
 use crate::engine::{self, RunError};
 use crate::error::{FieldError, Problem};
-use crate::kandji::{ApiBaseUrl, KandjiError, Tenant};
+use crate::kandji::{KandjiError, Tenant};
 use crate::store::IdempotencyClaim;
 use crate::streams::{StartError, StreamRequest};
 use sha2::{Digest, Sha256};
@@ -37,7 +37,7 @@ fn summary(card: &Card) -> Value {
         "description": d.description,
         "category": d.category,
         "result_sets": d.result_sets.iter().map(|r| json!({"id": r.id, "label": r.label})).collect::<Vec<_>>(),
-        "returns_secrets": d.has_secret_outputs(),
+        "returns_secrets": card.returns_secrets,
     })
 }
 
@@ -104,10 +104,7 @@ async fn invoke(
     headers: HeaderMap,
     AppJson(raw): AppJson<Value>,
 ) -> Response {
-    let secret = app
-        .catalog
-        .get(&id)
-        .is_some_and(|c| c.def.has_secret_outputs());
+    let secret = app.catalog.get(&id).is_some_and(|c| c.returns_secrets);
     if secret && let Err(p) = caller.require(Scope::SecretsRead) {
         return p.into_response();
     }
@@ -325,27 +322,7 @@ async fn invoke_inner(
 
 /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.
 pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, Option<FieldError>> {
-    let unknown = || {
-        Some(FieldError::new(
-            &["connection"],
-            "no such connection",
-            "unknown_connection",
-        ))
-    };
-    let conn = app
-        .store
-        .get_connection(connection)
-        .await
-        .map_err(|_| None)?
-        .ok_or_else(unknown)?;
-    let token = app
-        .store
-        .connection_token(connection)
-        .await
-        .map_err(|_| None)?
-        .ok_or_else(unknown)?;
-    let base = ApiBaseUrl::parse(&conn.api_url).map_err(|_| None)?;
-    Ok(Tenant::new(conn.id, base, token, conn.requests_per_hour))
+    app.tenants.get(app.store.as_ref(), connection).await
 }
 
 pub fn kandji_problem(e: &KandjiError) -> Problem {

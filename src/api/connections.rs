@@ -248,6 +248,7 @@ async fn update(
         api_token: body.api_token,
         requests_per_hour: body.requests_per_hour,
     };
+    app.tenants.invalidate(&id);
     match app
         .store
         .update_connection(&id, patch)
@@ -260,6 +261,7 @@ async fn update(
 }
 
 async fn remove(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    app.tenants.invalidate(&id);
     if app
         .store
         .delete_connection(&id)

@@ -8,6 +8,7 @@ mod health;
 #[cfg(test)]
 mod openapi_check;
 mod streams;
+pub mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub struct App {
     pub max_concurrent_requests: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub tenants: tenants::TenantCache,
 }
 
 pub type AppState = Arc<App>;

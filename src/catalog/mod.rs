@@ -177,6 +177,7 @@ impl Card {
             return Err(errors);
         }
         Ok(Card {
+            returns_secrets: def.has_secret_outputs(),
             def,
             raw,
             input_validator: input_validator.expect("compiled"),

@@ -11,6 +11,8 @@ pub struct Card {
     pub raw: Value,
     pub input_validator: jsonschema::Validator,
     pub options_validator: Option<jsonschema::Validator>,
+    /// Whether any output is marked `x-secret` (computed once at load).
+    pub returns_secrets: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -25,6 +25,11 @@ pub struct Answer<'a> {
 impl Answer<'_> {
     fn resolve(&self, source: &str) -> Option<Value> {
         if source.is_empty() || source.starts_with('/') {
+            // An error body is Kandji's message (in `$error`, raw in `$body`), never the record
+            // the output describes: `{"content": ["This field may not be blank."]}` is no note.
+            if self.status >= 400 {
+                return None;
+            }
             return self.body.pointer(source).cloned();
         }
         let (head, ptr) = match source.find('/') {
@@ -37,8 +42,8 @@ impl Answer<'_> {
             "$headers" => Some(self.headers.clone()),
             "$body" | "$picked" => at(&self.body),
             "$error" => self.error.clone().map(Value::String),
-            "$inputs" => at(&Value::Object(self.inputs.clone())),
-            "$options" => at(&Value::Object(self.options.clone())),
+            "$inputs" => map_pointer(self.inputs, ptr),
+            "$options" => map_pointer(self.options, ptr),
             "$records" => self.records.clone().map(Value::Array),
             "$record" => self.records.as_ref().and_then(|r| r.first()).and_then(at),
             "$count" => self.count.map(Value::from),
@@ -127,6 +132,20 @@ impl Answer<'_> {
         }
         value
     }
+}
+
+/// A JSON pointer into a map without cloning the map.
+fn map_pointer(map: &Map<String, Value>, ptr: &str) -> Option<Value> {
+    if ptr.is_empty() {
+        return Some(Value::Object(map.clone()));
+    }
+    let rest = ptr.strip_prefix('/')?;
+    let (first, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let key = first.replace("~1", "/").replace("~0", "~");
+    map.get(&key)?.pointer(tail).cloned()
 }
 
 pub fn when_matches(
@@ -359,6 +378,38 @@ mod tests {
                 &json!({"type": "object", "properties": {"user": {"type": ["object", "null"]}}})
             ),
             json!({"user": null, "x": 1})
+        );
+    }
+
+    #[test]
+    fn an_error_body_fills_no_output_but_body_and_error() {
+        let (inputs, options) = (Map::new(), Map::new());
+        let answer = Answer {
+            status: 400,
+            headers: json!({}),
+            body: json!({"content": ["This field may not be blank."]}),
+            error: Some("content: This field may not be blank.".into()),
+            inputs: &inputs,
+            options: &options,
+            records: None,
+            count: None,
+            lookups: HashMap::new(),
+            result_set: None,
+        };
+        let schema = json!({"properties": {
+            "note": {"type": ["object", "null"], "x-source": ""},
+            "content": {"type": ["array", "null"], "x-source": "/content"},
+            "body": {"type": ["object", "null"], "x-source": "$body"},
+        }});
+        assert_eq!(
+            Value::Object(answer.outputs(&schema)),
+            json!({
+                "note": null,
+                "content": null,
+                "body": {"content": ["This field may not be blank."]},
+                "status_code": 400,
+                "error": "content: This field may not be blank.",
+            })
         );
     }
 

@@ -164,37 +164,45 @@ pub struct Counts {
 
 #[derive(Default)]
 pub struct Stats {
-    by_key: Mutex<HashMap<(String, String), Counts>>,
+    by_key: Mutex<HashMap<String, HashMap<String, Counts>>>,
 }
 
 impl Stats {
     fn bump(&self, connection: &str, label: &str, f: impl FnOnce(&mut Counts)) {
         let mut m = self.by_key.lock().expect("stats lock");
-        f(m.entry((connection.to_string(), label.to_string()))
-            .or_default());
+        if !m.contains_key(connection) {
+            m.insert(connection.to_string(), HashMap::new());
+        }
+        let per_card = m.get_mut(connection).expect("inserted");
+        if !per_card.contains_key(label) {
+            per_card.insert(label.to_string(), Counts::default());
+        }
+        f(per_card.get_mut(label).expect("inserted"));
     }
     /// (connection, card or "-", counts)
     pub fn snapshot(&self) -> Vec<(String, String, Counts)> {
         let m = self.by_key.lock().expect("stats lock");
         let mut v: Vec<_> = m
             .iter()
-            .map(|((c, l), n)| (c.clone(), l.clone(), *n))
+            .flat_map(|(c, per)| per.iter().map(move |(l, n)| (c.clone(), l.clone(), *n)))
             .collect();
         v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         v
     }
     pub fn total(&self) -> Counts {
         let m = self.by_key.lock().expect("stats lock");
-        m.values().fold(Counts::default(), |mut a, n| {
-            a.requests += n.requests;
-            a.retries += n.retries;
-            a.kandji_429 += n.kandji_429;
-            a.budget_waits += n.budget_waits;
-            a.budget_refusals += n.budget_refusals;
-            a.timeouts += n.timeouts;
-            a.errors += n.errors;
-            a
-        })
+        m.values()
+            .flat_map(|per| per.values())
+            .fold(Counts::default(), |mut a, n| {
+                a.requests += n.requests;
+                a.retries += n.retries;
+                a.kandji_429 += n.kandji_429;
+                a.budget_waits += n.budget_waits;
+                a.budget_refusals += n.budget_refusals;
+                a.timeouts += n.timeouts;
+                a.errors += n.errors;
+                a
+            })
     }
 }
 

@@ -300,48 +300,59 @@ pub static TAG_NAMES: &[&str] = &[
     "contractor",
 ];
 
-/// (name, icon, color, type, description, platforms it receives)
-pub static BLUEPRINTS: &[(&str, &str, &str, &str, &str, &[Platform])] = &[
-    (
-        "All Staff",
-        "ss-users",
-        "aqua-800",
-        "classic",
-        "Default configuration for employee Macs",
-        &[Platform::Mac],
-    ),
-    (
-        "Engineering",
-        "ss-laptop",
-        "blue-500",
-        "map",
-        "",
-        &[Platform::Mac],
-    ),
-    (
-        "Mobile Fleet",
-        "ss-iphone",
-        "orange-500",
-        "classic",
-        "iPhone and iPad for all staff",
-        &[Platform::IPhone, Platform::IPad, Platform::Vision],
-    ),
-    (
-        "Shared iPads",
-        "ss-ipad",
-        "green-400",
-        "classic",
-        "",
-        &[Platform::IPad],
-    ),
-    (
-        "Conference Rooms",
-        "ss-tv",
-        "purple-600",
-        "classic",
-        "Apple TVs in meeting rooms",
-        &[Platform::AppleTv],
-    ),
+/// A blueprint of the generated tenant.
+pub struct BlueprintSeed {
+    pub name: &'static str,
+    pub icon: &'static str,
+    pub color: &'static str,
+    /// "classic" or "map".
+    pub kind: &'static str,
+    pub description: &'static str,
+    /// The platforms whose devices are assigned to it.
+    pub platforms: &'static [Platform],
+}
+
+pub static BLUEPRINTS: &[BlueprintSeed] = &[
+    BlueprintSeed {
+        name: "All Staff",
+        icon: "ss-users",
+        color: "aqua-800",
+        kind: "classic",
+        description: "Default configuration for employee Macs",
+        platforms: &[Platform::Mac],
+    },
+    BlueprintSeed {
+        name: "Engineering",
+        icon: "ss-laptop",
+        color: "blue-500",
+        kind: "map",
+        description: "",
+        platforms: &[Platform::Mac],
+    },
+    BlueprintSeed {
+        name: "Mobile Fleet",
+        icon: "ss-iphone",
+        color: "orange-500",
+        kind: "classic",
+        description: "iPhone and iPad for all staff",
+        platforms: &[Platform::IPhone, Platform::IPad, Platform::Vision],
+    },
+    BlueprintSeed {
+        name: "Shared iPads",
+        icon: "ss-ipad",
+        color: "green-400",
+        kind: "classic",
+        description: "",
+        platforms: &[Platform::IPad],
+    },
+    BlueprintSeed {
+        name: "Conference Rooms",
+        icon: "ss-tv",
+        color: "purple-600",
+        kind: "classic",
+        description: "Apple TVs in meeting rooms",
+        platforms: &[Platform::AppleTv],
+    },
 ];
 
 #[rustfmt::skip]

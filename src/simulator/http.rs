@@ -271,9 +271,8 @@ pub fn parse_body(req: &Req, style: ErrorStyle) -> Result<BodyData, Response> {
 /// serde_json's error in the words of Python's `json` module, which Kandji's answers quote.
 fn python_json_error(e: &serde_json::Error, body: &[u8]) -> String {
     let text = e.to_string();
-    let what = if text.starts_with("expected `,` or `}`") {
-        "Expecting ',' delimiter"
-    } else if text.starts_with("expected `,` or `]`") {
+    let what = if text.starts_with("expected `,` or `}`") || text.starts_with("expected `,` or `]`")
+    {
         "Expecting ',' delimiter"
     } else if text.starts_with("key must be a string") {
         "Expecting property name enclosed in double quotes"
@@ -372,14 +371,21 @@ pub struct Envelope<'a, T: Serialize> {
     pub results: &'a [T],
 }
 
-/// DRF PageNumberPagination over `count` items: the 0-based slice range, or 404 "Invalid page.".
+/// One page of a page-numbered list: which items, and the links around it.
+pub struct Page {
+    pub range: std::ops::Range<usize>,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+}
+
+/// DRF PageNumberPagination over `count` items, or 404 "Invalid page.".
 pub fn page_number(
     state: &SimState,
     req: &Req,
     canonical_path: &str,
     count: usize,
     page_size: usize,
-) -> Result<(std::ops::Range<usize>, Option<String>, Option<String>), Response> {
+) -> Result<Page, Response> {
     let pages = count.div_ceil(page_size).max(1);
     let page = match req.q("page") {
         None | Some("") => 1,
@@ -399,7 +405,11 @@ pub fn page_number(
         let q = req.query_with(&[("page", (page > 2).then(|| (page - 1).to_string()))]);
         req.absolute_url(state, canonical_path, &q)
     });
-    Ok((start..end, next, previous))
+    Ok(Page {
+        range: start..end,
+        next,
+        previous,
+    })
 }
 
 // ---- routing ----
@@ -494,11 +504,16 @@ pub fn dispatch(state: &SimState, req: &Req) -> Response {
         return unauthorized();
     }
     let allowed = route.allowed();
-    if !allowed.contains(req.method) {
+    // HEAD is answered as GET; hyper leaves the body out.
+    let m = if *req.method == Method::HEAD {
+        &Method::GET
+    } else {
+        req.method
+    };
+    if !allowed.contains(m) {
         return method_not_allowed(req.method, allowed);
     }
     use handlers::{ade, blueprints, devices, directory};
-    let m = req.method;
     match route {
         Route::Devices => devices::list(state, req),
         Route::Device(id) => match *m {

@@ -82,7 +82,7 @@ impl Gen {
             .collect()
     }
 
-    pub fn from_alphabet(&mut self, alphabet: &[u8], n: usize) -> String {
+    pub fn chars_from(&mut self, alphabet: &[u8], n: usize) -> String {
         (0..n).map(|_| char::from(*self.pick(alphabet))).collect()
     }
 }

@@ -5,6 +5,7 @@
 //! derived on demand from `(seed, device.seq)` in `views`.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
@@ -17,11 +18,36 @@ pub fn reference_now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 9, 1, 12, 0, 0).unwrap()
 }
 
+/// Hashes an id by its own (random) bytes: UUID v4 needs no SipHash, and the index lookups in
+/// the device filters run 100,000 times per request.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet = HashSet<Uuid, BuildHasherDefault<IdHasher>>;
+
 #[derive(Clone, Debug)]
 pub struct User {
     pub id: Uuid,
-    pub name: String,
-    pub email: String,
+    pub name: Box<str>,
+    pub email: Box<str>,
     pub archived: bool,
     pub active: bool,
     /// The pre-2024 integer id, still returned by `/users` as a string.
@@ -84,17 +110,16 @@ pub struct Device {
     /// Creation index: the key for details derived on demand.
     pub seq: u32,
     pub device_id: Uuid,
-    pub device_name: String,
+    pub device_name: Box<str>,
     pub platform: Platform,
     pub model: &'static Model,
-    pub serial_number: String,
+    pub serial_number: Box<str>,
     pub os_version: &'static str,
-    pub build: &'static str,
     /// `None` serialises as `""` (never checked in).
     pub last_check_in: Option<DateTime<Utc>>,
     pub user_id: Option<Uuid>,
     /// `None` serialises as `null`; unset tags are also often `""`.
-    pub asset_tag: Option<String>,
+    pub asset_tag: Option<Box<str>>,
     pub blueprint_id: Uuid,
     pub mdm_enabled: bool,
     pub agent_installed: bool,
@@ -112,12 +137,21 @@ pub struct Device {
     pub lost_mode: Option<Box<LostMode>>,
     pub locked: bool,
     /// The PIN of the last Lock on a Mac.
-    pub unlock_pin: Option<String>,
+    pub unlock_pin: Option<Box<str>>,
     /// The ADE record of this device, if it came through Automated Device Enrollment.
     pub ade_device_id: Option<Uuid>,
 }
 
 impl Device {
+    /// The build of `os_version` (`supplemental_build_version`).
+    pub fn build(&self) -> &'static str {
+        catalog::os_releases(self.platform)
+            .iter()
+            .find(|(v, _, _)| *v == self.os_version)
+            .map(|(_, b, _)| *b)
+            .unwrap_or("")
+    }
+
     pub fn mac_address_string(&self) -> Option<String> {
         self.mac_address.map(|m| {
             format!(
@@ -183,13 +217,13 @@ pub struct AdeDevice {
     pub dep_account: Uuid,
     /// The enrolled Kandji device; `None` while awaiting enrollment (`mdm_device: null`).
     pub mdm_device: Option<Uuid>,
-    pub serial_number: String,
+    pub serial_number: Box<str>,
     pub model: &'static Model,
     pub color: &'static str,
     pub blueprint_id: Uuid,
     pub user_id: Option<Uuid>,
-    pub asset_tag: Option<String>,
-    pub device_assigned_by: String,
+    pub asset_tag: Option<Box<str>>,
+    pub device_assigned_by: &'static str,
     pub device_assigned_date: DateTime<Utc>,
     /// assigned | empty | pushed | removed
     pub profile_status: &'static str,
@@ -224,9 +258,9 @@ pub struct Tenant {
     pub ade_devices: HashMap<Uuid, Vec<AdeDevice>>,
     pub notes: HashMap<Uuid, Vec<Note>>,
     pub commands: HashMap<Uuid, Vec<Command>>,
-    device_index: HashMap<Uuid, usize>,
-    user_index: HashMap<Uuid, usize>,
-    ade_index: HashMap<Uuid, (Uuid, usize)>,
+    device_index: IdMap<u32>,
+    user_index: IdMap<u32>,
+    ade_index: IdMap<(Uuid, u32)>,
     /// Bumped on every device change; invalidates cached orderings.
     generation: u64,
 }
@@ -257,13 +291,15 @@ impl Tenant {
     }
 
     pub fn device(&self, id: &Uuid) -> Option<&Device> {
-        self.device_index.get(id).map(|&i| &self.devices[i])
+        self.device_index
+            .get(id)
+            .map(|&i| &self.devices[i as usize])
     }
 
+    /// Call [`Tenant::touch`] after changing a field `/devices` can be ordered by.
     pub fn device_mut(&mut self, id: &Uuid) -> Option<&mut Device> {
-        self.generation += 1;
         match self.device_index.get(id) {
-            Some(&i) => Some(&mut self.devices[i]),
+            Some(&i) => Some(&mut self.devices[i as usize]),
             None => None,
         }
     }
@@ -274,16 +310,16 @@ impl Tenant {
 
     /// Removes a device (DELETE /devices/{id}); its ADE record shows `mdm_device: null` after.
     pub fn remove_device(&mut self, id: &Uuid) -> Option<Device> {
-        let i = self.device_index.remove(id)?;
+        let i = self.device_index.remove(id)? as usize;
         let device = self.devices.remove(i);
         for (pos, d) in self.devices.iter().enumerate().skip(i) {
-            self.device_index.insert(d.device_id, pos);
+            self.device_index.insert(d.device_id, pos as u32);
         }
         if let Some(ade_id) = device.ade_device_id
             && let Some((token, pos)) = self.ade_index.get(&ade_id).copied()
             && let Some(list) = self.ade_devices.get_mut(&token)
         {
-            list[pos].mdm_device = None;
+            list[pos as usize].mdm_device = None;
         }
         self.notes.remove(id);
         self.commands.remove(id);
@@ -305,19 +341,19 @@ impl Tenant {
     }
 
     pub fn user(&self, id: &Uuid) -> Option<&User> {
-        self.user_index.get(id).map(|&i| &self.users[i])
+        self.user_index.get(id).map(|&i| &self.users[i as usize])
     }
 
     /// Removes a user (DELETE /users/{id}); refuses while a device is assigned to them.
     pub fn remove_user(&mut self, id: &Uuid) -> Result<User, &'static str> {
-        let i = *self.user_index.get(id).ok_or("not found")?;
+        let i = *self.user_index.get(id).ok_or("not found")? as usize;
         if self.devices.iter().any(|d| d.user_id == Some(*id)) {
             return Err("assigned");
         }
         self.user_index.remove(id);
         let user = self.users.remove(i);
         for (pos, u) in self.users.iter().enumerate().skip(i) {
-            self.user_index.insert(u.id, pos);
+            self.user_index.insert(u.id, pos as u32);
         }
         Ok(user)
     }
@@ -354,7 +390,9 @@ impl Tenant {
 
     pub fn ade_device(&self, id: &Uuid) -> Option<&AdeDevice> {
         let (token, pos) = self.ade_index.get(id)?;
-        self.ade_devices.get(token).and_then(|l| l.get(*pos))
+        self.ade_devices
+            .get(token)
+            .and_then(|l| l.get(*pos as usize))
     }
 
     pub fn notes_of(&self, device: &Uuid) -> &[Note] {
@@ -394,6 +432,7 @@ struct Generator {
     g: Gen,
     seed: u64,
     now: DateTime<Utc>,
+    serials: HashSet<u64>,
 }
 
 fn micros(g: &mut Gen) -> Duration {
@@ -406,6 +445,7 @@ impl Generator {
             g: Gen::new(seed),
             seed,
             now: reference_now(),
+            serials: HashSet::new(),
         }
     }
 
@@ -414,11 +454,20 @@ impl Generator {
         self.now - Duration::seconds(secs) - micros(&mut self.g)
     }
 
-    fn unique_serial(&mut self, seen: &mut HashSet<String>, len: usize) -> String {
+    /// A 12-character serial not used before; serials are remembered as numbers to keep the
+    /// set small for 100,000 devices.
+    fn unique_serial(&mut self) -> Box<str> {
+        let base = SERIAL_ALPHABET.len() as u64;
+        let space = base.pow(12);
         loop {
-            let s = self.g.from_alphabet(SERIAL_ALPHABET, len);
-            if seen.insert(s.clone()) {
-                return s;
+            let mut n = self.g.below(space);
+            if self.serials.insert(n) {
+                let mut s = [0u8; 12];
+                for c in s.iter_mut().rev() {
+                    *c = SERIAL_ALPHABET[(n % base) as usize];
+                    n /= base;
+                }
+                return String::from_utf8_lossy(&s).into();
             }
         }
     }
@@ -446,7 +495,7 @@ impl Generator {
         let blueprints: Vec<Blueprint> = catalog::BLUEPRINTS
             .iter()
             .enumerate()
-            .map(|(i, (name, icon, color, kind, description, platforms))| {
+            .map(|(i, seed)| {
                 let params = if i == 0 {
                     let mut m = serde_json::Map::new();
                     m.insert(
@@ -459,19 +508,19 @@ impl Generator {
                 };
                 Blueprint {
                     id: g.uuid(),
-                    name: name.to_string(),
-                    icon: icon.to_string(),
-                    color: color.to_string(),
-                    description: description.to_string(),
+                    name: seed.name.to_string(),
+                    icon: seed.icon.to_string(),
+                    color: seed.color.to_string(),
+                    description: seed.description.to_string(),
                     params,
                     enrollment_code: EnrollmentCode {
                         code: g.digits(6),
                         is_active: i != 1,
                     },
-                    kind: kind.to_string(),
+                    kind: seed.kind.to_string(),
                     library_item_ids: library_items
                         .iter()
-                        .filter(|l| l.platforms.iter().any(|p| platforms.contains(p)))
+                        .filter(|l| l.platforms.iter().any(|p| seed.platforms.contains(p)))
                         .map(|l| l.id)
                         .collect(),
                 }
@@ -492,9 +541,13 @@ impl Generator {
             device_index: devices
                 .iter()
                 .enumerate()
-                .map(|(i, d)| (d.device_id, i))
+                .map(|(i, d)| (d.device_id, i as u32))
                 .collect(),
-            user_index: users.iter().enumerate().map(|(i, u)| (u.id, i)).collect(),
+            user_index: users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.id, i as u32))
+                .collect(),
             devices,
             users,
             user_integration,
@@ -505,7 +558,7 @@ impl Generator {
             ade_devices: HashMap::new(),
             notes: HashMap::new(),
             commands: HashMap::new(),
-            ade_index: HashMap::new(),
+            ade_index: IdMap::default(),
             generation: 0,
         };
         self.ade(&mut tenant);
@@ -532,8 +585,8 @@ impl Generator {
                 let updated_at = created_at + Duration::seconds(self.g.range(0, 86_400 * 200));
                 User {
                     id: self.g.uuid(),
-                    name: format!("{first} {last}"),
-                    email,
+                    name: format!("{first} {last}").into(),
+                    email: email.into(),
                     // The first users stay active: tests assign them to devices.
                     archived: i >= 5 && self.g.percent(3),
                     active: true,
@@ -587,7 +640,6 @@ impl Generator {
         tags: &[Tag],
     ) -> Vec<Device> {
         let plan = self.platform_plan(n);
-        let mut seen_serials = HashSet::with_capacity(n * 2);
         let mut first_of: HashSet<Platform> = HashSet::new();
         let mut room_counter = 0u32;
         let mut devices = Vec::with_capacity(n);
@@ -596,14 +648,14 @@ impl Generator {
             let g = &mut self.g;
             let models = catalog::models_of(platform);
             let model = *g.pick(&models);
-            let (os_version, build) = {
-                let weighted: Vec<((&str, &str), u32)> = catalog::os_releases(platform)
+            let os_version = {
+                let weighted: Vec<(&str, u32)> = catalog::os_releases(platform)
                     .iter()
-                    .map(|(v, b, w)| ((*v, *b), *w))
+                    .map(|(v, _, w)| (*v, *w))
                     .collect();
                 *g.weighted(&weighted)
             };
-            let serial_number = self.unique_serial(&mut seen_serials, 12);
+            let serial_number = self.unique_serial();
             let g = &mut self.g;
             let user = if platform == Platform::AppleTv || (!healthy && g.percent(10)) {
                 None
@@ -632,7 +684,7 @@ impl Generator {
             let candidates: Vec<&Blueprint> = blueprints
                 .iter()
                 .zip(catalog::BLUEPRINTS)
-                .filter(|(_, (_, _, _, _, _, ps))| ps.contains(&platform))
+                .filter(|(_, seed)| seed.platforms.contains(&platform))
                 .map(|(b, _)| b)
                 .collect();
             let blueprint_id = if candidates.is_empty() {
@@ -681,8 +733,8 @@ impl Generator {
             };
             let asset_tag = match g.below(10) {
                 0 => None,
-                1..=6 => Some(String::new()),
-                _ => Some(format!("KJ-{}", g.digits(5))),
+                1..=6 => Some("".into()),
+                _ => Some(format!("KJ-{}", g.digits(5)).into()),
             };
             let device_id = g.uuid();
             let mac_address = (platform != Platform::AppleTv).then(|| {
@@ -692,12 +744,11 @@ impl Generator {
             devices.push(Device {
                 seq: seq as u32,
                 device_id,
-                device_name,
+                device_name: device_name.into(),
                 platform,
                 model,
                 serial_number,
                 os_version,
-                build,
                 last_check_in,
                 user_id: user.map(|u| u.id),
                 asset_tag,
@@ -766,8 +817,6 @@ impl Generator {
         let total = t.devices.len().div_ceil(2).max(linked.len());
         let mut unlinked_left = total - linked.len();
         let mut linked_iter = linked.into_iter();
-        let mut serials: HashSet<String> =
-            t.devices.iter().map(|d| d.serial_number.clone()).collect();
         let tokens: Vec<Uuid> = t.ade_integrations.iter().map(|a| a.id).collect();
         for _ in 0..total {
             let linked_left = linked_iter.len();
@@ -798,7 +847,7 @@ impl Generator {
                     blueprint_id: d.blueprint_id,
                     user_id: d.user_id,
                     asset_tag: d.asset_tag.clone(),
-                    device_assigned_by: "admin@accuhive.io".into(),
+                    device_assigned_by: "admin@accuhive.io",
                     device_assigned_date: assigned.min(assign_time),
                     profile_status: "pushed",
                     profile_assign_time: Some(assign_time),
@@ -828,16 +877,12 @@ impl Generator {
                     .then(|| assigned + Duration::minutes(g.range(1, 600)));
                 let push_time = (profile_status == "pushed")
                     .then(|| assigned + Duration::minutes(g.range(600, 6000)));
-                let asset_tag = if g.percent(50) {
-                    None
-                } else {
-                    Some(String::new())
-                };
+                let asset_tag = if g.percent(50) { None } else { Some("".into()) };
                 let blueprint_id = t
                     .ade_integration(&token)
                     .map(|a| a.blueprint_id)
                     .unwrap_or(t.blueprints[0].id);
-                let serial_number = self.unique_serial(&mut serials, 12);
+                let serial_number = self.unique_serial();
                 let g = &mut self.g;
                 AdeDevice {
                     id,
@@ -849,7 +894,7 @@ impl Generator {
                     blueprint_id,
                     user_id: None,
                     asset_tag,
-                    device_assigned_by: "admin@accuhive.io".into(),
+                    device_assigned_by: "admin@accuhive.io",
                     device_assigned_date: assigned,
                     profile_status,
                     profile_assign_time: assign_time,
@@ -864,7 +909,7 @@ impl Generator {
                 }
             };
             let list = t.ade_devices.entry(token).or_default();
-            t.ade_index.insert(id, (token, list.len()));
+            t.ade_index.insert(id, (token, list.len() as u32));
             list.push(record);
         }
         for token in tokens {

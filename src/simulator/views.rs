@@ -155,7 +155,7 @@ pub fn device_out<'a>(t: &'a Tenant, d: &'a Device) -> DeviceOut<'a> {
         serial_number: &d.serial_number,
         platform: d.platform,
         os_version: d.os_version,
-        supplemental_build_version: d.build,
+        supplemental_build_version: d.build(),
         supplemental_os_version_extra: "",
         last_check_in: TsOrEmpty(d.last_check_in, ts_iso),
         user: user_ref(t, d),
@@ -426,7 +426,7 @@ fn username_of(t: &Tenant, d: &Device) -> String {
 }
 
 fn hex(g: &mut Gen, n: usize) -> String {
-    g.from_alphabet(b"0123456789abcdef", n)
+    g.chars_from(b"0123456789abcdef", n)
 }
 
 pub fn details_out<'a>(t: &'a Tenant, d: &'a Device) -> DetailsOut<'a> {
@@ -447,16 +447,16 @@ pub fn details_out<'a>(t: &'a Tenant, d: &'a Device) -> DetailsOut<'a> {
         model: d.model.name,
         platform: p,
         os_version: d.os_version,
-        supplemental_build_version: d.build,
+        supplemental_build_version: d.build(),
         supplemental_os_version_extra: "",
         system_version: if is_mac {
-            format!("{} ({})", d.os_version, d.build)
+            format!("{} ({})", d.os_version, d.build())
         } else {
             String::new()
         },
         boot_volume: if is_mac { "Macintosh HD" } else { "" },
         time_since_boot: if is_mac {
-            *g.pick(&["18 minutes ago", "3 hours ago", "2 days ago", "1 month ago"])
+            g.pick::<&str>(&["18 minutes ago", "3 hours ago", "2 days ago", "1 month ago"])
         } else {
             ""
         },
@@ -549,7 +549,7 @@ pub fn details_out<'a>(t: &'a Tenant, d: &'a Device) -> DetailsOut<'a> {
             total_number_of_cores: d.model.cores,
             memory: d.model.memory,
             udid: g.uuid().to_string(),
-            serial_number: d.serial_number.clone(),
+            serial_number: d.serial_number.to_string(),
         }
     } else {
         Hardware::Mobile {
@@ -558,7 +558,7 @@ pub fn details_out<'a>(t: &'a Tenant, d: &'a Device) -> DetailsOut<'a> {
             } else {
                 format!("00008{}-00{}", hex(&mut g, 3), hex(&mut g, 14))
             },
-            serial_number: d.serial_number.clone(),
+            serial_number: d.serial_number.to_string(),
             model_identifier: d.model.identifier,
         }
     };
@@ -701,11 +701,11 @@ pub fn details_out<'a>(t: &'a Tenant, d: &'a Device) -> DetailsOut<'a> {
             model: a.model.family_name,
             color: a.color,
             description: a.model.ade_description,
-            serial_number: a.serial_number.clone(),
+            serial_number: a.serial_number.to_string(),
             device_family: a.model.platform.as_str(),
             os: a.model.platform.ade_os(),
             device_assigned_date: ts_space_seconds(&a.device_assigned_date),
-            device_assigned_by: a.device_assigned_by.clone(),
+            device_assigned_by: a.device_assigned_by.to_string(),
         })
         .unwrap_or_default(),
         None => serde_json::json!({}),
@@ -1231,7 +1231,7 @@ fn ade_common(a: &AdeDevice) -> AdeCommon<'_> {
         asset_tag: a.asset_tag.as_deref(),
         color: a.color,
         description: a.model.ade_description,
-        device_assigned_by: &a.device_assigned_by,
+        device_assigned_by: a.device_assigned_by,
         device_assigned_date: Ts(a.device_assigned_date, ts_iso_seconds),
         device_family: a.model.platform.as_str(),
         model: a.model.family_name,

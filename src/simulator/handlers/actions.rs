@@ -257,7 +257,7 @@ pub fn run(state: &SimState, req: &Req, id: &str, action: Action) -> Response {
                     "lock",
                 )
                 .digits(6);
-                d.unlock_pin = Some(pin.clone());
+                d.unlock_pin = Some(pin.as_str().into());
                 answer = json(200, &serde_json::json!({ "PIN": pin }));
             }
         }
@@ -280,9 +280,9 @@ pub fn run(state: &SimState, req: &Req, id: &str, action: Action) -> Response {
             }));
         }
         Action::DisableLostMode => {
-            if d.lost_mode.take().is_none() {
+            let Some(_) = d.lost_mode.take() else {
                 return str_list(400, NOT_IN_LOST_MODE);
-            }
+            };
         }
         Action::PlayLostModeSound => match d.lost_mode.as_mut() {
             Some(l) => l.sound_at = Some(now),
@@ -297,7 +297,7 @@ pub fn run(state: &SimState, req: &Req, id: &str, action: Action) -> Response {
                 None => return str_list(400, NOT_IN_LOST_MODE),
             }
         }
-        Action::SetName => d.device_name = v.name,
+        Action::SetName => d.device_name = v.name.into(),
         Action::RemoteDesktop => d.remote_desktop_enabled = v.enable.unwrap_or(false),
         _ => {}
     }

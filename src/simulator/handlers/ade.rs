@@ -45,11 +45,11 @@ pub fn token_devices(state: &SimState, req: &Req, id: &str) -> Response {
     };
     let all = t.ade_devices_of(&token.id);
     let path = format!("/api/v1/integrations/apple/ade/{}/devices/", token.id);
-    let (range, next, previous) = match page_number(state, req, &path, all.len(), ADE_PAGE_SIZE) {
+    let page = match page_number(state, req, &path, all.len(), ADE_PAGE_SIZE) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let results: Vec<_> = all[range]
+    let results: Vec<_> = all[page.range]
         .iter()
         .map(|a| views::ade_device_out(&t, a))
         .collect();
@@ -57,8 +57,8 @@ pub fn token_devices(state: &SimState, req: &Req, id: &str) -> Response {
         200,
         &Envelope {
             count: Some(all.len()),
-            next,
-            previous,
+            next: page.next,
+            previous: page.previous,
             results: &results,
         },
     )
@@ -107,7 +107,7 @@ pub fn devices(state: &SimState, req: &Req) -> Response {
         .flat_map(|i| t.ade_devices_of(&i.id))
         .filter(|a| keep(a))
         .collect();
-    let (range, next, previous) = match page_number(
+    let page = match page_number(
         state,
         req,
         "/api/v1/integrations/apple/ade/devices",
@@ -117,7 +117,7 @@ pub fn devices(state: &SimState, req: &Req) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let results: Vec<_> = matching[range]
+    let results: Vec<_> = matching[page.range]
         .iter()
         .map(|a| views::ade_device_global_out(&t, a))
         .collect();
@@ -125,8 +125,8 @@ pub fn devices(state: &SimState, req: &Req) -> Response {
         200,
         &Envelope {
             count: Some(matching.len()),
-            next,
-            previous,
+            next: page.next,
+            previous: page.previous,
             results: &results,
         },
     )

@@ -16,7 +16,7 @@ use crate::simulator::http::{
     non_negative_int, not_found, parse_body, positive_int, str_list,
 };
 use crate::simulator::rng::Gen;
-use crate::simulator::tenant::{Device, Note, Tenant};
+use crate::simulator::tenant::{Device, IdSet, Note, Tenant};
 use crate::simulator::views::{self, Ts, ts_iso};
 
 /// Kandji's hard maximum (and default) page size for `/devices`.
@@ -30,17 +30,15 @@ struct DeviceFilter {
     device_id: Option<Uuid>,
     device_name: Option<String>,
     filevault_enabled: Option<bool>,
-    mac_address: Option<String>,
+    /// `None` inside: the filter value is not a MAC address, so nothing matches.
+    mac_address: Option<Option<[u8; 6]>>,
     model: Option<String>,
     os_version: Option<String>,
     platform: Option<String>,
     serial_number: Option<String>,
     tag_names: Option<Vec<String>>,
-    user: Option<String>,
-    user_email: Option<String>,
-    user_email_exact: Option<String>,
-    user_id: Option<Uuid>,
-    user_name: Option<String>,
+    /// The users that pass the user filters, computed once per request.
+    users: Option<IdSet>,
     active: bool,
 }
 
@@ -66,19 +64,44 @@ impl DeviceFilter {
                 Some("false" | "False" | "0") => Some(false),
                 _ => None,
             },
-            mac_address: lower("mac_address"),
+            mac_address: req.filter("mac_address").map(parse_mac),
             model: lower("model"),
             os_version: lower("os_version"),
             platform: req.filter("platform").map(str::to_string),
             serial_number: lower("serial_number"),
             tag_names: None,
-            user: lower("user"),
-            user_email: lower("user_email"),
-            user_email_exact: lower("user_email_exact"),
-            user_id: uuid_param(req, "user_id")?,
-            user_name: lower("user_name"),
+            users: None,
             active: false,
         };
+        let user = lower("user");
+        let user_name = lower("user_name");
+        let user_email = lower("user_email");
+        let user_email_exact = lower("user_email_exact");
+        let user_id = uuid_param(req, "user_id")?;
+        if user.is_some()
+            || user_name.is_some()
+            || user_email.is_some()
+            || user_email_exact.is_some()
+            || user_id.is_some()
+        {
+            f.users = Some(
+                t.users
+                    .iter()
+                    .filter(|u| {
+                        user_id.is_none_or(|id| id == u.id)
+                            && user.as_deref().is_none_or(|s| contains_ci(&u.name, s))
+                            && user_name.as_deref().is_none_or(|s| contains_ci(&u.name, s))
+                            && user_email
+                                .as_deref()
+                                .is_none_or(|s| contains_ci(&u.email, s))
+                            && user_email_exact
+                                .as_deref()
+                                .is_none_or(|s| u.email.eq_ignore_ascii_case(s))
+                    })
+                    .map(|u| u.id)
+                    .collect(),
+            );
+        }
         // Tag filters are case sensitive and all narrow the same set.
         let mut tag_sets: Vec<Vec<String>> = Vec::new();
         if let Some(name) = req.filter("tag_name") {
@@ -118,15 +141,11 @@ impl DeviceFilter {
             || f.platform.is_some()
             || f.serial_number.is_some()
             || f.tag_names.is_some()
-            || f.user.is_some()
-            || f.user_email.is_some()
-            || f.user_email_exact.is_some()
-            || f.user_id.is_some()
-            || f.user_name.is_some();
+            || f.users.is_some();
         Ok(f)
     }
 
-    fn matches(&self, t: &Tenant, d: &Device) -> bool {
+    fn matches(&self, d: &Device) -> bool {
         if let Some(id) = &self.device_id
             && d.device_id != *id
         {
@@ -158,7 +177,12 @@ impl DeviceFilter {
             return false;
         }
         if let Some(s) = &self.blueprint_id
-            && !contains_ci(&d.blueprint_id.to_string(), s)
+            && !contains_ci(
+                d.blueprint_id
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+                s,
+            )
         {
             return false;
         }
@@ -173,7 +197,7 @@ impl DeviceFilter {
             return false;
         }
         if let Some(mac) = &self.mac_address
-            && d.mac_address_string().as_deref() != Some(mac.as_str())
+            && (mac.is_none() || d.mac_address != *mac)
         {
             return false;
         }
@@ -182,38 +206,23 @@ impl DeviceFilter {
         {
             return false;
         }
-        if self.user_id.is_some()
-            || self.user.is_some()
-            || self.user_name.is_some()
-            || self.user_email.is_some()
-            || self.user_email_exact.is_some()
+        if let Some(users) = &self.users
+            && !d.user_id.is_some_and(|id| users.contains(&id))
         {
-            let Some(u) = d.user_id.and_then(|id| t.user(&id)) else {
-                return false;
-            };
-            if self.user_id.is_some_and(|id| id != u.id)
-                || self
-                    .user
-                    .as_deref()
-                    .is_some_and(|s| !contains_ci(&u.name, s))
-                || self
-                    .user_name
-                    .as_deref()
-                    .is_some_and(|s| !contains_ci(&u.name, s))
-                || self
-                    .user_email
-                    .as_deref()
-                    .is_some_and(|s| !contains_ci(&u.email, s))
-                || self
-                    .user_email_exact
-                    .as_deref()
-                    .is_some_and(|s| !u.email.eq_ignore_ascii_case(s))
-            {
-                return false;
-            }
+            return false;
         }
         true
     }
+}
+
+/// `00:0c:29:05:43:b6` (or with `-`), any case.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.trim().split([':', '-']);
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -268,11 +277,7 @@ impl SortKey {
             SortKey::OsVersion => a.os_version.cmp(b.os_version),
             SortKey::SerialNumber => a.serial_number.cmp(&b.serial_number),
             SortKey::User => {
-                let name = |d: &Device| {
-                    d.user_id
-                        .and_then(|id| t.user(&id))
-                        .map(|u| u.name.as_str())
-                };
+                let name = |d: &Device| d.user_id.and_then(|id| t.user(&id)).map(|u| &*u.name);
                 nulls_last(name(a), name(b))
             }
         }
@@ -339,7 +344,7 @@ pub fn list(state: &SimState, req: &Req) -> Response {
         None => Box::new(t.devices.iter()),
     };
     let page: Vec<views::DeviceOut> = if filter.active {
-        all.filter(|d| filter.matches(&t, d))
+        all.filter(|d| filter.matches(d))
             .skip(offset)
             .take(limit)
             .map(|d| views::device_out(&t, d))
@@ -807,10 +812,11 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
         d.user_id = u;
     }
     if let Some(a) = asset_tag {
-        d.asset_tag = a;
+        d.asset_tag = a.map(Into::into);
     }
     if let Some(mut names) = tags {
-        names.dedup();
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         d.tags = names;
     }
     let t = &*t;
@@ -857,7 +863,7 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ0123456789";
 fn grouped_code(g: &mut Gen, groups: &[usize]) -> String {
     groups
         .iter()
-        .map(|&n| g.from_alphabet(CODE_ALPHABET, n))
+        .map(|&n| g.chars_from(CODE_ALPHABET, n))
         .collect::<Vec<_>>()
         .join("-")
 }
@@ -889,6 +895,7 @@ pub fn secret(state: &SimState, id: &str, secret: Secret) -> Response {
                 let pin = d
                     .unlock_pin
                     .clone()
+                    .map(String::from)
                     .unwrap_or_else(|| default_unlock_pin(t, d));
                 json(200, &serde_json::json!({ "pin": pin }))
             }

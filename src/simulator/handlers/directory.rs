@@ -255,7 +255,7 @@ pub fn licensing(state: &SimState) -> Response {
         count(Platform::IPad),
         count(Platform::AppleTv),
     );
-    let max = (t.devices.len() + 99) / 100 * 100 + 100;
+    let max = t.devices.len().div_ceil(100) * 100 + 100;
     json(
         200,
         &serde_json::json!({
