@@ -133,6 +133,9 @@ pub struct ServeArgs {
         default_value_t = 60_000
     )]
     pub callback_max_retry_after_ms: u64,
+    /// Streams run at once by this process; more are refused with 429.
+    #[arg(long, env = "KANDJI_CONNECTOR_MAX_STREAMS", default_value_t = 64)]
+    pub max_streams: usize,
     /// How often a running stream's progress is saved, in milliseconds.
     #[arg(
         long,
@@ -304,6 +307,7 @@ impl ServeArgs {
             },
             checkpoint_interval: Duration::from_millis(self.stream_checkpoint_ms),
             allow: allow.expect("checked"),
+            max_running: self.max_streams.max(1),
             ..StreamConfig::default()
         };
         Ok(Config {

@@ -763,6 +763,37 @@ async fn cancel_stops_deliveries() {
     r.problem(404);
 }
 
+/// A connector runs at most `max_running` streams; more are refused with 429 until one ends.
+#[tokio::test]
+async fn running_streams_are_capped() {
+    let server = TestServer::start_with(
+        SimConfig {
+            devices: 300,
+            ..SimConfig::default()
+        },
+        |c| c.streams.max_running = 1,
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.answer_all(Answer::Slow(Duration::from_millis(50)));
+    let opts =
+        json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}});
+    let first = start_stream(&server, "list_devices", json!({}), opts.clone()).await;
+    let r = server.invoke("list_devices", json!({}), opts.clone()).await;
+    r.problem(429);
+    assert!(r.headers.get("retry-after").is_some());
+    let r = server
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/streams/{first}"),
+            None,
+            Some(API_KEY),
+        )
+        .await;
+    assert_eq!(r.body["state"], "cancelled");
+    start_stream(&server, "list_devices", json!({}), opts).await;
+}
+
 /// Every forbidden callback URL gets a 422 naming options.helper_flow.url, and nothing is sent:
 /// not to the target (which would answer: it listens on 127.0.0.1) and not to Kandji.
 #[tokio::test]

@@ -300,6 +300,11 @@ async fn invoke_inner(
                         .detail("the connector is shutting down; start the stream again")
                         .retry_after(5)
                 }
+                StartError::TooMany(n) => {
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many streams")
+                        .detail(format!("{n} streams are running, the most this connector runs at once; wait for one to finish or cancel one"))
+                        .retry_after(30)
+                }
                 StartError::Store(e) => {
                     tracing::error!(error = %e, "cannot record a stream");
                     Problem::internal("the stream could not be recorded")

@@ -43,6 +43,8 @@ pub struct StreamConfig {
     pub allow: CallbackPolicy,
     /// A stream fails once this many records in a row were refused (0 = never).
     pub max_consecutive_failures: u64,
+    /// Streams this process runs at once; more are refused with 429 (resumed ones always run).
+    pub max_running: usize,
 }
 
 impl Default for StreamConfig {
@@ -60,6 +62,7 @@ impl Default for StreamConfig {
             checkpoint_interval: Duration::from_millis(250),
             allow: CallbackPolicy::default(),
             max_consecutive_failures: 100,
+            max_running: 64,
         }
     }
 }
@@ -312,6 +315,8 @@ struct Running {
 pub enum StartError {
     #[error("the connector is shutting down")]
     ShuttingDown,
+    #[error("{0} streams are already running")]
+    TooMany(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -366,6 +371,10 @@ impl Streams {
     ) -> Result<Stream, StartError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(StartError::ShuttingDown);
+        }
+        let running = self.running.lock().expect("streams lock").len();
+        if running >= self.shared.config.max_running {
+            return Err(StartError::TooMany(running));
         }
         let helper = serde_json::to_string(&request.helper).expect("a helper flow serialises");
         let stream = self
