@@ -23,7 +23,9 @@ use tokio::sync::watch;
 use crate::catalog::Catalog;
 use crate::error::FieldError;
 use crate::kandji::KandjiClient;
-use crate::store::{DeliveryFailure, NewStream, Store, StoreError, Stream, StreamState};
+use crate::store::{
+    DeliveryFailure, NewStream, Store, StoreError, Stream, StreamCheckpoint, StreamState,
+};
 pub use callback::{CallbackPolicy, CallbackUrl};
 pub use delivery::{CallbackClient, RetryPolicy};
 use runner::{Control, Progress, Stop};
@@ -418,7 +420,16 @@ impl Streams {
             Err(StoreError::Cipher(e)) => {
                 // A helper flow that does not decrypt cannot be delivered to: say so on the stream.
                 let msg = format!("the stored helper flow could not be decrypted: {e}");
-                let cp = Default::default();
+                // Keep the counters it had; the cursor no longer matters.
+                let cp = match self.shared.store.get_stream(id).await {
+                    Ok(Some(s)) => StreamCheckpoint {
+                        record_count: s.record_count,
+                        failed_deliveries: s.failed_deliveries,
+                        pages_fetched: s.pages_fetched,
+                        ..Default::default()
+                    },
+                    _ => StreamCheckpoint::default(),
+                };
                 let _ = self
                     .shared
                     .store
