@@ -451,6 +451,134 @@ async fn all_four_list_cards_stream_every_record_once_signed() {
     );
 }
 
+/// The newer list cards stream too: every record their "First 300" result set returns, in the
+/// same order and normalised the same way (users across several cursor pages).
+#[tokio::test]
+async fn newer_list_cards_stream_every_record() {
+    let server = TestServer::start_with(
+        SimConfig {
+            devices: 200,
+            users_page_size: 40,
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let (mac, bp, item) = {
+        let t = server.sim.tenant();
+        (
+            t.first_device_of("Mac").unwrap().device_id.to_string(),
+            t.blueprints[0].id.to_string(),
+            t.library_items[0].id.to_string(),
+        )
+    };
+    let cases = [
+        (
+            "list_users",
+            json!({}),
+            "first_300_records",
+            "stream_all_matching_records",
+        ),
+        (
+            "list_tags",
+            json!({}),
+            "first_300_records",
+            "stream_all_records",
+        ),
+        (
+            "list_custom_apps",
+            json!({}),
+            "first_300_records",
+            "stream_all_records",
+        ),
+        (
+            "list_device_activity",
+            json!({"device_id": mac}),
+            "first_300_records",
+            "stream_all_records",
+        ),
+        (
+            "list_library_items",
+            json!({"blueprint_id": bp}),
+            "first_300_records",
+            "stream_all_records",
+        ),
+        (
+            "list_library_item_activity",
+            json!({"library_item_id": item}),
+            "first_300_records",
+            "stream_all_records",
+        ),
+        (
+            "list_library_item_statuses",
+            json!({"library_item_id": item}),
+            "first_300_records",
+            "stream_all_records",
+        ),
+    ];
+    for (card, inputs, first, stream) in cases {
+        let outputs = server
+            .outputs(card, inputs.clone(), json!({"result_set": first}))
+            .await;
+        let lists: Vec<&Value> = outputs
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v.is_array())
+            .collect();
+        assert_eq!(lists.len(), 1, "{card}: {outputs}");
+        let expected = lists[0].as_array().unwrap().clone();
+        assert!(
+            !expected.is_empty() && expected.len() < 300,
+            "{card}: {} records",
+            expected.len()
+        );
+        server.sim.clear_requests();
+        let before = receiver.hit_count();
+        let id = start_stream(
+            &server,
+            card,
+            inputs,
+            json!({"result_set": stream, "helper_flow": helper_flow(&receiver.url())}),
+        )
+        .await;
+        let status = finished(&server, &id, Duration::from_secs(10)).await;
+        assert_eq!(status["state"], "succeeded", "{card}: {status}");
+        assert_eq!(status["record_count"], expected.len(), "{card}: {status}");
+        let hits: Vec<Hit> = receiver.hits().split_off(before);
+        assert_eq!(
+            hits.len(),
+            expected.len(),
+            "{card}: one callback per record"
+        );
+        let mut by_index = BTreeMap::new();
+        for h in &hits {
+            assert_signed(h);
+            assert!(
+                by_index
+                    .insert(h.index(), h.body["record"].clone())
+                    .is_none(),
+                "{card}: index {} twice",
+                h.index()
+            );
+        }
+        assert_eq!(
+            by_index.into_values().collect::<Vec<_>>(),
+            expected,
+            "{card}: the same records in the same order"
+        );
+        if card == "list_users" {
+            assert!(expected.len() > 40, "users span several pages");
+            assert_eq!(
+                status["pages_fetched"].as_u64(),
+                Some(server.sim.requests().len() as u64)
+            );
+            assert!(server.sim.requests().len() > 1, "the cursor was followed");
+        }
+    }
+}
+
 /// Records are normalised as the "First" result sets normalise them.
 #[tokio::test]
 async fn records_are_normalised_like_first_result_sets() {
