@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::kandji::ClientConfig;
 use crate::simulator::{self, SimConfig};
 use crate::store::{NewConnection, TokenCipher};
+use crate::streams::{CallbackPolicy, StreamConfig};
 
 pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -41,6 +42,11 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         kandji: ClientConfig::default(),
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(120),
+        // Streams may call back a helper flow on this machine.
+        streams: StreamConfig {
+            allow: CallbackPolicy::parse("127.0.0.1/32").expect("a valid CIDR"),
+            ..StreamConfig::default()
+        },
     };
     let state = crate::build_state(config).await?;
     let conn = state

@@ -12,6 +12,7 @@ pub mod error;
 pub mod kandji;
 pub mod simulator;
 pub mod store;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -35,10 +36,25 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
             )
         })?;
     let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    let catalog = Arc::new(catalog);
+    let streams = streams::Streams::new(
+        config.streams,
+        store.clone(),
+        kandji.clone(),
+        catalog.clone(),
+    )?;
+    let resumed = streams
+        .resume_all()
+        .await
+        .context("cannot resume the running streams")?;
+    if resumed > 0 {
+        tracing::info!(streams = resumed, "resumed running streams");
+    }
     Ok(Arc::new(App {
         catalog,
         store,
         kandji,
+        streams,
         api_keys: config.api_keys,
         inbound_limit: api::auth::InboundLimit::new(
             config.rate_limit_per_second,
@@ -55,15 +71,23 @@ pub fn app(state: AppState) -> axum::Router {
     api::router(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves; then stops taking work, lets in-flight stream callbacks
+/// finish and checkpoints every running stream (they resume at the next start).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let streams = state.streams.clone();
+    let signal = async move {
+        shutdown.await;
+        streams.begin_shutdown();
+    };
+    let served = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(signal)
+        .await;
+    state.streams.shutdown().await;
+    served?;
     Ok(())
 }
 

@@ -55,9 +55,10 @@ fn ids_of(records: &Value, key: &str) -> Vec<String> {
 
 const FIRST_300: &str = "first_300_records";
 
-/// Every Stream result set of the new list cards answers 501 for now, and sends nothing.
+/// The Stream result sets of the new list cards need a helper flow: without one they answer 422
+/// naming `options.helper_flow` and send nothing (they stream in tests/streams.rs).
 #[tokio::test]
-async fn stream_result_sets_answer_501_and_send_nothing() {
+async fn stream_result_sets_without_a_helper_flow_answer_422_and_send_nothing() {
     let s = start().await;
     let (mac, bp, item) = {
         let t = s.sim.tenant();
@@ -93,11 +94,9 @@ async fn stream_result_sets_answer_501_and_send_nothing() {
         ),
     ] {
         let r = s.invoke(card, inputs, json!({"result_set": rs})).await;
-        r.problem(501);
-        assert!(
-            r.body["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("stream")),
+        assert_eq!(
+            r.problem(422),
+            vec!["options.helper_flow"],
             "{card}: {}",
             r.body
         );

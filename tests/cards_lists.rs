@@ -60,9 +60,10 @@ fn device_record(raw: &Value) -> Value {
     normalised(raw, DEVICE_DATES, &["/user"])
 }
 
-/// The Stream result sets answer a 501 problem for now, and send nothing.
+/// The Stream result sets need a helper flow: without one they answer 422 naming
+/// `options.helper_flow`, and send nothing (streaming itself is tested in tests/streams.rs).
 #[tokio::test]
-async fn stream_result_sets_answer_501_and_send_nothing() {
+async fn stream_result_sets_without_a_helper_flow_answer_422_and_send_nothing() {
     let s = start().await;
     let ade = s.sim.tenant().ade_integrations[0].id.to_string();
     for (card, inputs, rs) in [
@@ -76,11 +77,9 @@ async fn stream_result_sets_answer_501_and_send_nothing() {
         ),
     ] {
         let r = s.invoke(card, inputs, json!({"result_set": rs})).await;
-        r.problem(501);
-        assert!(
-            r.body["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("stream")),
+        assert_eq!(
+            r.problem(422),
+            vec!["options.helper_flow"],
             "{card}: {}",
             r.body
         );

@@ -7,6 +7,7 @@ mod extract;
 mod health;
 #[cfg(test)]
 mod openapi_check;
+mod streams;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -24,14 +25,16 @@ use crate::catalog::Catalog;
 use crate::error::Problem;
 use crate::kandji::KandjiClient;
 use crate::store::Store;
+use crate::streams::Streams;
 
 pub use extract::AppJson;
 
 /// Everything a handler may need.
 pub struct App {
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
+    pub streams: Arc<Streams>,
     pub api_keys: Vec<auth::ApiKey>,
     pub inbound_limit: auth::InboundLimit,
     pub max_concurrent_requests: usize,
@@ -54,6 +57,11 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(
             cards::invoke_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            streams::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
                 auth::Scope::CardsInvoke,
             ))),
         )
