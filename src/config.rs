@@ -9,6 +9,7 @@ use clap::Args;
 use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
 use crate::store::TokenCipher;
+use crate::streams::{CallbackPolicy, StreamConfig};
 use crate::trust::TrustConfig;
 
 /// Settings of `serve` (and `demo`), each from an environment variable or its flag.
@@ -101,6 +102,48 @@ pub struct ServeArgs {
         default_value_t = 120_000
     )]
     pub request_timeout_ms: u64,
+    /// Non-public callback targets streams may deliver to (and use plain http for):
+    /// comma-separated CIDRs, addresses or host names, e.g. `127.0.0.1/32`.
+    #[arg(long, env = "KANDJI_CONNECTOR_CALLBACK_ALLOW", default_value = "")]
+    pub callback_allow: String,
+    /// Callbacks in flight at once, per stream.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_STREAM_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub stream_concurrency: usize,
+    /// Time limit of one callback attempt, in milliseconds.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_CALLBACK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub callback_timeout_ms: u64,
+    /// Waits before each retry of a callback, in milliseconds (jittered; a longer Retry-After wins).
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_CALLBACK_RETRY_SCHEDULE_MS",
+        default_value = "500,1000,2000,4000,8000,16000,32000"
+    )]
+    pub callback_retry_schedule_ms: String,
+    /// Longest Retry-After honoured, in milliseconds.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_CALLBACK_MAX_RETRY_AFTER_MS",
+        default_value_t = 60_000
+    )]
+    pub callback_max_retry_after_ms: u64,
+    /// Streams run at once by this process; more are refused with 429.
+    #[arg(long, env = "KANDJI_CONNECTOR_MAX_STREAMS", default_value_t = 64)]
+    pub max_streams: usize,
+    /// How often a running stream's progress is saved, in milliseconds.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS",
+        default_value_t = 250
+    )]
+    pub stream_checkpoint_ms: u64,
     /// How often a connection with `inventory_sync` on re-reads Kandji's device list, in
     /// milliseconds (from the start of one sync to the start of the next).
     #[arg(
@@ -140,6 +183,7 @@ pub struct Config {
     pub kandji: ClientConfig,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub streams: StreamConfig,
     pub trust: TrustConfig,
 }
 
@@ -250,6 +294,33 @@ impl ServeArgs {
                 dir.display()
             ));
         }
+        let allow = CallbackPolicy::parse(&self.callback_allow)
+            .map_err(|e| problems.push(format!("KANDJI_CONNECTOR_CALLBACK_ALLOW: {e}; give comma-separated CIDRs (127.0.0.1/32), addresses or host names")))
+            .ok();
+        let schedule: Result<Vec<Duration>, _> = self
+            .callback_retry_schedule_ms
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u64>().map(Duration::from_millis))
+            .collect();
+        let schedule = schedule
+            .map_err(|_| {
+                problems.push(format!(
+                    "KANDJI_CONNECTOR_CALLBACK_RETRY_SCHEDULE_MS={:?} is not a comma-separated list of milliseconds (e.g. 500,1000,2000)",
+                    self.callback_retry_schedule_ms
+                ))
+            })
+            .ok();
+        if self.stream_concurrency == 0 || self.stream_concurrency > 1024 {
+            problems.push("KANDJI_CONNECTOR_STREAM_CONCURRENCY must be between 1 and 1024".into());
+        }
+        if self.callback_timeout_ms == 0 {
+            problems.push("KANDJI_CONNECTOR_CALLBACK_TIMEOUT_MS must be more than 0".into());
+        }
+        if self.stream_checkpoint_ms == 0 {
+            problems.push("KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS must be more than 0".into());
+        }
         if self.inventory_interval_ms < 1_000 {
             problems.push(format!(
                 "KANDJI_CONNECTOR_INVENTORY_INTERVAL_MS={} is too short: give at least 1000 (the default is 300000, five minutes)",
@@ -271,6 +342,18 @@ impl ServeArgs {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let streams = StreamConfig {
+            concurrency: self.stream_concurrency,
+            callback_timeout: Duration::from_millis(self.callback_timeout_ms),
+            retry: crate::streams::RetryPolicy {
+                schedule: schedule.expect("checked"),
+                max_retry_after: Duration::from_millis(self.callback_max_retry_after_ms),
+            },
+            checkpoint_interval: Duration::from_millis(self.stream_checkpoint_ms),
+            allow: allow.expect("checked"),
+            max_running: self.max_streams.max(1),
+            ..StreamConfig::default()
+        };
         Ok(Config {
             listen: listen.expect("checked"),
             api_keys,
@@ -290,6 +373,7 @@ impl ServeArgs {
             },
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            streams,
             trust: TrustConfig {
                 interval: Duration::from_millis(self.inventory_interval_ms),
                 budget_share: self.inventory_budget_share / 100.0,

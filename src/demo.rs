@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::kandji::ClientConfig;
 use crate::simulator::{self, SimConfig};
 use crate::store::{NewConnection, TokenCipher};
+use crate::streams::{CallbackPolicy, StreamConfig};
 
 pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -42,6 +43,11 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(120),
         trust: crate::trust::TrustConfig::default(),
+        // Streams may call back a helper flow on this machine.
+        streams: StreamConfig {
+            allow: CallbackPolicy::parse("127.0.0.1/32").expect("a valid CIDR"),
+            ..StreamConfig::default()
+        },
     };
     let state = crate::build_state(config).await?;
     let conn = state
@@ -62,7 +68,7 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         .tenant()
         .devices
         .first()
-        .map(|d| d.device_id.clone())
+        .map(|d| d.device_id)
         .unwrap_or_default();
     println!(
         r#"

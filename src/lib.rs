@@ -12,6 +12,7 @@ pub mod error;
 pub mod kandji;
 pub mod simulator;
 pub mod store;
+pub mod streams;
 pub mod trust;
 
 use std::sync::Arc;
@@ -36,6 +37,20 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
             )
         })?;
     let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    let catalog = Arc::new(catalog);
+    let streams = streams::Streams::new(
+        config.streams,
+        store.clone(),
+        kandji.clone(),
+        catalog.clone(),
+    )?;
+    let resumed = streams
+        .resume_all()
+        .await
+        .context("cannot resume the running streams")?;
+    if resumed > 0 {
+        tracing::info!(streams = resumed, "resumed running streams");
+    }
     let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone())
         .await
         .context("cannot load the device inventories")?;
@@ -44,6 +59,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         catalog,
         store,
         kandji,
+        streams,
         trust,
         resolvers,
         api_keys: config.api_keys,
@@ -62,15 +78,22 @@ pub fn app(state: AppState) -> axum::Router {
     api::router(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves; then stops taking work, lets in-flight stream callbacks
+/// finish and checkpoints every running stream (they resume at the next start).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let streams = state.streams.clone();
+    let signal = async move {
+        shutdown.await;
+        streams.begin_shutdown();
+    };
     let served = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(signal)
         .await;
+    state.streams.shutdown().await;
     state.trust.shutdown().await;
     served?;
     Ok(())

@@ -7,6 +7,7 @@ mod common;
 
 use cards_support::*;
 use common::TestServer;
+use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
 
 // ---- MDM commands without a body ----
@@ -121,6 +122,64 @@ async fn an_unknown_device_is_kandjis_404_passed_through() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn kandjis_html_404_and_5xx_are_passed_through() {
+    let s = start().await;
+    let mac = id(&device(&s, "Mac"));
+    // Kandji answers some library endpoints with Django's HTML page.
+    s.sim.push_faults(
+        Some("/library-items"),
+        vec![Fault::Status {
+            status: 404,
+            retry_after: None,
+            body: Some(
+                "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n".into(),
+            ),
+        }],
+    );
+    let out = s
+        .outputs(
+            "list_device_library_items",
+            json!({"device_id": mac}),
+            json!({}),
+        )
+        .await;
+    only(&s, &format!("GET /api/v1/devices/{mac}/library-items"));
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "items_list": null, "error": "Not Found"})
+    );
+
+    // A 500 to a command: passed through, not re-sent, and no device lookup after it.
+    let iphone = id(&device(&s, "iPhone"));
+    s.sim
+        .push_faults(Some("/action/enablelostmode"), vec![Fault::status(500)]);
+    let out = s
+        .outputs(
+            "turn_on_lost_mode",
+            json!({"device_id": iphone, "lock_message": "Lost"}),
+            json!({}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("POST /api/v1/devices/{iphone}/action/enablelostmode"),
+    );
+    assert_eq!(
+        out,
+        json!({
+            "device_id": iphone,
+            "device_name": null,
+            "serial_number": null,
+            "platform": null,
+            "user_email": null,
+            "status_code": 500,
+            "message": "Internal Server Error",
+            "error": "Internal Server Error",
+        })
+    );
 }
 
 // ---- MDM commands with a body ----
@@ -279,7 +338,7 @@ async fn set_device_name_sends_device_name() {
     );
     assert_json(&req, json!({"DeviceName": "Front Desk iPad"}));
     assert_eq!(
-        s.sim.tenant().device(&ipad.device_id).unwrap().device_name,
+        &*s.sim.tenant().device(&ipad.device_id).unwrap().device_name,
         "Front Desk iPad"
     );
 }

@@ -68,16 +68,32 @@ CATALOG = {
     "update_device": "Update Device",
     "update_inventory": "Update Inventory",
     "update_lost_mode_location": "Update Lost Mode Location",
+    # The newer cards of Kandji's 2025 card list (okta-workflows-kandji-cards-2025.md).
+    "assign_library_item": "Assign Library Item",
+    "create_tag": "Create Tag",
+    "get_mac_recovery_lock_password": "Get Mac Recovery Lock Password",
+    "get_threats_summary": "Get Threats Summary",
+    "list_custom_apps": "List Custom Apps",
+    "list_device_activity": "List Device Activity",
+    "list_library_item_activity": "List Library Item Activity",
+    "list_library_item_statuses": "List Library Item Statuses",
+    "list_library_items": "List Library Items",
+    "list_tags": "List Tags",
+    "list_users": "List Users",
+    "remove_library_item": "Remove Library Item",
+    "update_tag": "Update Tag",
 }
 
 CATEGORIES = {
     "Devices", "Device actions", "Lost Mode", "Secrets", "Blueprints",
     "Automated Device Enrollment", "Notes", "Advanced",
+    "Library Items", "Tags", "Users", "Threats",
 }
 
-# Apple/Kandji product names that count as one word when splitting camelCase.
+# Apple/Kandji product names, and plural acronyms ("Library Item IDs"), that count as one word
+# when splitting camelCase.
 ONE_WORD = {"FileVault": "Filevault", "iPadOS": "Ipados", "iPad": "Ipad", "iPhone": "Iphone",
-            "macOS": "Macos", "iOS": "Ios", "tvOS": "Tvos", "AppleTV": "Appletv"}
+            "macOS": "Macos", "iOS": "Ios", "tvOS": "Tvos", "AppleTV": "Appletv", "IDs": "Ids"}
 
 BUILTIN_SOURCES = {"status", "headers", "body", "error", "records", "count", "inputs", "options", "record", "picked"}
 

@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 
 use super::auth::{Caller, Scope};
 use super::{AppJson, AppState};
-use crate::catalog::Card;
+use crate::catalog::{Card, ResultSetKind};
 use crate::engine::{self, RunError};
 use crate::error::{FieldError, Problem};
 use crate::kandji::{KandjiError, Tenant};
 use crate::store::IdempotencyClaim;
+use crate::streams::{StartError, StreamRequest};
 use sha2::{Digest, Sha256};
 
 pub fn catalog_routes() -> Router<AppState> {
@@ -108,7 +109,7 @@ async fn invoke(
         return p.into_response();
     }
     let Some(key) = headers.get("idempotency-key") else {
-        return respond(invoke_inner(&app, &id, raw).await, secret);
+        return respond(invoke_inner(&app, &id, &caller, raw).await, secret);
     };
     let key = match key
         .to_str()
@@ -155,7 +156,7 @@ async fn invoke(
             resp
         }
         IdempotencyClaim::Claimed => {
-            let result = invoke_inner(&app, &id, raw).await;
+            let result = invoke_inner(&app, &id, &caller, raw).await;
             let reached_kandji = match &result {
                 Ok(_) => true,
                 Err(p) => matches!(
@@ -165,7 +166,7 @@ async fn invoke(
             };
             if reached_kandji {
                 let (status, body) = match &result {
-                    Ok(v) => (200, v.clone()),
+                    Ok((status, v)) => (status.as_u16(), v.clone()),
                     Err(p) => (p.status.as_u16(), p.body_json()),
                 };
                 let _ = app
@@ -184,10 +185,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn respond(result: Result<Value, Problem>, secret: bool) -> Response {
+fn respond(result: Result<(StatusCode, Value), Problem>, secret: bool) -> Response {
     match result {
-        Ok(body) => {
-            let mut resp = axum::Json(body).into_response();
+        Ok((status, body)) => {
+            let location = stream_location(status, &body);
+            let mut resp = (status, axum::Json(body)).into_response();
+            if let Some(l) = location {
+                resp.headers_mut().insert(header::LOCATION, l);
+            }
             if secret {
                 resp.headers_mut().insert(
                     header::CACHE_CONTROL,
@@ -200,8 +205,18 @@ fn respond(result: Result<Value, Problem>, secret: bool) -> Response {
     }
 }
 
+/// A started stream's status URL, for the `Location` header of its 202.
+fn stream_location(status: StatusCode, body: &Value) -> Option<header::HeaderValue> {
+    if status != StatusCode::ACCEPTED {
+        return None;
+    }
+    body.get("status_url")
+        .and_then(Value::as_str)
+        .and_then(|u| header::HeaderValue::from_str(u).ok())
+}
+
 fn replay(status: u16, body: &str, secret: bool) -> Response {
-    let ct = if status == 200 {
+    let ct = if (200..300).contains(&status) {
         "application/json"
     } else {
         "application/problem+json"
@@ -213,6 +228,10 @@ fn replay(status: u16, body: &str, secret: bool) -> Response {
         .into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+    let parsed = serde_json::from_str(body).unwrap_or(Value::Null);
+    if let Some(l) = stream_location(resp.status(), &parsed) {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
     if secret {
         resp.headers_mut().insert(
             header::CACHE_CONTROL,
@@ -222,7 +241,13 @@ fn replay(status: u16, body: &str, secret: bool) -> Response {
     resp
 }
 
-async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Problem> {
+/// Runs a card: 200 with its outputs, or, for a stream result set, 202 with the started stream.
+async fn invoke_inner(
+    app: &AppState,
+    id: &str,
+    caller: &Caller,
+    raw: Value,
+) -> Result<(StatusCode, Value), Problem> {
     let card = app
         .catalog
         .get(id)
@@ -237,12 +262,60 @@ async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Pro
         }
         Err(None) => return Err(Problem::internal("the store could not be read")),
     };
-    let prepared = engine::prepare(card, &body.inputs, &body.options)
+    // A stream result set's helper_flow and record_limit are the connector's options, not the
+    // card's: take them out (checking the callback URL) before the card's options are validated.
+    let mut options = body.options;
+    let is_stream = options
+        .get("result_set")
+        .and_then(Value::as_str)
+        .and_then(|rs| card.def.result_set(rs))
+        .is_some_and(|rs| rs.kind == ResultSetKind::Stream);
+    let stream = StreamRequest::take(&mut options, is_stream, &app.streams.config().allow)
+        .await
+        .map_err(|e| errors.extend(e))
+        .ok()
+        .flatten();
+    let prepared = engine::prepare(card, &body.inputs, &options)
         .map_err(|e| errors.extend(e))
         .ok();
-    let (Some(prepared), Some(tenant)) = (prepared, tenant) else {
+    let (Some(prepared), Some(tenant), true) = (prepared, tenant, errors.is_empty()) else {
         return Err(Problem::invalid(errors));
     };
+    if let (Some(request), Some(rs)) = (stream, &prepared.result_set) {
+        let started = app
+            .streams
+            .start(
+                &caller.key_id,
+                &tenant.connection_id,
+                &card.def.id,
+                &rs.id,
+                Value::Object(prepared.inputs.clone()),
+                Value::Object(prepared.options.clone()),
+                request,
+            )
+            .await
+            .map_err(|e| match e {
+                StartError::ShuttingDown => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+                        .detail("the connector is shutting down; start the stream again")
+                        .retry_after(5)
+                }
+                StartError::TooMany(n) => {
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many streams")
+                        .detail(format!("{n} streams are running, the most this connector runs at once; wait for one to finish or cancel one"))
+                        .retry_after(30)
+                }
+                StartError::Store(e) => {
+                    tracing::error!(error = %e, "cannot record a stream");
+                    Problem::internal("the stream could not be recorded")
+                }
+            })?;
+        let body = json!({
+            "stream_id": started.id,
+            "status_url": super::streams::status_url(&started.id),
+        });
+        return Ok((StatusCode::ACCEPTED, body));
+    }
     let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers)
         .await
         .map_err(|e| match e {
@@ -250,7 +323,7 @@ async fn invoke_inner(app: &AppState, id: &str, raw: Value) -> Result<Value, Pro
             RunError::Invalid(errors) => Problem::invalid(errors),
             RunError::Kandji(k) => kandji_problem(&k),
         })?;
-    Ok(json!({ "outputs": outputs }))
+    Ok((StatusCode::OK, json!({ "outputs": outputs })))
 }
 
 /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.

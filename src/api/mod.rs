@@ -7,6 +7,7 @@ mod extract;
 mod health;
 #[cfg(test)]
 mod openapi_check;
+mod streams;
 pub mod tenants;
 mod trust;
 
@@ -26,15 +27,17 @@ use crate::engine::Resolvers;
 use crate::error::Problem;
 use crate::kandji::KandjiClient;
 use crate::store::Store;
+use crate::streams::Streams;
 use crate::trust::Trust;
 
 pub use extract::AppJson;
 
 /// Everything a handler may need.
 pub struct App {
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
+    pub streams: Arc<Streams>,
     /// Device inventories and device-trust lookups.
     pub trust: Arc<Trust>,
     /// What answers cards' resolver variants.
@@ -61,6 +64,11 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(
             cards::invoke_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            streams::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
                 auth::Scope::CardsInvoke,
             ))),
         )

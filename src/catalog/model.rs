@@ -125,12 +125,20 @@ pub struct BodyDef {
     pub input: Option<String>,
 }
 
+/// How a list is paged (see `docs/card-format.md`, "Paging styles").
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Paging {
+    /// `limit`/`offset` params; stop on an empty or short page.
     Offset,
+    /// `limit`/`offset` params; then follow the query of the envelope's `next`.
     Drf,
+    /// `page=1,2,…` with a fixed page size; `next` followed as for `Drf`.
     Page,
+    /// No paging params at all; every further page is the query of the envelope's `next`
+    /// (an opaque `cursor=…`), on the tenant's host.
+    Cursor,
+    /// One request.
     None,
 }
 

@@ -36,9 +36,12 @@ pub struct Prepared<'c> {
     pub result_set: Option<ResultSet>,
 }
 
-/// Headers a caller may not set on the Custom API Action: auth, host and message framing.
+/// Headers a caller may not set on the Custom API Action: auth, host and message framing
+/// (including Content-Type: the body is always JSON, labelled by the connector; the client adds
+/// its own, so a caller's would travel as a second, conflicting header).
 const FORBIDDEN_HEADERS: &[&str] = &[
     "authorization",
+    "content-type",
     "proxy-authorization",
     "host",
     "content-length",

@@ -382,6 +382,38 @@ mod tests {
     }
 
     #[test]
+    fn an_error_body_fills_no_output_but_body_and_error() {
+        let (inputs, options) = (Map::new(), Map::new());
+        let answer = Answer {
+            status: 400,
+            headers: json!({}),
+            body: json!({"content": ["This field may not be blank."]}),
+            error: Some("content: This field may not be blank.".into()),
+            inputs: &inputs,
+            options: &options,
+            records: None,
+            count: None,
+            lookups: HashMap::new(),
+            result_set: None,
+        };
+        let schema = json!({"properties": {
+            "note": {"type": ["object", "null"], "x-source": ""},
+            "content": {"type": ["array", "null"], "x-source": "/content"},
+            "body": {"type": ["object", "null"], "x-source": "$body"},
+        }});
+        assert_eq!(
+            Value::Object(answer.outputs(&schema)),
+            json!({
+                "note": null,
+                "content": null,
+                "body": {"content": ["This field may not be blank."]},
+                "status_code": 400,
+                "error": "content: This field may not be blank.",
+            })
+        );
+    }
+
+    #[test]
     fn error_shapes() {
         assert_eq!(
             error_message(400, &json!("This device is already locked.")),

@@ -1,5 +1,7 @@
 //! Kandji's paging styles behind one cursor: offset/limit bare arrays, DRF envelopes whose `next`
-//! may name the wrong host (only its query is used, on the tenant's host), and page numbers.
+//! may name the wrong host (only its query is used, on the tenant's host), page numbers, and
+//! opaque cursors that only `next` knows. An envelope may sit inside the body
+//! (`{"device_id", "activity": {count, next, results}}`): it is the object holding the records.
 
 use std::collections::HashSet;
 
@@ -74,23 +76,19 @@ impl Pager {
         (self.offset, self.page, self.next_query.clone())
     }
 
-    /// Fetches the next page, asking for at most `want` records where the style takes a size.
-    pub async fn next(
-        &mut self,
-        client: &KandjiClient,
-        tenant: &Tenant,
-        want: usize,
-    ) -> Result<Option<Page>, KandjiError> {
+    /// The request for the next page, asking for at most `want` records where the style takes
+    /// a size, with that size; `None` once the list is done.
+    fn request(&mut self, want: usize) -> Option<(KandjiRequest, usize)> {
         if self.done {
-            return Ok(None);
+            return None;
         }
         let size = want.clamp(1, self.list.page_size());
         let mut req = self.base.clone();
         let follow = self.next_query.take();
-        match (self.list.paging, &follow) {
-            (Paging::Drf | Paging::Page, Some(q)) => {
+        match (self.list.paging, follow) {
+            (Paging::Drf | Paging::Page | Paging::Cursor, Some(q)) => {
                 req.query.clear();
-                req.raw_query = Some(q.clone());
+                req.raw_query = Some(q);
             }
             (Paging::Offset | Paging::Drf, _) => {
                 req.query
@@ -102,9 +100,68 @@ impl Pager {
                     req.query.push(("page".into(), self.page.to_string()));
                 }
             }
+            (Paging::Cursor, None) => {
+                // Only `next` knows where a cursor list goes on; without it the list is over
+                // (asking again would start from the first page).
+                if self.started {
+                    self.done = true;
+                    return None;
+                }
+            }
             (Paging::None, _) => {}
         }
         self.started = true;
+        Some((req, size))
+    }
+
+    /// Takes in a successful page: its records (normalised by the record schema), the list's
+    /// `count` if the envelope has one, and where the next page is.
+    fn absorb(&mut self, body: &Value, size: usize) -> (Vec<Value>, Option<u64>) {
+        let (mut records, envelope) = self.records_of(body);
+        if let Some(schema) = &self.list.record_schema {
+            records = records.into_iter().map(|r| coerce(r, schema)).collect();
+        }
+        let count = envelope
+            .and_then(|e| e.get("count"))
+            .and_then(Value::as_u64);
+        let got = records.len();
+        match self.list.paging {
+            Paging::None => self.done = true,
+            Paging::Offset => {
+                self.offset += got;
+                if got < size {
+                    self.done = true;
+                }
+            }
+            Paging::Drf | Paging::Page | Paging::Cursor => {
+                self.offset += got;
+                self.page += 1;
+                let next = envelope
+                    .and_then(|e| e.get("next"))
+                    .and_then(Value::as_str)
+                    .and_then(query_of);
+                match next {
+                    Some(q) if got > 0 && self.seen.insert(q.clone()) => self.next_query = Some(q),
+                    _ => self.done = true,
+                }
+            }
+        }
+        if got == 0 {
+            self.done = true;
+        }
+        (records, count)
+    }
+
+    /// Fetches the next page, asking for at most `want` records where the style takes a size.
+    pub async fn next(
+        &mut self,
+        client: &KandjiClient,
+        tenant: &Tenant,
+        want: usize,
+    ) -> Result<Option<Page>, KandjiError> {
+        let Some((req, size)) = self.request(want) else {
+            return Ok(None);
+        };
         let resp = client
             .send_with(tenant, &req, self.wait, &self.label)
             .await?;
@@ -120,33 +177,7 @@ impl Pager {
                 count: None,
             }));
         }
-        let mut records = self.records_of(&body);
-        if let Some(schema) = &self.list.record_schema {
-            records = records.into_iter().map(|r| coerce(r, schema)).collect();
-        }
-        let count = body.get("count").and_then(Value::as_u64);
-        let got = records.len();
-        match self.list.paging {
-            Paging::None => self.done = true,
-            Paging::Offset => {
-                self.offset += got;
-                if got < size {
-                    self.done = true;
-                }
-            }
-            Paging::Drf | Paging::Page => {
-                self.offset += got;
-                self.page += 1;
-                let next = body.get("next").and_then(Value::as_str).and_then(query_of);
-                match next {
-                    Some(q) if got > 0 && self.seen.insert(q.clone()) => self.next_query = Some(q),
-                    _ => self.done = true,
-                }
-            }
-        }
-        if got == 0 {
-            self.done = true;
-        }
+        let (records, count) = self.absorb(&body, size);
         Ok(Some(Page {
             status: resp.status,
             headers: resp.headers,
@@ -156,17 +187,40 @@ impl Pager {
         }))
     }
 
-    fn records_of(&self, body: &Value) -> Vec<Value> {
+    /// The records of a page and their envelope: the object that holds them, whose `next` and
+    /// `count` describe the list (`/activity` for `/activity/results`, the body for `/results`,
+    /// none for a bare array).
+    fn records_of<'b>(&self, body: &'b Value) -> (Vec<Value>, Option<&'b Value>) {
         for p in self.list.records.as_slice() {
             if let Some(Value::Array(a)) = body.pointer(p) {
-                return a.clone();
+                let envelope = p
+                    .rfind('/')
+                    .and_then(|i| body.pointer(&p[..i]))
+                    .filter(|e| e.is_object());
+                return (a.clone(), envelope);
             }
         }
-        // Kandji's docs once show a single object where a list is expected: take it as one record.
+        // Kandji's docs once show a single object where a list is expected: take it as one
+        // record, unless it is an envelope (it holds the first key of a records pointer).
         match body {
-            Value::Object(m) if !m.contains_key("results") && !m.is_empty() => vec![body.clone()],
-            _ => Vec::new(),
+            Value::Object(m)
+                if !m.is_empty()
+                    && !m.contains_key("results")
+                    && !self.holds_an_envelope_key(m) =>
+            {
+                (vec![body.clone()], None)
+            }
+            _ => (Vec::new(), None),
         }
+    }
+
+    fn holds_an_envelope_key(&self, m: &serde_json::Map<String, Value>) -> bool {
+        self.list.records.as_slice().iter().any(|p| {
+            p.strip_prefix('/')
+                .and_then(|rest| rest.split('/').next())
+                .map(|key| key.replace("~1", "/").replace("~0", "~"))
+                .is_some_and(|key| m.contains_key(&key))
+        })
     }
 }
 
@@ -193,5 +247,216 @@ pub fn parse_body(resp: &KandjiResponse) -> Value {
     match serde_json::from_slice(&resp.body) {
         Ok(v) => v,
         Err(_) => Value::String(String::from_utf8_lossy(&resp.body).into_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Pointers;
+    use crate::kandji::ApiPath;
+    use serde_json::json;
+
+    fn pager(path: &str, paging: Paging, records: Pointers) -> Pager {
+        let mut base = KandjiRequest::get(ApiPath::from_template(path, |_| None).unwrap());
+        base.query.push(("email".into(), "ada".into()));
+        Pager::new(
+            base,
+            ListDef {
+                paging,
+                records,
+                page_size: Some(300),
+                size_param: None,
+                record_schema: None,
+            },
+        )
+    }
+
+    fn one(p: &str) -> Pointers {
+        Pointers::One(p.to_string())
+    }
+
+    /// (path, query pairs, raw query) of a request.
+    fn shape(r: &KandjiRequest) -> (String, Vec<(String, String)>, Option<String>) {
+        (
+            r.path.as_str().to_string(),
+            r.query.clone(),
+            r.raw_query.clone(),
+        )
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cursor_sends_no_paging_params_and_follows_next_on_the_tenants_host() {
+        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        let (req, _) = p.request(1).unwrap();
+        assert_eq!(
+            shape(&req),
+            ("/users".into(), pairs(&[("email", "ada")]), None),
+            "no size even for a single record: a cursor list takes none"
+        );
+        let (records, count) = p.absorb(
+            &json!({
+                "next": "https://accuhive.kandji.io/api/v1/users?cursor=cD0zMDA%3D&email=ada",
+                "previous": null,
+                "results": [{"id": "a"}, {"id": "b"}],
+            }),
+            1,
+        );
+        assert_eq!(records, [json!({"id": "a"}), json!({"id": "b"})]);
+        assert_eq!(count, None, "no count in a cursor envelope");
+        assert!(!p.is_done());
+        let (req, _) = p.request(300).unwrap();
+        assert_eq!(
+            shape(&req),
+            (
+                "/users".into(),
+                vec![],
+                Some("cursor=cD0zMDA%3D&email=ada".into())
+            ),
+            "the query of next, verbatim, instead of the card's own"
+        );
+        assert_eq!(p.cursor().2, None);
+        p.absorb(&json!({"next": null, "results": [{"id": "c"}]}), 300);
+        assert!(p.is_done());
+        assert!(p.request(300).is_none());
+    }
+
+    #[test]
+    fn cursor_stops_on_a_repeated_next_an_empty_page_or_a_lost_cursor() {
+        let next = json!({"next": "/api/v1/users?cursor=AAA", "results": [{"id": "a"}]});
+        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        p.request(300).unwrap();
+        p.absorb(&next, 300);
+        p.request(300).unwrap();
+        p.absorb(&next, 300);
+        assert!(p.is_done(), "the same cursor twice is a loop");
+
+        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        p.request(300).unwrap();
+        p.absorb(
+            &json!({"next": "/api/v1/users?cursor=AAA", "results": []}),
+            300,
+        );
+        assert!(p.is_done(), "an empty page ends the list");
+
+        // Resumed past the first page without a next query: nothing to ask for.
+        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        p.resume(300, 2, None);
+        assert!(p.request(300).is_none());
+        assert!(p.is_done());
+        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        p.resume(300, 2, Some("cursor=BBB".into()));
+        assert_eq!(
+            p.request(300).unwrap().0.raw_query.as_deref(),
+            Some("cursor=BBB")
+        );
+    }
+
+    #[test]
+    fn a_nested_envelope_gives_next_and_count() {
+        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        let (req, size) = p.request(300).unwrap();
+        assert_eq!(size, 300);
+        assert_eq!(
+            req.query,
+            pairs(&[("email", "ada"), ("limit", "300"), ("offset", "0")])
+        );
+        let (records, count) = p.absorb(
+            &json!({
+                "device_id": "x",
+                // A `next` outside the envelope is not the list's.
+                "next": "https://elsewhere/api/v1/x?offset=99",
+                "activity": {
+                    "count": 3,
+                    "next": "https://accuhive.kandji.io/api/v1/devices/x/activity?limit=2&offset=2",
+                    "previous": null,
+                    "results": [{"id": 1}, {"id": 2}],
+                },
+            }),
+            size,
+        );
+        assert_eq!(records.len(), 2);
+        assert_eq!(count, Some(3));
+        let (req, _) = p.request(300).unwrap();
+        assert_eq!(req.raw_query.as_deref(), Some("limit=2&offset=2"));
+        let (records, count) = p.absorb(
+            &json!({"device_id": "x", "activity": {"count": 3, "next": null, "results": [{"id": 3}]}}),
+            300,
+        );
+        assert_eq!((records.len(), count), (1, Some(3)));
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn an_envelope_key_outside_the_envelope_is_ignored_and_an_envelope_is_no_record() {
+        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        p.request(300).unwrap();
+        let (records, count) = p.absorb(
+            &json!({"count": 7, "next": "/x?offset=1", "activity": {"next": null, "results": [{"id": 1}]}}),
+            300,
+        );
+        assert_eq!((records.len(), count), (1, None));
+        assert!(p.is_done());
+
+        // An envelope without its records is an empty page, not one record.
+        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        p.request(300).unwrap();
+        let (records, _) = p.absorb(&json!({"device_id": "x", "activity": {"count": 0}}), 300);
+        assert!(records.is_empty());
+        // A single object where a list was expected is still one record.
+        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        p.request(300).unwrap();
+        let (records, _) = p.absorb(&json!({"id": 1}), 300);
+        assert_eq!(records, [json!({"id": 1})]);
+    }
+
+    #[test]
+    fn top_level_envelopes_and_bare_arrays_page_as_before() {
+        let mut p = pager(
+            "/devices",
+            Paging::Offset,
+            Pointers::Many(vec!["".into(), "/results".into()]),
+        );
+        let (req, size) = p.request(2).unwrap();
+        assert_eq!(
+            req.query,
+            pairs(&[("email", "ada"), ("limit", "2"), ("offset", "0")])
+        );
+        let (records, count) = p.absorb(&json!([{"id": 1}, {"id": 2}]), size);
+        assert_eq!((records.len(), count), (2, None));
+        assert!(!p.is_done());
+        let (req, _) = p.request(2).unwrap();
+        assert_eq!(
+            req.query,
+            pairs(&[("email", "ada"), ("limit", "2"), ("offset", "2")])
+        );
+        p.absorb(&json!([{"id": 3}]), 2);
+        assert!(p.is_done(), "a short page ends an offset list");
+
+        let mut p = pager("/blueprints", Paging::Drf, one("/results"));
+        p.request(300).unwrap();
+        let (_, count) = p.absorb(
+            &json!({"count": 5, "next": "https://accuhive.kandji.io/api/v1/blueprints?limit=2&offset=2", "results": [{}, {}]}),
+            300,
+        );
+        assert_eq!(count, Some(5));
+        assert_eq!(
+            p.request(300).unwrap().0.raw_query.as_deref(),
+            Some("limit=2&offset=2")
+        );
+
+        let mut p = pager("/library/custom-apps", Paging::Page, one("/results"));
+        let (req, _) = p.request(300).unwrap();
+        assert_eq!(
+            req.query,
+            pairs(&[("email", "ada")]),
+            "page 1 is asked without page="
+        );
     }
 }

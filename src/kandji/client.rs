@@ -409,22 +409,39 @@ impl KandjiClient {
             ))
         })?;
         auth.set_sensitive(true);
-        let mut builder = self.http.request(req.method.clone(), url).timeout(timeout);
+        // Defaults first, then the caller's headers (which replace defaults such as Accept),
+        // then what the connector owns: auth and the body's content type.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
         for (name, value) in &req.headers {
-            builder = builder.header(name, value);
+            headers.insert(name.clone(), value.clone());
         }
-        builder = builder
-            .header(AUTHORIZATION, auth)
-            .header("accept", "application/json");
-        builder = match &req.body {
-            RequestBody::None => builder,
-            RequestBody::Json(b) => builder
-                .header(CONTENT_TYPE, "application/json")
-                .body(b.clone()),
-            RequestBody::Form(b) => builder
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(b.clone()),
+        headers.insert(AUTHORIZATION, auth);
+        let body = match &req.body {
+            RequestBody::None => None,
+            RequestBody::Json(b) => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Some(b.clone())
+            }
+            RequestBody::Form(b) => {
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                Some(b.clone())
+            }
         };
+        let mut builder = self
+            .http
+            .request(req.method.clone(), url)
+            .timeout(timeout)
+            .headers(headers);
+        if let Some(b) = body {
+            builder = builder.body(b);
+        }
         let resp = builder.send().await.map_err(|e| {
             if e.is_connect() {
                 Attempt::NotSent(self.classify(e))

@@ -376,6 +376,30 @@ pub static LIBRARY_ITEMS: &[(&str, &str, &[Platform])] = &[
 ];
 
 #[rustfmt::skip]
+/// Custom Apps of the library (`/library/custom-apps`), also library items of type `custom-app`:
+/// (name, uploaded file, install_type, install_enforcement, unzip_location, file_size,
+/// show_in_self_service).
+pub static CUSTOM_APPS: &[(&str, &str, &str, &str, &str, u64, bool)] = &[
+    ("ms_company_portal", "CompanyPortal_5.2310.5-Installer.pkg", "package", "install_once", "", 42_375_997, false),
+    ("Accuhive VPN", "AccuhiveVPN-3.4.1.pkg", "package", "continuously_enforce", "", 18_220_544, false),
+    ("Sublime Text", "Sublime Text Build 4200.zip", "zip", "no_enforcement", "/Applications", 21_495_808, true),
+    ("HP Printer Drivers", "HewlettPackardPrinterDrivers.dmg", "image", "install_once", "", 611_304_448, true),
+];
+
+#[rustfmt::skip]
+/// Threats the EDR reports (`/threat-details`): (threat_name, classification, file path with
+/// `{user}` for a home folder, process_name).
+pub static THREATS: &[(&str, &str, &str, &str)] = &[
+    ("EICAR-Test-File", "MALWARE", "/Users/{user}/Downloads/eicar.com.txt", "Safari"),
+    ("Adload", "MALWARE", "/Users/{user}/Library/Application Support/.mdworker/mdworker_local", "launchd"),
+    ("Shlayer", "MALWARE", "/private/var/tmp/Installer.app/Contents/MacOS/Installer", "Installer"),
+    ("XCSSET", "MALWARE", "/Users/{user}/Library/Caches/GameKit/xcssetd", "zsh"),
+    ("MacKeeper", "PUP", "/Applications/MacKeeper.app/Contents/MacOS/MacKeeper", "Finder"),
+    ("Genieo", "PUP", "/Users/{user}/Library/Application Support/Genieo/Genieo", "launchd"),
+    ("Advanced Mac Cleaner", "PUP", "/Applications/Advanced Mac Cleaner.app/Contents/MacOS/Advanced Mac Cleaner", "Finder"),
+];
+
+#[rustfmt::skip]
 /// Apple apps every Mac reports: (name, bundle id, path, version).
 pub static MAC_APPLE_APPS: &[(&str, &str, &str, &str)] = &[
     ("Activity Monitor", "com.apple.ActivityMonitor", "/System/Applications/Utilities/Activity Monitor.app", "10.14"),

@@ -429,6 +429,12 @@ enum Route<'a> {
     DeviceAction(&'a str, handlers::actions::Action),
     Blueprints,
     Blueprint(&'a str),
+    BlueprintLibraryItems(&'a str),
+    BlueprintAssignment(&'a str, handlers::library::Assignment),
+    CustomApps,
+    LibraryItemActivity(&'a str),
+    LibraryItemStatus(&'a str),
+    ThreatDetails,
     AdeIntegrations,
     AdeIntegration(&'a str),
     AdeTokenDevices(&'a str),
@@ -459,6 +465,17 @@ fn route<'a>(segments: &[&'a str]) -> Option<Route<'a>> {
         ["devices", id, "action", action] => Route::DeviceAction(id, Action::parse(action)?),
         ["blueprints"] => Route::Blueprints,
         ["blueprints", id] => Route::Blueprint(id),
+        ["blueprints", id, "list-library-items"] => Route::BlueprintLibraryItems(id),
+        ["blueprints", id, "assign-library-item"] => {
+            Route::BlueprintAssignment(id, handlers::library::Assignment::Assign)
+        }
+        ["blueprints", id, "remove-library-item"] => {
+            Route::BlueprintAssignment(id, handlers::library::Assignment::Remove)
+        }
+        ["library", "custom-apps"] => Route::CustomApps,
+        ["library", "library-items", id, "activity"] => Route::LibraryItemActivity(id),
+        ["library", "library-items", id, "status"] => Route::LibraryItemStatus(id),
+        ["threat-details"] => Route::ThreatDetails,
         ["integrations", "apple", "ade"] => Route::AdeIntegrations,
         ["integrations", "apple", "ade", "devices"] => Route::AdeDevices,
         ["integrations", "apple", "ade", "devices", id] => Route::AdeDevice(id),
@@ -486,7 +503,7 @@ impl Route<'_> {
             Route::DeviceLostMode(_) | Route::User(_) => GET_DELETE,
             Route::DeviceNotes(_) | Route::Blueprints | Route::Tags => GET_POST,
             Route::Tag(_) => PATCH_DELETE,
-            Route::DeviceAction(..) => POST,
+            Route::DeviceAction(..) | Route::BlueprintAssignment(..) => POST,
             _ => GET,
         }
     }
@@ -513,7 +530,7 @@ pub fn dispatch(state: &SimState, req: &Req) -> Response {
     if !allowed.contains(m) {
         return method_not_allowed(req.method, allowed);
     }
-    use handlers::{ade, blueprints, devices, directory};
+    use handlers::{ade, blueprints, devices, directory, library, threats};
     match route {
         Route::Devices => devices::list(state, req),
         Route::Device(id) => match *m {
@@ -546,6 +563,12 @@ pub fn dispatch(state: &SimState, req: &Req) -> Response {
             Method::PATCH => blueprints::update(state, req, id),
             _ => blueprints::delete(state, id),
         },
+        Route::BlueprintLibraryItems(id) => library::blueprint_library_items(state, req, id),
+        Route::BlueprintAssignment(id, op) => library::assignment(state, req, id, op),
+        Route::CustomApps => library::custom_apps(state, req),
+        Route::LibraryItemActivity(id) => library::activity(state, req, id),
+        Route::LibraryItemStatus(id) => library::status(state, req, id),
+        Route::ThreatDetails => threats::threat_details(state, req),
         Route::AdeIntegrations => ade::list_integrations(state, req),
         Route::AdeIntegration(id) => ade::get_integration(state, id),
         Route::AdeTokenDevices(id) => ade::token_devices(state, req, id),

@@ -43,8 +43,9 @@ use bytes::Bytes;
 
 pub use catalog::{Model, Platform};
 pub use tenant::{
-    AdeDevice, AdeIntegration, Blueprint, Command, Device, EnrollmentCode, LibraryItem, LostMode,
-    Note, Tag, Tenant, User, UserIntegration, reference_now,
+    ADMIN_EMAIL, AdeDevice, AdeIntegration, Blueprint, Command, CustomApp, Device, EnrollmentCode,
+    LibraryActivity, LibraryItem, LostMode, Note, Tag, Tenant, User, UserIntegration,
+    reference_now,
 };
 
 pub use conn::{ConnCtl, CuttableStream, SimListener};
@@ -62,6 +63,9 @@ pub struct SimConfig {
     /// host (`https://accuhive.kandji.io`) rather than the API host, so clients must keep only
     /// the query. `None`: the host the request came to.
     pub next_link_host: Option<String>,
+    /// Users per `/users` page. Kandji answers 300 (its documented maximum); tests lower it to
+    /// walk several cursor pages of a small tenant.
+    pub users_page_size: usize,
 }
 
 impl Default for SimConfig {
@@ -71,6 +75,7 @@ impl Default for SimConfig {
             token: "00000000-0000-4000-8000-00000000cafe".to_string(),
             seed: 42,
             next_link_host: Some("https://accuhive.kandji.io".to_string()),
+            users_page_size: 300,
         }
     }
 }
@@ -169,6 +174,7 @@ pub struct SimState {
     tenant: RwLock<Tenant>,
     token: String,
     next_link_host: Option<String>,
+    users_page_size: usize,
     requests: Mutex<Vec<RecordedRequest>>,
     recording: AtomicBool,
     faults: Mutex<Vec<FaultRule>>,
@@ -189,6 +195,7 @@ impl SimState {
                 .next_link_host
                 .as_ref()
                 .map(|h| h.trim_end_matches('/').to_string()),
+            users_page_size: config.users_page_size.max(1),
             requests: Mutex::new(Vec::new()),
             recording: AtomicBool::new(true),
             faults: Mutex::new(Vec::new()),
@@ -210,6 +217,10 @@ impl SimState {
 
     pub(crate) fn next_link_host(&self) -> Option<&str> {
         self.next_link_host.as_deref()
+    }
+
+    pub(crate) fn users_page_size(&self) -> usize {
+        self.users_page_size
     }
 
     pub(crate) fn order_cache(&self) -> MutexGuard<'_, OrderCache> {

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use uuid::Uuid;
 
 use super::catalog::{self, Model, Platform};
@@ -234,6 +234,43 @@ pub struct AdeDevice {
     pub assignment_status_received_at: Option<DateTime<Utc>>,
 }
 
+/// A Custom App of the library; its id is also a library item of type `custom-app`.
+#[derive(Clone, Debug)]
+pub struct CustomApp {
+    pub id: Uuid,
+    pub name: String,
+    /// The uploaded file's S3 key.
+    pub file_key: String,
+    /// "package", "zip" or "image".
+    pub install_type: &'static str,
+    /// "install_once", "continuously_enforce" or "no_enforcement".
+    pub install_enforcement: &'static str,
+    pub unzip_location: &'static str,
+    pub active: bool,
+    pub file_size: u64,
+    pub file_updated: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub show_in_self_service: bool,
+}
+
+/// One entry of a library item's activity (`/library/library-items/{id}/activity`).
+#[derive(Clone, Debug)]
+pub struct LibraryActivity {
+    pub id: u64,
+    pub activity_time: DateTime<Utc>,
+    /// library_item_created, library_item_edited, library_item_deleted, library_item_duplicated
+    /// or library_item_assignment_changed.
+    pub activity_type: &'static str,
+    pub user_id: Uuid,
+    pub user_email: String,
+    /// `null`, or lines such as `Name: test_custom_app → ms_company_portal`.
+    pub details: Option<Vec<String>>,
+}
+
+/// The Kandji admin whose changes the library activity shows.
+pub const ADMIN_EMAIL: &str = "admin@accuhive.io";
+
 /// The directory integration every user comes from.
 #[derive(Clone, Debug)]
 pub struct UserIntegration {
@@ -258,6 +295,13 @@ pub struct Tenant {
     pub ade_devices: HashMap<Uuid, Vec<AdeDevice>>,
     pub notes: HashMap<Uuid, Vec<Note>>,
     pub commands: HashMap<Uuid, Vec<Command>>,
+    pub custom_apps: Vec<CustomApp>,
+    /// Per library item, oldest first (Kandji lists it newest first).
+    pub library_activity: HashMap<Uuid, Vec<LibraryActivity>>,
+    /// The admin (API token owner) that library changes are attributed to.
+    pub admin_id: Uuid,
+    /// Whether the tenant has Kandji EDR; without it `/threat-details` is 404.
+    pub edr_enabled: bool,
     device_index: IdMap<u32>,
     user_index: IdMap<u32>,
     ade_index: IdMap<(Uuid, u32)>,
@@ -413,6 +457,39 @@ impl Tenant {
         }
     }
 
+    pub fn custom_app(&self, id: &Uuid) -> Option<&CustomApp> {
+        self.custom_apps.iter().find(|a| a.id == *id)
+    }
+
+    /// Appends an activity entry to a library item (as the API's admin, now).
+    pub fn record_library_activity(
+        &mut self,
+        item: Uuid,
+        activity_type: &'static str,
+        details: Option<Vec<String>>,
+    ) {
+        let id = self
+            .library_activity
+            .values()
+            .flatten()
+            .map(|a| a.id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let admin_id = self.admin_id;
+        self.library_activity
+            .entry(item)
+            .or_default()
+            .push(LibraryActivity {
+                id,
+                activity_time: Utc::now(),
+                activity_type,
+                user_id: admin_id,
+                user_email: ADMIN_EMAIL.to_string(),
+                details,
+            });
+    }
+
     pub fn record_command(
         &mut self,
         device: Uuid,
@@ -558,11 +635,16 @@ impl Generator {
             ade_devices: HashMap::new(),
             notes: HashMap::new(),
             commands: HashMap::new(),
+            custom_apps: Vec::new(),
+            library_activity: HashMap::new(),
+            admin_id: Uuid::nil(),
+            edr_enabled: true,
             ade_index: IdMap::default(),
             generation: 0,
         };
         self.ade(&mut tenant);
         self.notes(&mut tenant);
+        self.library(&mut tenant);
         tenant
     }
 
@@ -914,6 +996,75 @@ impl Generator {
         }
         for token in tokens {
             t.ade_devices.entry(token).or_default();
+        }
+    }
+
+    /// Custom Apps and the library's activity. Drawn from keyed generators so that the rest of
+    /// the tenant is what it was before they existed.
+    fn library(&mut self, t: &mut Tenant) {
+        let mut g = Gen::keyed(self.seed, 0, "library");
+        t.admin_id = g.uuid();
+        let company = g.uuid();
+        for (name, file, install_type, enforcement, unzip, size, self_service) in
+            catalog::CUSTOM_APPS
+        {
+            let created =
+                self.now - Duration::seconds(g.range(30 * 86_400, 500 * 86_400)) - micros(&mut g);
+            let updated = created + Duration::seconds(g.range(60, 90 * 86_400)) + micros(&mut g);
+            let (stem, ext) = file.rsplit_once('.').unwrap_or((file, ""));
+            let app = CustomApp {
+                id: g.uuid(),
+                name: name.to_string(),
+                file_key: format!(
+                    "companies/companies/{company}/library/custom_apps/{stem}_{}.{ext}",
+                    &g.uuid().simple().to_string()[..8]
+                ),
+                install_type,
+                install_enforcement: enforcement,
+                unzip_location: unzip,
+                active: true,
+                file_size: *size,
+                file_updated: (created - Duration::seconds(5)).trunc_subsecs(0),
+                created_at: created,
+                updated_at: updated,
+                show_in_self_service: *self_service,
+            };
+            t.library_items.push(LibraryItem {
+                id: app.id,
+                name,
+                kind: "custom-app",
+                platforms: &[Platform::Mac],
+            });
+            t.custom_apps.push(app);
+        }
+        let mut next_id = 1_800u64;
+        let admin = t.admin_id;
+        for (k, item) in t.library_items.iter().enumerate() {
+            let mut g = Gen::keyed(self.seed, k as u64, "library-activity");
+            let mut at = self.now - Duration::seconds(g.range(60 * 86_400, 700 * 86_400));
+            let changes = g.range(1, 5);
+            let mut entries = Vec::new();
+            for c in 0..=changes {
+                let (kind, details) = match c {
+                    0 => ("library_item_created", None),
+                    1 => (
+                        "library_item_edited",
+                        Some(vec![format!("Name: {}_draft → {}", item.kind, item.name)]),
+                    ),
+                    _ => ("library_item_assignment_changed", None),
+                };
+                entries.push(LibraryActivity {
+                    id: next_id,
+                    activity_time: at,
+                    activity_type: kind,
+                    user_id: admin,
+                    user_email: ADMIN_EMAIL.to_string(),
+                    details,
+                });
+                next_id += 1 + g.below(3);
+                at += Duration::seconds(g.range(60, 20 * 86_400)) + micros(&mut g);
+            }
+            t.library_activity.insert(item.id, entries);
         }
     }
 

@@ -11,6 +11,7 @@
 mod crypto;
 mod inventory;
 mod sqlite;
+mod streams;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use secrecy::SecretString;
 
 pub use crypto::{CipherError, TokenCipher};
 pub use inventory::{InventoryDevice, InventorySync};
+pub use streams::{DeliveryFailure, NewStream, Stream, StreamCheckpoint, StreamJob, StreamState};
 
 /// A Kandji tenant the connector can talk to. The API token is deliberately
 /// not part of it; fetch it with [`Store::connection_token`].
@@ -134,10 +136,64 @@ pub trait Store: Send + Sync + 'static {
     /// `Ok(true)` if a connection was deleted.
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Re-encrypts every token (and the key-check value) under `new` in one
-    /// transaction and from then on uses `new`. Returns the number of tokens
-    /// re-encrypted. On error nothing changes.
+    /// Re-encrypts every token, every stored helper flow (and the key-check
+    /// value) under `new` in one transaction and from then on uses `new`.
+    /// Returns the number of tokens re-encrypted. On error nothing changes.
     async fn rotate_secret_key(&self, new: &TokenCipher) -> Result<usize, StoreError>;
+
+    /// Records a new running stream, its helper flow encrypted (associated data: the stream id).
+    async fn create_stream(&self, new: NewStream) -> Result<Stream, StoreError>;
+
+    async fn get_stream(&self, id: &str) -> Result<Option<Stream>, StoreError>;
+
+    /// The most recently started streams first, at most `limit`, optionally only those of
+    /// `owner` and only those in `state`.
+    async fn list_streams(
+        &self,
+        owner: Option<&str>,
+        state: Option<StreamState>,
+        limit: u32,
+    ) -> Result<Vec<Stream>, StoreError>;
+
+    /// A running stream with its decrypted helper flow and checkpoint; `Ok(None)` if there is
+    /// no such stream or it is no longer running.
+    async fn stream_job(&self, id: &str) -> Result<Option<StreamJob>, StoreError>;
+
+    /// Ids of the running streams, oldest first (to resume at start-up).
+    async fn running_streams(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Saves a running stream's progress and its new delivery failures in one transaction.
+    /// `Ok(false)` (and nothing saved) if the stream is no longer running.
+    async fn checkpoint_stream(
+        &self,
+        id: &str,
+        checkpoint: &StreamCheckpoint,
+        failures: &[DeliveryFailure],
+    ) -> Result<bool, StoreError>;
+
+    /// Ends a stream: final progress and failures, `state`, `error`, `finished_at`, and erases
+    /// the helper flow. Applies while the stream is running, or (to record a cancelled runner's
+    /// last progress) when it is already in `state`; `Ok(false)` otherwise.
+    async fn finish_stream(
+        &self,
+        id: &str,
+        state: StreamState,
+        error: Option<&str>,
+        checkpoint: &StreamCheckpoint,
+        failures: &[DeliveryFailure],
+    ) -> Result<bool, StoreError>;
+
+    /// Marks a running stream cancelled (erasing its helper flow); returns the stream in
+    /// whatever state it now has, `Ok(None)` if there is no such stream.
+    async fn cancel_stream(&self, id: &str) -> Result<Option<Stream>, StoreError>;
+
+    /// A stream's delivery failures by index, those above `after` (exclusive), at most `limit`.
+    async fn stream_failures(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryFailure>, StoreError>;
 
     /// Claims an idempotency key for a request. Returns what is already there, if anything
     /// (records older than `not_before` are deleted first and do not count).
@@ -241,4 +297,8 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
 
 fn new_connection_id() -> String {
     format!("conn_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn new_stream_id() -> String {
+    format!("str_{}", uuid::Uuid::new_v4().simple())
 }

@@ -13,8 +13,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::RwLock;
 
 use super::{
-    Connection, ConnectionPatch, IdempotencyClaim, InventoryDevice, InventorySync, NewConnection,
-    Store, StoreError, TokenCipher, format_ts, new_connection_id, now, parse_ts,
+    Connection, ConnectionPatch, DeliveryFailure, IdempotencyClaim, InventoryDevice, InventorySync,
+    NewConnection, NewStream, Store, StoreError, Stream, StreamCheckpoint, StreamJob, StreamState,
+    TokenCipher, format_ts, new_connection_id, new_stream_id, now, parse_ts,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -312,6 +313,21 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let helpers: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, helper_ciphertext FROM streams \
+             WHERE helper_ciphertext IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, old) in &helpers {
+            let helper = cipher.decrypt(id, old)?;
+            let sealed = new.encrypt(id, helper.expose_secret());
+            sqlx::query("UPDATE streams SET helper_ciphertext = ? WHERE id = ?")
+                .bind(sealed)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let answers: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT scope, key, response FROM idempotency_keys WHERE response IS NOT NULL",
         )
@@ -331,6 +347,226 @@ impl Store for SqliteStore {
         tx.commit().await?;
         *cipher = new.clone();
         Ok(rows.len())
+    }
+
+    async fn create_stream(&self, new: NewStream) -> Result<Stream, StoreError> {
+        let id = new_stream_id();
+        let at = now();
+        let cipher = self.cipher.read().await;
+        let sealed = cipher.encrypt(&id, new.helper_flow.expose_secret());
+        let limit = new
+            .record_limit
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| StoreError::Db("record_limit out of range".into()))?;
+        sqlx::query(
+            "INSERT INTO streams \
+             (id, owner, connection_id, card_id, result_set, inputs, options, helper_ciphertext, \
+              callback_origin, record_limit, state, started_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+        )
+        .bind(&id)
+        .bind(&new.owner)
+        .bind(&new.connection_id)
+        .bind(&new.card_id)
+        .bind(&new.result_set)
+        .bind(new.inputs.to_string())
+        .bind(new.options.to_string())
+        .bind(&sealed)
+        .bind(&new.callback_origin)
+        .bind(limit)
+        .bind(format_ts(&at))
+        .bind(format_ts(&at))
+        .execute(&self.pool)
+        .await?;
+        drop(cipher);
+        Ok(Stream {
+            id,
+            owner: new.owner,
+            connection_id: new.connection_id,
+            card_id: new.card_id,
+            result_set: new.result_set,
+            callback_origin: new.callback_origin,
+            record_limit: new.record_limit,
+            state: StreamState::Running,
+            error: None,
+            record_count: 0,
+            failed_deliveries: 0,
+            pages_fetched: 0,
+            started_at: at,
+            finished_at: None,
+            updated_at: at,
+        })
+    }
+
+    async fn get_stream(&self, id: &str) -> Result<Option<Stream>, StoreError> {
+        let row = sqlx::query(SELECT_STREAM)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_stream).transpose()
+    }
+
+    async fn list_streams(
+        &self,
+        owner: Option<&str>,
+        state: Option<StreamState>,
+        limit: u32,
+    ) -> Result<Vec<Stream>, StoreError> {
+        let rows = sqlx::query(LIST_STREAMS)
+            .bind(owner)
+            .bind(state.map(StreamState::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_stream).collect()
+    }
+
+    async fn stream_job(&self, id: &str) -> Result<Option<StreamJob>, StoreError> {
+        let cipher = self.cipher.read().await;
+        let row = sqlx::query(SELECT_JOB)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stream = row_to_stream(&row)?;
+        let sealed: Option<String> = row.try_get("helper_ciphertext")?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        if stream.state != StreamState::Running {
+            return Ok(None);
+        }
+        let helper_flow = cipher.decrypt(id, &sealed)?;
+        let json = |col: &str| -> Result<serde_json::Value, StoreError> {
+            let text: String = row.try_get(col)?;
+            serde_json::from_str(&text)
+                .map_err(|_| StoreError::Db(format!("invalid JSON in streams.{col}")))
+        };
+        let done_above: Vec<u64> = serde_json::from_value(json("done_above")?)
+            .map_err(|_| StoreError::Db("invalid streams.done_above".into()))?;
+        let checkpoint = StreamCheckpoint {
+            done_below: get_u64(&row, "done_below")?,
+            done_above,
+            page_start: get_u64(&row, "page_start")?,
+            cursor_offset: get_u64(&row, "cursor_offset")?,
+            cursor_page: get_u64(&row, "cursor_page")?,
+            cursor_next: row.try_get("cursor_next")?,
+            record_count: stream.record_count,
+            failed_deliveries: stream.failed_deliveries,
+            pages_fetched: stream.pages_fetched,
+        };
+        Ok(Some(StreamJob {
+            inputs: json("inputs")?,
+            options: json("options")?,
+            helper_flow,
+            checkpoint,
+            stream,
+        }))
+    }
+
+    async fn running_streams(&self) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM streams WHERE state = 'running' ORDER BY started_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn checkpoint_stream(
+        &self,
+        id: &str,
+        checkpoint: &StreamCheckpoint,
+        failures: &[DeliveryFailure],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = bind_checkpoint(sqlx::query(CHECKPOINT_STREAM), checkpoint)?
+            .bind(format_ts(&now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_failures(&mut tx, id, failures).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_stream(
+        &self,
+        id: &str,
+        state: StreamState,
+        error: Option<&str>,
+        checkpoint: &StreamCheckpoint,
+        failures: &[DeliveryFailure],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let at = format_ts(&now());
+        let done = bind_checkpoint(sqlx::query(FINISH_STREAM), checkpoint)?
+            .bind(state.as_str())
+            .bind(error)
+            .bind(&at)
+            .bind(&at)
+            .bind(id)
+            .bind(state.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_failures(&mut tx, id, failures).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn cancel_stream(&self, id: &str) -> Result<Option<Stream>, StoreError> {
+        let at = format_ts(&now());
+        sqlx::query(
+            "UPDATE streams SET state = 'cancelled', helper_ciphertext = NULL, \
+             finished_at = ?, updated_at = ? WHERE id = ? AND state = 'running'",
+        )
+        .bind(&at)
+        .bind(&at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.get_stream(id).await
+    }
+
+    async fn stream_failures(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryFailure>, StoreError> {
+        let after = after.map(to_i64).transpose()?.unwrap_or(-1);
+        let rows = sqlx::query(
+            "SELECT idx, webhook_id, status, error, body, attempts, failed_at \
+             FROM stream_failures WHERE stream_id = ? AND idx > ? ORDER BY idx LIMIT ?",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<i64> = row.try_get("status")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                let failed_at: String = row.try_get("failed_at")?;
+                Ok(DeliveryFailure {
+                    index: get_u64(row, "idx")?,
+                    webhook_id: row.try_get("webhook_id")?,
+                    status: status.and_then(|s| u16::try_from(s).ok()),
+                    error: row.try_get("error")?,
+                    body: row.try_get("body")?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    failed_at: parse_ts(&failed_at)?,
+                })
+            })
+            .collect()
     }
 
     async fn idempotency_claim(
@@ -546,5 +782,113 @@ fn row_to_inventory_device(row: &SqliteRow) -> Result<InventoryDevice, StoreErro
         is_missing: row.try_get("is_missing")?,
         is_removed: row.try_get("is_removed")?,
         last_seen: parse_ts(&last_seen)?,
+    })
+}
+
+const SELECT_STREAM: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \
+     record_limit, state, error, record_count, failed_deliveries, pages_fetched, started_at, \
+     finished_at, updated_at FROM streams WHERE id = ?";
+
+/// Binds: owner filter, state filter (NULL = any), limit.
+const LIST_STREAMS: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \
+     record_limit, state, error, record_count, failed_deliveries, pages_fetched, started_at, \
+     finished_at, updated_at FROM streams \
+     WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR state = ?2) \
+     ORDER BY started_at DESC, id DESC LIMIT ?3";
+
+const SELECT_JOB: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \
+     record_limit, state, error, record_count, failed_deliveries, pages_fetched, started_at, \
+     finished_at, updated_at, inputs, options, helper_ciphertext, done_below, done_above, \
+     page_start, cursor_offset, cursor_page, cursor_next FROM streams WHERE id = ?";
+
+/// Binds: the checkpoint (see [`bind_checkpoint`]), updated_at, id.
+const CHECKPOINT_STREAM: &str = "UPDATE streams SET \
+     done_below = ?, done_above = ?, page_start = ?, cursor_offset = ?, cursor_page = ?, \
+     cursor_next = ?, record_count = ?, failed_deliveries = ?, pages_fetched = ?, updated_at = ? \
+     WHERE id = ? AND state = 'running'";
+
+/// Binds: the checkpoint, state, error, finished_at, updated_at, id, state again.
+const FINISH_STREAM: &str = "UPDATE streams SET \
+     done_below = ?, done_above = ?, page_start = ?, cursor_offset = ?, cursor_page = ?, \
+     cursor_next = ?, record_count = ?, failed_deliveries = ?, pages_fetched = ?, \
+     state = ?, error = ?, finished_at = COALESCE(finished_at, ?), updated_at = ?, \
+     helper_ciphertext = NULL \
+     WHERE id = ? AND (state = 'running' OR state = ?)";
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind_checkpoint<'q>(q: Query<'q>, c: &StreamCheckpoint) -> Result<Query<'q>, StoreError> {
+    let above = serde_json::to_string(&c.done_above).unwrap_or_else(|_| "[]".into());
+    Ok(q.bind(to_i64(c.done_below)?)
+        .bind(above)
+        .bind(to_i64(c.page_start)?)
+        .bind(to_i64(c.cursor_offset)?)
+        .bind(to_i64(c.cursor_page)?)
+        .bind(c.cursor_next.clone())
+        .bind(to_i64(c.record_count)?)
+        .bind(to_i64(c.failed_deliveries)?)
+        .bind(to_i64(c.pages_fetched)?))
+}
+
+async fn insert_failures(
+    conn: &mut SqliteConnection,
+    stream_id: &str,
+    failures: &[DeliveryFailure],
+) -> Result<(), StoreError> {
+    for f in failures {
+        sqlx::query(
+            "INSERT INTO stream_failures \
+             (stream_id, idx, webhook_id, status, error, body, attempts, failed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (stream_id, idx) DO UPDATE SET \
+             webhook_id = excluded.webhook_id, status = excluded.status, error = excluded.error, \
+             body = excluded.body, attempts = excluded.attempts, failed_at = excluded.failed_at",
+        )
+        .bind(stream_id)
+        .bind(to_i64(f.index)?)
+        .bind(&f.webhook_id)
+        .bind(f.status.map(i64::from))
+        .bind(&f.error)
+        .bind(&f.body)
+        .bind(i64::from(f.attempts))
+        .bind(format_ts(&f.failed_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Db("a counter is out of range".into()))
+}
+
+fn get_u64(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(col)?;
+    u64::try_from(v).map_err(|_| StoreError::Db(format!("negative streams.{col} in database")))
+}
+
+fn row_to_stream(row: &SqliteRow) -> Result<Stream, StoreError> {
+    let state: String = row.try_get("state")?;
+    let limit: Option<i64> = row.try_get("record_limit")?;
+    let started_at: String = row.try_get("started_at")?;
+    let finished_at: Option<String> = row.try_get("finished_at")?;
+    let updated_at: String = row.try_get("updated_at")?;
+    Ok(Stream {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        connection_id: row.try_get("connection_id")?,
+        card_id: row.try_get("card_id")?,
+        result_set: row.try_get("result_set")?,
+        callback_origin: row.try_get("callback_origin")?,
+        record_limit: limit.and_then(|l| u64::try_from(l).ok()),
+        state: StreamState::parse(&state)
+            .ok_or_else(|| StoreError::Db(format!("unknown stream state {state:?} in database")))?,
+        error: row.try_get("error")?,
+        record_count: get_u64(row, "record_count")?,
+        failed_deliveries: get_u64(row, "failed_deliveries")?,
+        pages_fetched: get_u64(row, "pages_fetched")?,
+        started_at: parse_ts(&started_at)?,
+        finished_at: finished_at.as_deref().map(parse_ts).transpose()?,
+        updated_at: parse_ts(&updated_at)?,
     })
 }

@@ -182,7 +182,9 @@ pub fn id(d: &Device) -> String {
 /// The email of the device's user, if it has one.
 pub fn user_email(s: &TestServer, d: &Device) -> Option<String> {
     let t = s.sim.tenant();
-    d.user_id.and_then(|u| t.user(&u)).map(|u| u.email.clone())
+    d.user_id
+        .and_then(|u| t.user(&u))
+        .map(|u| u.email.to_string())
 }
 
 pub fn new_blueprint(name: &str) -> Blueprint {

@@ -7,6 +7,7 @@ use kandji_connector::config::Config;
 use kandji_connector::kandji::ClientConfig;
 use kandji_connector::simulator::{self, SimConfig, SimHandle};
 use kandji_connector::store::TokenCipher;
+use kandji_connector::streams::{CallbackPolicy, RetryPolicy, StreamConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -85,6 +86,19 @@ pub fn test_config(db: &std::path::Path) -> Config {
         max_body_bytes: 256 * 1024,
         request_timeout: Duration::from_secs(60),
         trust: kandji_connector::trust::TrustConfig::default(),
+        streams: StreamConfig {
+            allow: CallbackPolicy::parse("127.0.0.1/32").unwrap(),
+            callback_timeout: Duration::from_secs(2),
+            retry: RetryPolicy {
+                schedule: [20, 40, 80, 160, 320]
+                    .into_iter()
+                    .map(Duration::from_millis)
+                    .collect(),
+                max_retry_after: Duration::from_secs(2),
+            },
+            checkpoint_interval: Duration::from_millis(50),
+            ..StreamConfig::default()
+        },
     }
 }
 

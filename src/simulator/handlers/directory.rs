@@ -17,8 +17,6 @@ use crate::simulator::http::{
 use crate::simulator::tenant::{Tag, Tenant, User};
 use crate::simulator::views;
 
-const USERS_PAGE: usize = 300;
-
 /// Opaque cursor like DRF's (`cD0yOTE0Mw==` is base64 of `p=29143`); here the position is an
 /// index into the filtered list.
 fn encode_cursor(position: usize) -> String {
@@ -39,8 +37,10 @@ fn device_counts(t: &Tenant) -> HashMap<Uuid, usize> {
     m
 }
 
-/// `GET /users`: `{next, previous, results}` without `count`, 300 per page.
+/// `GET /users`: `{next, previous, results}` without `count`, 300 per page (see
+/// `SimConfig::users_page_size`).
 pub fn users(state: &SimState, req: &Req) -> Response {
+    let page_size = state.users_page_size();
     let t = state.read();
     let id = match req.filter("id") {
         None => None,
@@ -77,14 +77,14 @@ pub fn users(state: &SimState, req: &Req) -> Response {
             _ => return detail(404, "Invalid cursor"),
         },
     };
-    let end = (start + USERS_PAGE).min(matching.len());
+    let end = (start + page_size).min(matching.len());
     let link = |position: usize| {
         let q = req.query_with(&[("cursor", Some(encode_cursor(position)))]);
         req.absolute_url(state, "/api/v1/users", &q)
     };
     let next = (end < matching.len()).then(|| link(end));
     let previous = (start > 0).then(|| {
-        let prev = start.saturating_sub(USERS_PAGE);
+        let prev = start.saturating_sub(page_size);
         if prev == 0 {
             let q = req.query_with(&[("cursor", None)]);
             req.absolute_url(state, "/api/v1/users", &q)

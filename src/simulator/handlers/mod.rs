@@ -6,6 +6,8 @@ pub mod ade;
 pub mod blueprints;
 pub mod devices;
 pub mod directory;
+pub mod library;
+pub mod threats;
 
 use uuid::Uuid;
 
