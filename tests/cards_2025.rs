@@ -508,6 +508,41 @@ async fn get_mac_recovery_lock_password_is_a_secret_read_uncached() {
     );
 }
 
+#[tokio::test]
+async fn get_mac_recovery_lock_password_needs_the_secrets_scope() {
+    use kandji_connector::api::auth::{ApiKey, Scope};
+    const NO_SECRETS: &str = "no-secrets-key-0123456789";
+    let s = common::TestServer::start_with(SimConfig::default(), |c| {
+        c.api_keys.push(ApiKey::with_scopes(
+            &secrecy::SecretString::from(NO_SECRETS.to_string()),
+            vec![Scope::CatalogRead, Scope::CardsInvoke],
+        ))
+    })
+    .await;
+    let mac = id(&device(&s, "Mac"));
+    let r = s
+        .send(
+            reqwest::Method::POST,
+            "/v1/cards/get_mac_recovery_lock_password/invoke",
+            Some(json!({"connection": s.connection, "inputs": {"device_id": mac}})),
+            Some(NO_SECRETS),
+        )
+        .await;
+    r.problem(403);
+    take(&s, 0);
+    // The same key runs the other new cards.
+    let r = s
+        .send(
+            reqwest::Method::POST,
+            "/v1/cards/get_threats_summary/invoke",
+            Some(json!({"connection": s.connection, "inputs": {}})),
+            Some(NO_SECRETS),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    take(&s, 1);
+}
+
 // ---- Threats ----
 
 #[tokio::test]

@@ -109,6 +109,11 @@ async fn no_secret_reaches_the_logs_or_an_error_body() {
         ),
         ("get_unlock_pin", json!({"device_id": mac}), vec!["pin"]),
         (
+            "get_mac_recovery_lock_password",
+            json!({"device_id": mac}),
+            vec!["recovery_password"],
+        ),
+        (
             "get_activation_lock_bypass_codes",
             json!({"device_id": mac}),
             vec![

@@ -563,7 +563,7 @@ pub fn dispatch(state: &SimState, req: &Req) -> Response {
             Method::PATCH => blueprints::update(state, req, id),
             _ => blueprints::delete(state, id),
         },
-        Route::BlueprintLibraryItems(id) => library::list_library_items(state, req, id),
+        Route::BlueprintLibraryItems(id) => library::blueprint_library_items(state, req, id),
         Route::BlueprintAssignment(id, op) => library::assignment(state, req, id, op),
         Route::CustomApps => library::custom_apps(state, req),
         Route::LibraryItemActivity(id) => library::activity(state, req, id),

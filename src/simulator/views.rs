@@ -1018,7 +1018,7 @@ pub fn library_item_statuses_out<'a>(
             }
         })
         .collect();
-    out.sort_by(|a, b| b.id.cmp(&a.id));
+    out.sort_by_key(|s| std::cmp::Reverse(s.id));
     out
 }
 

@@ -26,7 +26,7 @@ struct IdName<'a> {
 }
 
 /// `GET /blueprints/{id}/list-library-items`: `{count, next, previous, results: [{id, name}]}`.
-pub fn list_library_items(state: &SimState, req: &Req, id: &str) -> Response {
+pub fn blueprint_library_items(state: &SimState, req: &Req, id: &str) -> Response {
     let t = state.read();
     let Some(bp) = parse_uuid(id).and_then(|id| t.blueprint(&id)) else {
         return not_found();

@@ -146,7 +146,7 @@ pub fn all_threats(t: &Tenant) -> Vec<Threat> {
         .iter()
         .flat_map(|d| threats_of(t, d, policy))
         .collect();
-    all.sort_by(|a, b| b.detected.cmp(&a.detected));
+    all.sort_by_key(|x| std::cmp::Reverse(x.detected));
     all
 }
 
