@@ -10,6 +10,7 @@ use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
 use crate::store::TokenCipher;
 use crate::streams::{CallbackPolicy, StreamConfig};
+use crate::trust::TrustConfig;
 
 /// Settings of `serve` (and `demo`), each from an environment variable or its flag.
 #[derive(Debug, Clone, Args)]
@@ -143,6 +144,30 @@ pub struct ServeArgs {
         default_value_t = 250
     )]
     pub stream_checkpoint_ms: u64,
+    /// How often a connection with `inventory_sync` on re-reads Kandji's device list, in
+    /// milliseconds (from the start of one sync to the start of the next).
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_INVENTORY_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub inventory_interval_ms: u64,
+    /// Percent of a connection's request rate an inventory sync may use (the rest stays free
+    /// for cards and streams while it runs).
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_INVENTORY_BUDGET_SHARE",
+        default_value_t = 50.0
+    )]
+    pub inventory_budget_share: f64,
+    /// Percent of a connection's hourly budget an inventory sync never touches: it pauses while
+    /// less than this is left of the last hour's budget.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_INVENTORY_BUDGET_RESERVE",
+        default_value_t = 20.0
+    )]
+    pub inventory_budget_reserve: f64,
 }
 
 /// The checked configuration the server runs with.
@@ -159,6 +184,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub streams: StreamConfig,
+    pub trust: TrustConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -295,6 +321,24 @@ impl ServeArgs {
         if self.stream_checkpoint_ms == 0 {
             problems.push("KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS must be more than 0".into());
         }
+        if self.inventory_interval_ms < 1_000 {
+            problems.push(format!(
+                "KANDJI_CONNECTOR_INVENTORY_INTERVAL_MS={} is too short: give at least 1000 (the default is 300000, five minutes)",
+                self.inventory_interval_ms
+            ));
+        }
+        if !(self.inventory_budget_share > 0.0 && self.inventory_budget_share <= 100.0) {
+            problems.push(format!(
+                "KANDJI_CONNECTOR_INVENTORY_BUDGET_SHARE={} must be a percentage above 0 and at most 100",
+                self.inventory_budget_share
+            ));
+        }
+        if !(self.inventory_budget_reserve >= 0.0 && self.inventory_budget_reserve < 100.0) {
+            problems.push(format!(
+                "KANDJI_CONNECTOR_INVENTORY_BUDGET_RESERVE={} must be a percentage from 0 to below 100",
+                self.inventory_budget_reserve
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -330,6 +374,11 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             streams,
+            trust: TrustConfig {
+                interval: Duration::from_millis(self.inventory_interval_ms),
+                budget_share: self.inventory_budget_share / 100.0,
+                budget_reserve: self.inventory_budget_reserve / 100.0,
+            },
         })
     }
 }

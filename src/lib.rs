@@ -13,6 +13,7 @@ pub mod kandji;
 pub mod simulator;
 pub mod store;
 pub mod streams;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -50,11 +51,17 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     if resumed > 0 {
         tracing::info!(streams = resumed, "resumed running streams");
     }
+    let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone())
+        .await
+        .context("cannot load the device inventories")?;
+    let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
     Ok(Arc::new(App {
         catalog,
         store,
         kandji,
         streams,
+        trust,
+        resolvers,
         api_keys: config.api_keys,
         inbound_limit: api::auth::InboundLimit::new(
             config.rate_limit_per_second,
@@ -87,6 +94,7 @@ pub async fn serve(
         .with_graceful_shutdown(signal)
         .await;
     state.streams.shutdown().await;
+    state.trust.shutdown().await;
     served?;
     Ok(())
 }

@@ -312,6 +312,7 @@ fn every_card_has_a_test() {
         include_str!("cards_lists.rs"),
         include_str!("cards_custom.rs"),
         include_str!("cards_2025.rs"),
+        include_str!("trust.rs"),
     ]
     .concat();
     let catalog = kandji_connector::catalog::Catalog::load(None).expect("cards load");
@@ -321,6 +322,6 @@ fn every_card_has_a_test() {
         .filter(|id| !sources.contains(&format!("\"{id}\"")))
         .collect();
     assert!(missing.is_empty(), "cards without a test: {missing:?}");
-    // The seed's 32 cards and the 13 newer ones of Kandji's 2025 list.
-    assert_eq!(catalog.iter().count(), 45);
+    // The seed's 32 cards, the 13 newer ones of Kandji's 2025 list, and Get Device Trust (issue 6).
+    assert_eq!(catalog.iter().count(), 46);
 }

@@ -316,10 +316,11 @@ async fn invoke_inner(
         });
         return Ok((StatusCode::ACCEPTED, body));
     }
-    let outputs = engine::run(&app.kandji, &tenant, &prepared)
+    let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers)
         .await
         .map_err(|e| match e {
             RunError::Unsupported(m) => Problem::not_implemented(m),
+            RunError::Invalid(errors) => Problem::invalid(errors),
             RunError::Kandji(k) => kandji_problem(&k),
         })?;
     Ok((StatusCode::OK, json!({ "outputs": outputs })))

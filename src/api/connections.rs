@@ -27,6 +27,7 @@ fn view(c: &Connection) -> Value {
         "name": c.name,
         "api_url": c.api_url,
         "requests_per_hour": c.requests_per_hour,
+        "inventory_sync": c.inventory_sync,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })
@@ -40,6 +41,8 @@ struct CreateBody {
     api_token: SecretString,
     #[serde(default)]
     requests_per_hour: Option<u32>,
+    #[serde(default)]
+    inventory_sync: bool,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +56,8 @@ struct UpdateBody {
     api_token: Option<SecretString>,
     #[serde(default, deserialize_with = "double_option")]
     requests_per_hour: Option<Option<u32>>,
+    #[serde(default)]
+    inventory_sync: Option<bool>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
@@ -164,7 +169,7 @@ async fn create(
         body.requests_per_hour,
     )
     .await?;
-    let conn = app
+    let mut conn = app
         .store
         .create_connection(NewConnection {
             name: body.name.trim().to_string(),
@@ -174,6 +179,21 @@ async fn create(
         })
         .await
         .map_err(store_failed)?;
+    if body.inventory_sync {
+        let patch = ConnectionPatch {
+            inventory_sync: Some(true),
+            ..Default::default()
+        };
+        if let Some(c) = app
+            .store
+            .update_connection(&conn.id, patch)
+            .await
+            .map_err(store_failed)?
+        {
+            conn = c;
+        }
+        app.trust.enable(&conn.id).await.map_err(store_failed)?;
+    }
     Ok((StatusCode::CREATED, axum::Json(view(&conn))).into_response())
 }
 
@@ -190,6 +210,7 @@ async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Res
         Some(c) => {
             let mut v = view(&c);
             v["budget"] = json!(app.kandji.budget_report(&c.id, c.requests_per_hour));
+            v["inventory"] = json!(app.trust.status(&c.id));
             Ok(axum::Json(v).into_response())
         }
         None => Err(Problem::not_found(format!("no connection {id:?}"))),
@@ -242,26 +263,38 @@ async fn update(
         let rate = body.requests_per_hour.unwrap_or(current.requests_per_hour);
         verify(&app, &id, checked, &token, rate).await?;
     }
+    let new_url = body.api_url.as_ref().and(base.map(|b| b.to_string()));
+    let other_tenant = new_url.as_ref().is_some_and(|u| *u != current.api_url);
     let patch = ConnectionPatch {
         name: body.name.map(|n| n.trim().to_string()),
-        api_url: body.api_url.as_ref().and(base.map(|b| b.to_string())),
+        api_url: new_url,
         api_token: body.api_token,
         requests_per_hour: body.requests_per_hour,
+        inventory_sync: body.inventory_sync,
     };
     app.tenants.invalidate(&id);
-    match app
+    let Some(c) = app
         .store
         .update_connection(&id, patch)
         .await
         .map_err(store_failed)?
-    {
-        Some(c) => Ok(axum::Json(view(&c)).into_response()),
-        None => Err(Problem::not_found(format!("no connection {id:?}"))),
+    else {
+        return Err(Problem::not_found(format!("no connection {id:?}")));
+    };
+    match (current.inventory_sync, c.inventory_sync) {
+        (false, true) => app.trust.enable(&id).await,
+        (true, false) => app.trust.disable(&id).await,
+        // The devices of the old URL's tenant are not this one's.
+        (true, true) if other_tenant => app.trust.reset(&id).await,
+        _ => Ok(()),
     }
+    .map_err(store_failed)?;
+    Ok(axum::Json(view(&c)).into_response())
 }
 
 async fn remove(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     app.tenants.invalidate(&id);
+    app.trust.disable(&id).await.map_err(store_failed)?;
     if app
         .store
         .delete_connection(&id)

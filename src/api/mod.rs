@@ -9,6 +9,7 @@ mod health;
 mod openapi_check;
 mod streams;
 pub mod tenants;
+mod trust;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +23,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::catalog::Catalog;
+use crate::engine::Resolvers;
 use crate::error::Problem;
 use crate::kandji::KandjiClient;
 use crate::store::Store;
 use crate::streams::Streams;
+use crate::trust::Trust;
 
 pub use extract::AppJson;
 
@@ -35,6 +38,10 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
     pub streams: Arc<Streams>,
+    /// Device inventories and device-trust lookups.
+    pub trust: Arc<Trust>,
+    /// What answers cards' resolver variants.
+    pub resolvers: Resolvers,
     pub api_keys: Vec<auth::ApiKey>,
     pub inbound_limit: auth::InboundLimit,
     pub max_concurrent_requests: usize,
@@ -62,6 +69,11 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(
             streams::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+                auth::Scope::CardsInvoke,
+            ))),
+        )
+        .merge(
+            trust::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
                 auth::Scope::CardsInvoke,
             ))),
         )

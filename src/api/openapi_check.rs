@@ -9,7 +9,7 @@ use super::OPENAPI_JSON;
 /// Every (method, path) the router serves, in OpenAPI spelling (lower-case method, `{param}`).
 ///
 /// MUST be updated together with `router()` in `src/api/mod.rs`, `cards::routes()`,
-/// `connections::routes()` and `streams::routes()` (and `docs/openapi.json` with it): a route added, removed or renamed
+/// `connections::routes()`, `streams::routes()` and `trust::routes()` (and `docs/openapi.json` with it): a route added, removed or renamed
 /// there without a change here and in the document is a bug.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/connections/{id}"),
     ("patch", "/v1/connections/{id}"),
     ("delete", "/v1/connections/{id}"),
+    ("get", "/v1/connections/{id}/device-trust"),
     ("get", "/v1/streams"),
     ("get", "/v1/streams/{id}"),
     ("delete", "/v1/streams/{id}"),

@@ -256,6 +256,9 @@ impl CardDef {
                     ));
                 }
             }
+            for (k, v) in &req.args {
+                check_template(v, format!("{base}/args/{k}"), &mut errors);
+            }
             if let Some(pick) = &req.pick {
                 for (k, v) in &pick.r#where {
                     check_template(v, format!("{base}/pick/where/{k}"), &mut errors);

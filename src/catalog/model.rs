@@ -81,7 +81,16 @@ pub enum MethodDef {
 pub struct RequestDef {
     #[serde(default)]
     pub when: Option<When>,
-    pub method: MethodDef,
+    /// Absent only on a resolver variant.
+    #[serde(default)]
+    pub method: Option<MethodDef>,
+    /// Answered by this named resolver (e.g. `device_trust`, from the device inventory) instead
+    /// of one Kandji request; the resolver decides what, if anything, it sends to Kandji.
+    #[serde(default)]
+    pub resolver: Option<String>,
+    /// The resolver's arguments: templates over inputs and options.
+    #[serde(default)]
+    pub args: BTreeMap<String, Value>,
     #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]

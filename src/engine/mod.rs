@@ -2,11 +2,13 @@
 
 mod outputs;
 mod paging;
+mod resolver;
 mod template;
 mod validate;
 
 pub use outputs::{Answer, coerce, error_message, rfc3339, when_matches};
 pub use paging::{Page, Pager, parse_body};
+pub use resolver::{Resolved, Resolver, Resolvers};
 
 use std::collections::HashMap;
 
@@ -28,6 +30,8 @@ pub struct Prepared<'c> {
     pub inputs: Map<String, Value>,
     pub options: Map<String, Value>,
     pub variant: &'c RequestDef,
+    /// What is sent to Kandji. A resolver variant sends nothing from it (it is `GET /api/v1/`):
+    /// its resolver decides, from `variant.args`.
     pub request: KandjiRequest,
     pub result_set: Option<ResultSet>,
 }
@@ -85,7 +89,12 @@ pub fn prepare<'c>(
                 "no_variant",
             )]
         })?;
-    let request = build_request(variant, &inputs, &options)?;
+    let request = match variant.resolver {
+        Some(_) => KandjiRequest::get(
+            ApiPath::from_template("/", |_| None).expect("the root is a valid path"),
+        ),
+        None => build_request(variant, &inputs, &options)?,
+    };
     Ok(Prepared {
         card,
         inputs,
@@ -103,11 +112,12 @@ fn build_request(
 ) -> Result<KandjiRequest, Vec<FieldError>> {
     let mut errors = Vec::new();
     let method = match &v.method {
-        MethodDef::Fixed(m) => m.parse::<Method>().ok(),
-        MethodDef::FromOption { option } => options
+        Some(MethodDef::Fixed(m)) => m.parse::<Method>().ok(),
+        Some(MethodDef::FromOption { option }) => options
             .get(option)
             .and_then(Value::as_str)
             .and_then(|m| m.parse().ok()),
+        None => None,
     };
     let (path, raw_query) = if let Some(name) = &v.relative_url_input {
         let text = inputs.get(name).and_then(Value::as_str).unwrap_or_default();
@@ -224,6 +234,9 @@ pub enum RunError {
     Kandji(#[from] KandjiError),
     #[error("{0}")]
     Unsupported(String),
+    /// A resolver refused its arguments.
+    #[error("invalid arguments")]
+    Invalid(Vec<FieldError>),
 }
 
 /// How many pages a name pick may read before giving up (each page is 300 records).
@@ -235,6 +248,41 @@ pub async fn run(
     tenant: &Tenant,
     p: &Prepared<'_>,
 ) -> Result<Map<String, Value>, RunError> {
+    run_with(client, tenant, p, &Resolvers::default()).await
+}
+
+/// [`run`], with the resolvers that answer resolver variants.
+pub async fn run_with(
+    client: &KandjiClient,
+    tenant: &Tenant,
+    p: &Prepared<'_>,
+    resolvers: &Resolvers,
+) -> Result<Map<String, Value>, RunError> {
+    if let Some(name) = &p.variant.resolver {
+        let resolver = resolvers.get(name).ok_or_else(|| {
+            RunError::Unsupported(format!("this server has no {name:?} resolver"))
+        })?;
+        let args: Map<String, Value> = p
+            .variant
+            .args
+            .iter()
+            .filter_map(|(k, t)| render(t, &p.inputs, &p.options).map(|v| (k.clone(), v)))
+            .collect();
+        let Resolved { status, body } = resolver.resolve(tenant, &args).await?;
+        let answer = Answer {
+            status,
+            headers: Value::Object(Map::new()),
+            error: (status >= 400).then(|| error_message(status, &body)),
+            body,
+            inputs: &p.inputs,
+            options: &p.options,
+            records: None,
+            count: None,
+            lookups: HashMap::new(),
+            result_set: p.result_set.as_ref().map(|r| r.id.clone()),
+        };
+        return Ok(answer.outputs(&p.card.def.output_schema));
+    }
     if let Some(rs) = &p.result_set
         && rs.kind == ResultSetKind::Stream
     {

@@ -9,6 +9,7 @@
 //! from the one the stored tokens were encrypted with.
 
 mod crypto;
+mod inventory;
 mod sqlite;
 mod streams;
 
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use crypto::{CipherError, TokenCipher};
+pub use inventory::{InventoryDevice, InventorySync};
 pub use streams::{DeliveryFailure, NewStream, Stream, StreamCheckpoint, StreamJob, StreamState};
 
 /// A Kandji tenant the connector can talk to. The API token is deliberately
@@ -29,6 +31,8 @@ pub struct Connection {
     pub name: String,
     pub api_url: String,
     pub requests_per_hour: Option<u32>,
+    /// Whether a background sync keeps a device inventory for device-trust lookups.
+    pub inventory_sync: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -44,12 +48,14 @@ pub struct NewConnection {
 
 /// Input to [`Store::update_connection`]: `None` leaves a field as it is.
 /// `requests_per_hour: Some(None)` clears the limit. `Debug` redacts the token.
+/// A new connection starts with `inventory_sync` off; turn it on with a patch.
 #[derive(Debug, Default)]
 pub struct ConnectionPatch {
     pub name: Option<String>,
     pub api_url: Option<String>,
     pub api_token: Option<SecretString>,
     pub requests_per_hour: Option<Option<u32>>,
+    pub inventory_sync: Option<bool>,
 }
 
 impl ConnectionPatch {
@@ -59,6 +65,7 @@ impl ConnectionPatch {
             && self.api_url.is_none()
             && self.api_token.is_none()
             && self.requests_per_hour.is_none()
+            && self.inventory_sync.is_none()
     }
 }
 
@@ -209,6 +216,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Releases a claim whose request never reached Kandji, so it can be tried again.
     async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Up to `limit` inventory devices of a connection whose serial key sorts after `after`,
+    /// in serial-key order (so a large inventory loads in bounded batches).
+    async fn inventory_devices(
+        &self,
+        connection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InventoryDevice>, StoreError>;
+
+    /// Writes new or changed devices and deletes gone ones (by serial key), in one transaction.
+    async fn inventory_apply(
+        &self,
+        connection: &str,
+        upserts: &[InventoryDevice],
+        deletes: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Records a completed sync.
+    async fn inventory_sync_done(
+        &self,
+        connection: &str,
+        sync: &InventorySync,
+    ) -> Result<(), StoreError>;
+
+    /// The last completed sync of a connection, if any.
+    async fn inventory_last_sync(
+        &self,
+        connection: &str,
+    ) -> Result<Option<InventorySync>, StoreError>;
+
+    /// Forgets a connection's inventory and sync record (the sync was turned off).
+    async fn inventory_clear(&self, connection: &str) -> Result<(), StoreError>;
 
     /// Closes the underlying pool gracefully (for SQLite this checkpoints the
     /// write-ahead log). Further calls fail. The default does nothing.

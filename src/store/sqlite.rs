@@ -9,13 +9,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::RwLock;
 
 use super::{
-    Connection, ConnectionPatch, DeliveryFailure, IdempotencyClaim, NewConnection, NewStream,
-    Store, StoreError, Stream, StreamCheckpoint, StreamJob, StreamState, TokenCipher, format_ts,
-    new_connection_id, new_stream_id, now, parse_ts,
+    Connection, ConnectionPatch, DeliveryFailure, IdempotencyClaim, InventoryDevice, InventorySync,
+    NewConnection, NewStream, Store, StoreError, Stream, StreamCheckpoint, StreamJob, StreamState,
+    TokenCipher, format_ts, new_connection_id, new_stream_id, now, parse_ts,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -28,20 +28,35 @@ const MAX_CONNECTIONS: u32 = 8;
 
 // Queries are `&'static str` literals (sqlx 0.9 only takes those without an
 // explicit `AssertSqlSafe`); the column lists below must stay in step.
-const SELECT_ALL: &str = "SELECT id, name, api_url, requests_per_hour, created_at, updated_at \
-     FROM connections ORDER BY created_at, id";
-const SELECT_ONE: &str = "SELECT id, name, api_url, requests_per_hour, created_at, updated_at \
-     FROM connections WHERE id = ?";
-/// Binds: name, api_url, token_ciphertext (each NULL = keep), whether to set
+const SELECT_ALL: &str = "SELECT id, name, api_url, requests_per_hour, inventory_sync, \
+     created_at, updated_at FROM connections ORDER BY created_at, id";
+const SELECT_ONE: &str = "SELECT id, name, api_url, requests_per_hour, inventory_sync, \
+     created_at, updated_at FROM connections WHERE id = ?";
+/// Binds: name, api_url, token_ciphertext, inventory_sync (each NULL = keep), whether to set
 /// requests_per_hour, its new value, updated_at, id.
 const UPDATE_ONE: &str = "UPDATE connections SET \
      name = COALESCE(?, name), \
      api_url = COALESCE(?, api_url), \
      token_ciphertext = COALESCE(?, token_ciphertext), \
+     inventory_sync = COALESCE(?, inventory_sync), \
      requests_per_hour = CASE WHEN ? THEN ? ELSE requests_per_hour END, \
      updated_at = ? \
      WHERE id = ? \
-     RETURNING id, name, api_url, requests_per_hour, created_at, updated_at";
+     RETURNING id, name, api_url, requests_per_hour, inventory_sync, created_at, updated_at";
+const SELECT_INVENTORY: &str = "SELECT serial_key, device_id, platform, os_version, \
+     blueprint_name, last_check_in, mdm_enabled, agent_installed, is_missing, is_removed, last_seen \
+     FROM inventory_devices WHERE connection_id = ? AND serial_key > ? ORDER BY serial_key LIMIT ?";
+const INSERT_INVENTORY: &str = "INSERT INTO inventory_devices (connection_id, serial_key, \
+     device_id, platform, os_version, blueprint_name, last_check_in, mdm_enabled, agent_installed, \
+     is_missing, is_removed, last_seen) ";
+const ON_INVENTORY_CONFLICT: &str = " ON CONFLICT (connection_id, serial_key) DO UPDATE SET \
+     device_id = excluded.device_id, platform = excluded.platform, \
+     os_version = excluded.os_version, blueprint_name = excluded.blueprint_name, \
+     last_check_in = excluded.last_check_in, mdm_enabled = excluded.mdm_enabled, \
+     agent_installed = excluded.agent_installed, is_missing = excluded.is_missing, \
+     is_removed = excluded.is_removed, last_seen = excluded.last_seen";
+/// Rows per multi-row INSERT: 12 variables each, well under SQLite's 32,766.
+const INVENTORY_ROWS_PER_INSERT: usize = 500;
 
 pub(super) struct SqliteStore {
     pool: SqlitePool,
@@ -169,6 +184,7 @@ fn row_to_connection(row: &SqliteRow) -> Result<Connection, StoreError> {
         name: row.try_get("name")?,
         api_url: row.try_get("api_url")?,
         requests_per_hour,
+        inventory_sync: row.try_get("inventory_sync")?,
         created_at: parse_ts(&created_at)?,
         updated_at: parse_ts(&updated_at)?,
     })
@@ -206,6 +222,7 @@ impl Store for SqliteStore {
             name: new.name,
             api_url: new.api_url,
             requests_per_hour: new.requests_per_hour,
+            inventory_sync: false,
             created_at: at,
             updated_at: at,
         })
@@ -259,6 +276,7 @@ impl Store for SqliteStore {
             .bind(patch.name)
             .bind(patch.api_url)
             .bind(ciphertext)
+            .bind(patch.inventory_sync)
             .bind(set_rph)
             .bind(rph)
             .bind(format_ts(&now()))
@@ -628,9 +646,143 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn inventory_devices(
+        &self,
+        connection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InventoryDevice>, StoreError> {
+        let rows = sqlx::query(SELECT_INVENTORY)
+            .bind(connection)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_inventory_device).collect()
+    }
+
+    async fn inventory_apply(
+        &self,
+        connection: &str,
+        upserts: &[InventoryDevice],
+        deletes: &[String],
+    ) -> Result<(), StoreError> {
+        if upserts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        // One statement per few hundred rows: a first sync of 100,000 devices writes them all.
+        for chunk in upserts.chunks(INVENTORY_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(INSERT_INVENTORY);
+            insert.push_values(chunk, |mut row, d| {
+                row.push_bind(connection.to_string())
+                    .push_bind(d.serial_key.clone())
+                    .push_bind(d.device_id.clone())
+                    .push_bind(d.platform.clone())
+                    .push_bind(d.os_version.clone())
+                    .push_bind(d.blueprint_name.clone())
+                    .push_bind(d.last_check_in.as_ref().map(format_ts))
+                    .push_bind(d.mdm_enabled)
+                    .push_bind(d.agent_installed)
+                    .push_bind(d.is_missing)
+                    .push_bind(d.is_removed)
+                    .push_bind(format_ts(&d.last_seen));
+            });
+            insert.push(ON_INVENTORY_CONFLICT);
+            insert.build().execute(&mut *tx).await?;
+        }
+        for key in deletes {
+            sqlx::query("DELETE FROM inventory_devices WHERE connection_id = ? AND serial_key = ?")
+                .bind(connection)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn inventory_sync_done(
+        &self,
+        connection: &str,
+        sync: &InventorySync,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO inventory_syncs \
+             (connection_id, last_started_at, last_finished_at, devices, kandji_calls) \
+             VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (connection_id) DO UPDATE SET \
+             last_started_at = excluded.last_started_at, \
+             last_finished_at = excluded.last_finished_at, \
+             devices = excluded.devices, kandji_calls = excluded.kandji_calls",
+        )
+        .bind(connection)
+        .bind(format_ts(&sync.started_at))
+        .bind(format_ts(&sync.finished_at))
+        .bind(i64::try_from(sync.devices).unwrap_or(i64::MAX))
+        .bind(i64::try_from(sync.kandji_calls).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inventory_last_sync(
+        &self,
+        connection: &str,
+    ) -> Result<Option<InventorySync>, StoreError> {
+        let row: Option<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT last_started_at, last_finished_at, devices, kandji_calls \
+             FROM inventory_syncs WHERE connection_id = ?",
+        )
+        .bind(connection)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(started, finished, devices, calls)| {
+            Ok(InventorySync {
+                started_at: parse_ts(&started)?,
+                finished_at: parse_ts(&finished)?,
+                devices: devices.max(0) as u64,
+                kandji_calls: calls.max(0) as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn inventory_clear(&self, connection: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM inventory_devices WHERE connection_id = ?")
+            .bind(connection)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM inventory_syncs WHERE connection_id = ?")
+            .bind(connection)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn row_to_inventory_device(row: &SqliteRow) -> Result<InventoryDevice, StoreError> {
+    let last_check_in: Option<String> = row.try_get("last_check_in")?;
+    let last_seen: String = row.try_get("last_seen")?;
+    Ok(InventoryDevice {
+        serial_key: row.try_get("serial_key")?,
+        device_id: row.try_get("device_id")?,
+        platform: row.try_get("platform")?,
+        os_version: row.try_get("os_version")?,
+        blueprint_name: row.try_get("blueprint_name")?,
+        last_check_in: last_check_in.as_deref().map(parse_ts).transpose()?,
+        mdm_enabled: row.try_get("mdm_enabled")?,
+        agent_installed: row.try_get("agent_installed")?,
+        is_missing: row.try_get("is_missing")?,
+        is_removed: row.try_get("is_removed")?,
+        last_seen: parse_ts(&last_seen)?,
+    })
 }
 
 const SELECT_STREAM: &str = "SELECT id, owner, connection_id, card_id, result_set, callback_origin, \

@@ -85,6 +85,7 @@ pub fn test_config(db: &std::path::Path) -> Config {
         },
         max_body_bytes: 256 * 1024,
         request_timeout: Duration::from_secs(60),
+        trust: kandji_connector::trust::TrustConfig::default(),
         streams: StreamConfig {
             allow: CallbackPolicy::parse("127.0.0.1/32").unwrap(),
             callback_timeout: Duration::from_secs(2),

@@ -1,0 +1,621 @@
+//! Device trust: "is the device with this serial number managed?", at authentication speed.
+//!
+//! Per connection (opt-in, `inventory_sync`), a background sync ([`sync`]) pages through
+//! Kandji's device list and keeps an in-memory [`Index`] by serial number, persisted in the
+//! store so a restart answers at once. A lookup the index cannot answer costs one live
+//! `GET /devices?serial_number=` (Kandji's filter is "contains"; the exact serial is picked
+//! here), within the connection's budget like every other call. With the sync off, every
+//! lookup is live. When Kandji cannot be reached, a lookup is answered from the index, marked
+//! stale, with `kandji_available: false`.
+//!
+//! "Managed" means enrolled (Kandji lists the device), MDM enabled, and neither missing nor
+//! removed.
+
+mod index;
+mod sync;
+
+pub use index::{Entry, Index, SerialNumber};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::task::JoinHandle;
+
+use crate::api::tenants::TenantCache;
+use crate::engine::{self, Resolved, Resolver, RunError};
+use crate::error::FieldError;
+use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, Tenant, Wait};
+use crate::store::{InventoryDevice, InventorySync, Store, StoreError};
+
+/// The client's counts label of live lookups.
+pub const LOOKUP_LABEL: &str = "device_trust";
+
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    /// From the start of one sync to the start of the next.
+    pub interval: Duration,
+    /// The share (0 to 1) of the connection's request rate a sync may use; the rest stays free
+    /// for cards and streams while a sync runs.
+    pub budget_share: f64,
+    /// The share (0 to 1) of the connection's hourly budget a sync leaves untouched: it waits
+    /// while less than this is left of the last hour's budget.
+    pub budget_reserve: f64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            budget_share: 0.5,
+            budget_reserve: 0.2,
+        }
+    }
+}
+
+impl TrustConfig {
+    /// An answer older than this is stale even when Kandji answers.
+    pub fn stale_after(&self) -> Duration {
+        self.interval * 2
+    }
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The synced inventory (no request to Kandji).
+    Inventory,
+    /// A request to Kandji made for this lookup.
+    Live,
+}
+
+/// The answer to "is this device managed?", as the endpoint and the card show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustAnswer {
+    /// As asked.
+    pub serial_number: String,
+    /// Kandji lists a device with this serial number.
+    pub found: bool,
+    /// Found, MDM enabled, and neither missing nor removed.
+    pub managed: bool,
+    pub mdm_enabled: Option<bool>,
+    pub agent_installed: Option<bool>,
+    pub is_missing: Option<bool>,
+    pub is_removed: Option<bool>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub last_check_in: Option<DateTime<Utc>>,
+    pub device_id: Option<String>,
+    pub blueprint_name: Option<String>,
+    /// When Kandji last confirmed this answer (null: never).
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Seconds since `checked_at`.
+    pub age_seconds: Option<u64>,
+    pub source: Source,
+    /// Whether the connector's latest exchange with Kandji on this connection succeeded.
+    pub kandji_available: bool,
+    /// Not confirmed recently enough to rely on: Kandji is unavailable, or the answer is older
+    /// than twice the sync interval.
+    pub stale: bool,
+}
+
+impl TrustAnswer {
+    fn new(serial: &SerialNumber, device: Option<&InventoryDevice>, source: Source) -> Self {
+        let d = device;
+        Self {
+            serial_number: serial.as_str().to_string(),
+            found: d.is_some(),
+            managed: d.is_some_and(|d| d.mdm_enabled && !d.is_missing && !d.is_removed),
+            mdm_enabled: d.map(|d| d.mdm_enabled),
+            agent_installed: d.map(|d| d.agent_installed),
+            is_missing: d.map(|d| d.is_missing),
+            is_removed: d.map(|d| d.is_removed),
+            platform: d.and_then(|d| d.platform.clone()),
+            os_version: d.and_then(|d| d.os_version.clone()),
+            last_check_in: d.and_then(|d| d.last_check_in),
+            device_id: d.map(|d| d.device_id.clone()),
+            blueprint_name: d.and_then(|d| d.blueprint_name.clone()),
+            checked_at: None,
+            age_seconds: None,
+            source,
+            kandji_available: true,
+            stale: false,
+        }
+    }
+
+    fn checked(
+        mut self,
+        at: Option<DateTime<Utc>>,
+        available: bool,
+        stale_after: Duration,
+    ) -> Self {
+        let now = Utc::now();
+        let age = at.map(|at| (now - at).num_seconds().max(0) as u64);
+        self.checked_at = at;
+        self.age_seconds = age;
+        self.kandji_available = available;
+        self.stale = !available || age.is_none_or(|a| a > stale_after.as_secs());
+        self
+    }
+}
+
+/// Why a lookup has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Kandji(#[from] KandjiError),
+    /// Kandji answered with an error status and there is no inventory to answer from.
+    #[error("Kandji answered {status}")]
+    KandjiStatus { status: u16, body: Value },
+}
+
+/// What `GET /v1/connections/{id}` shows of a connection's inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryStatus {
+    /// `syncing`, `idle`, `waiting_for_budget` or `failing`.
+    pub state: &'static str,
+    pub devices: usize,
+    /// Heap bytes of the in-memory index (estimated from its allocations).
+    pub index_bytes: usize,
+    pub kandji_available: bool,
+    pub last_sync: Option<SyncReport>,
+    pub current_sync: Option<SyncProgress>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub devices: u64,
+    pub kandji_calls: u64,
+}
+
+impl From<&InventorySync> for SyncReport {
+    fn from(s: &InventorySync) -> Self {
+        Self {
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            duration_ms: (s.finished_at - s.started_at).num_milliseconds().max(0) as u64,
+            devices: s.devices,
+            kandji_calls: s.kandji_calls,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncProgress {
+    pub started_at: DateTime<Utc>,
+    pub devices: u64,
+    pub kandji_calls: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Syncing,
+    WaitingForBudget,
+    Failing,
+}
+
+struct SyncState {
+    phase: Phase,
+    last: Option<InventorySync>,
+    current: Option<SyncProgress>,
+    last_error: Option<String>,
+}
+
+/// Live "not found" answers remembered, so a device Kandji does not know costs one call per
+/// sync interval rather than one per sign-in. Cleared when full.
+const MAX_REMEMBERED_MISSES: usize = 100_000;
+
+/// One connection's inventory.
+pub struct Inventory {
+    connection_id: String,
+    index: RwLock<Index>,
+    misses: Mutex<HashMap<String, DateTime<Utc>>>,
+    state: Mutex<SyncState>,
+    available: AtomicBool,
+}
+
+impl Inventory {
+    fn new(connection_id: &str, last: Option<InventorySync>) -> Self {
+        Self {
+            connection_id: connection_id.to_string(),
+            index: RwLock::new(Index::default()),
+            misses: Mutex::new(HashMap::new()),
+            state: Mutex::new(SyncState {
+                phase: Phase::Idle,
+                last,
+                current: None,
+                last_error: None,
+            }),
+            available: AtomicBool::new(true),
+        }
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn misses(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+        self.misses.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_available(&self, on: bool) {
+        self.available.store(on, Ordering::Relaxed);
+    }
+
+    fn available(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
+    }
+
+    /// Since when the index is known to hold every device Kandji lists (the last completed
+    /// sync's start), so a serial it lacks was not enrolled then.
+    fn complete_since(&self) -> Option<DateTime<Utc>> {
+        self.state().last.as_ref().map(|s| s.started_at)
+    }
+
+    fn status(&self) -> InventoryStatus {
+        let (devices, index_bytes) = {
+            let idx = self.index();
+            (idx.len(), idx.approx_bytes())
+        };
+        let st = self.state();
+        InventoryStatus {
+            state: match st.phase {
+                Phase::Idle => "idle",
+                Phase::Syncing => "syncing",
+                Phase::WaitingForBudget => "waiting_for_budget",
+                Phase::Failing => "failing",
+            },
+            devices,
+            index_bytes,
+            kandji_available: self.available(),
+            last_sync: st.last.as_ref().map(SyncReport::from),
+            current_sync: st.current.clone(),
+            last_error: st.last_error.clone(),
+        }
+    }
+}
+
+/// What the sync tasks and lookups share.
+struct Shared {
+    config: TrustConfig,
+    store: Arc<dyn Store>,
+    kandji: KandjiClient,
+    tenants: TenantCache,
+}
+
+/// Every connection's inventory and sync.
+pub struct Trust {
+    shared: Arc<Shared>,
+    inventories: RwLock<HashMap<String, Arc<Inventory>>>,
+    tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+/// Rows read from the store at a time when an inventory is loaded.
+const LOAD_BATCH: u32 = 5_000;
+
+impl Trust {
+    /// Loads the inventory of every connection with `inventory_sync` on and starts their syncs.
+    pub async fn start(
+        config: TrustConfig,
+        store: Arc<dyn Store>,
+        kandji: KandjiClient,
+    ) -> Result<Arc<Self>, StoreError> {
+        let trust = Arc::new(Self {
+            shared: Arc::new(Shared {
+                config,
+                store,
+                kandji,
+                tenants: TenantCache::default(),
+            }),
+            inventories: RwLock::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+        });
+        for c in trust.shared.store.list_connections().await? {
+            if c.inventory_sync {
+                trust.enable(&c.id).await?;
+            }
+        }
+        Ok(trust)
+    }
+
+    pub fn config(&self) -> &TrustConfig {
+        &self.shared.config
+    }
+
+    fn inventory(&self, connection: &str) -> Option<Arc<Inventory>> {
+        self.inventories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(connection)
+            .cloned()
+    }
+
+    /// Starts keeping a connection's inventory: loads what the store has, then syncs.
+    pub async fn enable(&self, connection: &str) -> Result<(), StoreError> {
+        if self.inventory(connection).is_some() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let store = &self.shared.store;
+        let last = store.inventory_last_sync(connection).await?;
+        let inv = Arc::new(Inventory::new(connection, last.clone()));
+        let mut after: Option<String> = None;
+        loop {
+            let rows = store
+                .inventory_devices(connection, after.as_deref(), LOAD_BATCH)
+                .await?;
+            let mut idx = inv.index_mut();
+            for mut d in rows.iter().cloned() {
+                // Every row left after a completed sync was seen by it.
+                if let Some(l) = &last {
+                    d.last_seen = d.last_seen.max(l.started_at);
+                }
+                idx.upsert(&d);
+            }
+            drop(idx);
+            match rows.last() {
+                Some(r) if rows.len() == LOAD_BATCH as usize => after = Some(r.serial_key.clone()),
+                _ => break,
+            }
+        }
+        tracing::info!(
+            connection,
+            devices = inv.index().len(),
+            ms = started.elapsed().as_millis() as u64,
+            "inventory loaded from the store"
+        );
+        let mut map = self.inventories.write().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(connection) {
+            return Ok(());
+        }
+        map.insert(connection.to_string(), inv.clone());
+        drop(map);
+        let task = tokio::spawn(sync::run(self.shared.clone(), inv));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(connection.to_string(), task);
+        Ok(())
+    }
+
+    /// Stops the sync and forgets the inventory (memory and store).
+    pub async fn disable(&self, connection: &str) -> Result<(), StoreError> {
+        self.stop(connection).await;
+        self.shared.store.inventory_clear(connection).await
+    }
+
+    /// Starts over with an empty inventory (the connection now names another tenant).
+    pub async fn reset(&self, connection: &str) -> Result<(), StoreError> {
+        self.disable(connection).await?;
+        self.shared.tenants.invalidate(connection);
+        self.enable(connection).await
+    }
+
+    async fn stop(&self, connection: &str) {
+        self.inventories
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(connection);
+        let task = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(connection);
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Stops every sync (at shutdown; each resumes with a fresh sync at the next start).
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.stop(&id).await;
+        }
+    }
+
+    /// A connection's inventory as operators see it; `None` when its sync is off.
+    pub fn status(&self, connection: &str) -> Option<InventoryStatus> {
+        self.inventory(connection).map(|i| i.status())
+    }
+
+    /// Answers for `serial` from the connection's inventory, when it knows: a device it holds,
+    /// or a serial number a live lookup recently found Kandji does not know.
+    pub fn known(&self, connection: &str, serial: &SerialNumber) -> Option<TrustAnswer> {
+        let inv = self.inventory(connection)?;
+        let stale_after = self.shared.config.stale_after();
+        if let Some(d) = inv.index().get(serial).map(|e| e.to_device(serial.key())) {
+            return Some(
+                TrustAnswer::new(serial, Some(&d), Source::Inventory).checked(
+                    Some(d.last_seen),
+                    inv.available(),
+                    stale_after,
+                ),
+            );
+        }
+        let at = inv.misses().get(serial.key()).copied()?;
+        let ttl = chrono::Duration::from_std(self.shared.config.interval).unwrap_or_default();
+        (Utc::now() - at < ttl).then(|| {
+            TrustAnswer::new(serial, None, Source::Inventory).checked(
+                Some(at),
+                inv.available(),
+                stale_after,
+            )
+        })
+    }
+
+    /// Answers for `serial` from the inventory when it knows, else with one live lookup.
+    pub async fn lookup(
+        &self,
+        tenant: &Tenant,
+        serial: &SerialNumber,
+    ) -> Result<TrustAnswer, LookupError> {
+        match self.known(&tenant.connection_id, serial) {
+            Some(a) => Ok(a),
+            None => self.ask_kandji(tenant, serial).await,
+        }
+    }
+
+    /// One live lookup. What it finds joins the inventory (if the connection keeps one); when
+    /// Kandji cannot be asked, the inventory answers as of its last completed sync.
+    pub async fn ask_kandji(
+        &self,
+        tenant: &Tenant,
+        serial: &SerialNumber,
+    ) -> Result<TrustAnswer, LookupError> {
+        let connection = tenant.connection_id.as_str();
+        let stale_after = self.shared.config.stale_after();
+        let outcome = live_lookup(&self.shared.kandji, tenant, serial).await;
+        let Some(inv) = self.inventory(connection) else {
+            return outcome.map(|d| {
+                TrustAnswer::new(serial, d.as_ref(), Source::Live).checked(
+                    Some(now()),
+                    true,
+                    stale_after,
+                )
+            });
+        };
+        match outcome {
+            Ok(found) => {
+                inv.set_available(true);
+                let at = now();
+                match &found {
+                    Some(d) => {
+                        inv.index_mut().upsert(d);
+                        inv.misses().remove(serial.key());
+                        if let Err(e) = self
+                            .shared
+                            .store
+                            .inventory_apply(connection, std::slice::from_ref(d), &[])
+                            .await
+                        {
+                            tracing::warn!(connection, error = %e, "could not store a device found by a live lookup");
+                        }
+                    }
+                    None => {
+                        let mut misses = inv.misses();
+                        if misses.len() >= MAX_REMEMBERED_MISSES {
+                            misses.clear();
+                        }
+                        misses.insert(serial.key().to_string(), at);
+                    }
+                }
+                Ok(
+                    TrustAnswer::new(serial, found.as_ref(), Source::Live).checked(
+                        Some(at),
+                        true,
+                        stale_after,
+                    ),
+                )
+            }
+            // Kandji is fine but this connection's budget is spent: the inventory's word stands
+            // if it has one, and the caller is told when it was last confirmed.
+            Err(LookupError::Kandji(KandjiError::Throttled(wait))) => match inv.complete_since() {
+                Some(since) => Ok(TrustAnswer::new(serial, None, Source::Inventory).checked(
+                    Some(since),
+                    inv.available(),
+                    stale_after,
+                )),
+                None => Err(LookupError::Kandji(KandjiError::Throttled(wait))),
+            },
+            Err(e) => {
+                tracing::info!(connection, error = %e, "Kandji unavailable for a device-trust lookup; answering from the inventory");
+                inv.set_available(false);
+                Ok(TrustAnswer::new(serial, None, Source::Inventory).checked(
+                    inv.complete_since(),
+                    false,
+                    stale_after,
+                ))
+            }
+        }
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// One `GET /devices?serial_number=` and the exact (case-insensitive) match among its answers.
+async fn live_lookup(
+    kandji: &KandjiClient,
+    tenant: &Tenant,
+    serial: &SerialNumber,
+) -> Result<Option<InventoryDevice>, LookupError> {
+    let mut req =
+        KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
+    req.query
+        .push(("serial_number".into(), serial.as_str().to_string()));
+    req.query
+        .push(("limit".into(), sync::PAGE_SIZE.to_string()));
+    let resp = kandji
+        .send_with(tenant, &req, Wait::Bounded, LOOKUP_LABEL)
+        .await?;
+    let body = engine::parse_body(&resp);
+    if !resp.is_success() {
+        return Err(LookupError::KandjiStatus {
+            status: resp.status,
+            body,
+        });
+    }
+    let at = now();
+    Ok(sync::records(&body)
+        .iter()
+        .filter_map(|r| sync::parse_device(r, at))
+        .find(|d| d.serial_key == serial.key()))
+}
+
+/// The `device_trust` resolver: the `get_device_trust` card's answers.
+#[async_trait::async_trait]
+impl Resolver for Trust {
+    async fn resolve(
+        &self,
+        tenant: &Tenant,
+        args: &Map<String, Value>,
+    ) -> Result<Resolved, RunError> {
+        let given = args
+            .get("serial_number")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let serial = SerialNumber::parse(given).map_err(|msg| {
+            RunError::Invalid(vec![FieldError::new(
+                &["inputs", "serial_number"],
+                msg,
+                "serial_number",
+            )])
+        })?;
+        match self.lookup(tenant, &serial).await {
+            Ok(answer) => Ok(Resolved {
+                status: 200,
+                body: serde_json::to_value(answer).unwrap_or_default(),
+            }),
+            // Kandji's refusal passes through as the card's status_code and error, as on every card.
+            Err(LookupError::KandjiStatus { status, body }) => Ok(Resolved { status, body }),
+            Err(LookupError::Kandji(e)) => Err(RunError::Kandji(e)),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The background sync of one connection's inventory.
+//!
+//! Every interval it pages through `GET /api/v1/devices` (300 a page, offset paging) through the
+//! shared client, waiting for budget as long as it takes (`Wait::Forever`), holding one page at
+//! a time. Kandji offers no "changed since" filter, so every sync reads every device; what is
+//! incremental is the rest: only new or changed devices are written to the store, and at the
+//! end the devices Kandji no longer lists are dropped (from memory and store). A device skipped
+//! because the list shifted under the offset is dropped too; its next lookup goes live and puts
+//! it back.
+//!
+//! The sync shares the connection's budget: it spaces its own requests to use at most
+//! `budget_share` of the connection's rate, and pauses while less than `budget_reserve` of the
+//! hour's budget is left, so cards and streams keep working while it runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{Inventory, Phase, Shared, SyncProgress, now};
+use crate::catalog::{ListDef, Paging, Pointers};
+use crate::engine::{Pager, error_message};
+use crate::kandji::{ApiPath, KandjiRequest, Tenant, Wait};
+use crate::store::{InventoryDevice, InventorySync};
+
+/// Kandji's largest page of `/devices`.
+pub const PAGE_SIZE: usize = 300;
+
+/// The client's counts label of sync requests.
+pub const SYNC_LABEL: &str = "inventory_sync";
+
+/// Runs syncs until the task is aborted.
+pub(super) async fn run(shared: Arc<Shared>, inv: Arc<Inventory>) {
+    let interval = shared.config.interval;
+    let mut failures: u32 = 0;
+    loop {
+        let started = Instant::now();
+        let wait = match sweep(&shared, &inv).await {
+            Ok(()) => {
+                failures = 0;
+                interval.saturating_sub(started.elapsed())
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(connection = %inv.connection_id, error = %e, "inventory sync failed");
+                let mut st = inv.state();
+                st.phase = Phase::Failing;
+                st.current = None;
+                st.last_error = Some(e);
+                // 5 s, 10 s, 20 s, ... but never longer than the interval.
+                let backoff = Duration::from_secs(5)
+                    .saturating_mul(1u32 << failures.saturating_sub(1).min(10));
+                backoff.min(interval)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One full pass over Kandji's device list.
+async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
+    let conn = inv.connection_id.as_str();
+    let tenant = shared
+        .tenants
+        .get(shared.store.as_ref(), conn)
+        .await
+        .map_err(|e| match e {
+            Some(e) => e.msg,
+            None => "the store could not be read".to_string(),
+        })?;
+    let started_at = now();
+    let calls_before = calls(shared, conn);
+    inv.index_mut().begin_sweep();
+    {
+        let mut st = inv.state();
+        st.phase = Phase::Syncing;
+        st.current = Some(SyncProgress {
+            started_at,
+            devices: 0,
+            kandji_calls: 0,
+        });
+    }
+    let list = ListDef {
+        paging: Paging::Offset,
+        records: Pointers::Many(vec![String::new(), "/results".into()]),
+        page_size: Some(PAGE_SIZE),
+        size_param: None,
+        record_schema: None,
+    };
+    let request =
+        KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
+    let mut pager = Pager::new(request, list);
+    pager.wait = Wait::Forever;
+    pager.label = SYNC_LABEL.to_string();
+    let mut devices: u64 = 0;
+    let mut last_call: Option<Instant> = None;
+    // The previous page's new or changed devices are written while the next page is fetched.
+    let mut unwritten: Vec<InventoryDevice> = Vec::new();
+    while !pager.is_done() {
+        let fetch = async {
+            pace(shared, inv, &tenant, &mut last_call).await;
+            pager.next(&shared.kandji, &tenant, PAGE_SIZE).await
+        };
+        let (page, written) = tokio::join!(fetch, write(shared, conn, &unwritten));
+        written?;
+        let page = match page {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => {
+                inv.set_available(false);
+                return Err(e.to_string());
+            }
+        };
+        if let Some(body) = &page.error_body {
+            inv.set_available(false);
+            return Err(format!(
+                "Kandji answered {}: {}",
+                page.status,
+                error_message(page.status, body)
+            ));
+        }
+        inv.set_available(true);
+        let seen_at = now();
+        let parsed: Vec<InventoryDevice> = page
+            .records
+            .iter()
+            .filter_map(|r| parse_device(r, seen_at))
+            .collect();
+        drop(page);
+        devices += parsed.len() as u64;
+        unwritten = {
+            let mut idx = inv.index_mut();
+            parsed.into_iter().filter(|d| idx.upsert(d)).collect()
+        };
+        let mut st = inv.state();
+        st.phase = Phase::Syncing;
+        st.current = Some(SyncProgress {
+            started_at,
+            devices,
+            kandji_calls: calls(shared, conn) - calls_before,
+        });
+    }
+    write(shared, conn, &unwritten).await?;
+    let gone = inv.index_mut().remove_unseen();
+    shared
+        .store
+        .inventory_apply(conn, &[], &gone)
+        .await
+        .map_err(|e| format!("the store could not be written: {e}"))?;
+    let done = InventorySync {
+        started_at,
+        finished_at: now(),
+        devices,
+        kandji_calls: calls(shared, conn) - calls_before,
+    };
+    shared
+        .store
+        .inventory_sync_done(conn, &done)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        connection = conn,
+        devices,
+        removed = gone.len(),
+        kandji_calls = done.kandji_calls,
+        ms = (done.finished_at - done.started_at).num_milliseconds(),
+        "inventory synced"
+    );
+    let mut st = inv.state();
+    st.phase = Phase::Idle;
+    st.current = None;
+    st.last_error = None;
+    st.last = Some(done);
+    Ok(())
+}
+
+async fn write(shared: &Shared, conn: &str, devices: &[InventoryDevice]) -> Result<(), String> {
+    shared
+        .store
+        .inventory_apply(conn, devices, &[])
+        .await
+        .map_err(|e| format!("the store could not be written: {e}"))
+}
+
+/// Requests this sync's connection has sent under the sync's label (retries included).
+fn calls(shared: &Shared, connection: &str) -> u64 {
+    shared
+        .kandji
+        .stats()
+        .snapshot()
+        .iter()
+        .filter(|(c, l, _)| c == connection && l == SYNC_LABEL)
+        .map(|(_, _, n)| n.requests)
+        .sum()
+}
+
+/// Waits until the sync may send its next request: at most `budget_share` of the connection's
+/// rate, and never into the reserve left for cards and streams.
+async fn pace(shared: &Shared, inv: &Inventory, tenant: &Tenant, last: &mut Option<Instant>) {
+    let cfg = &shared.config;
+    let per_hour = tenant.requests_per_hour.max(1);
+    if let Some(prev) = *last {
+        let period = Duration::from_secs_f64(3600.0 / f64::from(per_hour));
+        let gap = period.div_f64(cfg.budget_share.clamp(0.01, 1.0));
+        tokio::time::sleep_until((prev + gap).into()).await;
+    }
+    loop {
+        let report = shared
+            .kandji
+            .budget_report(&tenant.connection_id, Some(per_hour));
+        if f64::from(report.remaining_this_hour) > f64::from(per_hour) * cfg.budget_reserve {
+            break;
+        }
+        inv.state().phase = Phase::WaitingForBudget;
+        let wait = report
+            .next_refill_in_seconds
+            .map_or(Duration::from_secs(30), Duration::from_secs)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        tokio::time::sleep(wait).await;
+    }
+    inv.state().phase = Phase::Syncing;
+    *last = Some(Instant::now());
+}
+
+/// The records of a `/devices` page: a bare array, or `results` of an envelope.
+pub(super) fn records(body: &Value) -> &[Value] {
+    match body {
+        Value::Array(a) => a,
+        Value::Object(m) => m
+            .get("results")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice),
+        _ => &[],
+    }
+}
+
+/// A device of Kandji's list as the inventory keeps it; `None` without a serial number or id.
+pub(super) fn parse_device(r: &Value, seen_at: DateTime<Utc>) -> Option<InventoryDevice> {
+    let text = |k: &str| {
+        r.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    // Kandji sends booleans in lists but "True"/"False" in details: take both.
+    let flag = |k: &str| match r.get(k) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    };
+    let serial = text("serial_number")?;
+    // ISO in lists, but Kandji spells some dates "2024-01-26 16:15:36.087016+00:00".
+    let last_check_in = text("last_check_in").and_then(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .or_else(|_| DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)))
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    });
+    Some(InventoryDevice {
+        serial_key: serial.to_ascii_uppercase(),
+        device_id: text("device_id")?,
+        platform: text("platform"),
+        os_version: text("os_version"),
+        blueprint_name: text("blueprint_name"),
+        last_check_in,
+        mdm_enabled: flag("mdm_enabled"),
+        agent_installed: flag("agent_installed"),
+        is_missing: flag("is_missing"),
+        is_removed: flag("is_removed"),
+        last_seen: seen_at,
+    })
+}
