@@ -366,8 +366,10 @@ impl Trust {
             let rows = store
                 .inventory_devices(connection, after.as_deref(), LOAD_BATCH)
                 .await?;
+            let full = rows.len() == LOAD_BATCH as usize;
+            after = rows.last().map(|r| r.serial_key.clone());
             let mut idx = inv.index_mut();
-            for mut d in rows.iter().cloned() {
+            for mut d in rows {
                 // Every row left after a completed sync was seen by it.
                 if let Some(l) = &last {
                     d.last_seen = d.last_seen.max(l.started_at);
@@ -375,9 +377,8 @@ impl Trust {
                 idx.upsert(&d);
             }
             drop(idx);
-            match rows.last() {
-                Some(r) if rows.len() == LOAD_BATCH as usize => after = Some(r.serial_key.clone()),
-                _ => break,
+            if !full {
+                break;
             }
         }
         tracing::info!(
