@@ -2,8 +2,9 @@
 # Benchmark (not a test): device-trust lookups against a simulated tenant of 100,000 devices run in
 # its own process. Prints the full sync (time, Kandji calls), the index's memory, the time a
 # restarted server takes to answer from the stored inventory, and lookups/s with p50/p99 through
-# GET /v1/connections/{id}/device-trust under wrk (its own process), next to a baseline measured in
-# the same run: the same lookups with the sync off, i.e. one Kandji call per lookup.
+# GET /v1/connections/{id}/device-trust under wrk (its own process), next to baselines measured in
+# the same run: the same lookups with the sync off (one Kandji call per lookup), and GET /healthz
+# (no auth, no work: what HTTP alone costs on this machine at this moment).
 # Usage: bench/trust.sh [devices] [seconds] [connections]
 # BENCH_TARGET_DIR (default: target) is where the release binary is built.
 set -euo pipefail
@@ -93,8 +94,9 @@ USED_AFTER=$(used "$CONN")
 LIVE_BEFORE=$(used "$LIVE")
 lookups "$LIVE" 5 "$WORK/live.txt"
 LIVE_AFTER=$(used "$LIVE")
+wrk -t2 -c"$CONNS" -d5s --latency "http://$APP/healthz" >"$WORK/healthz.txt"
 
-python3 - "$WORK/inventory.txt" "$WORK/live.txt" <<PY
+python3 - "$WORK/inventory.txt" "$WORK/live.txt" "$WORK/healthz.txt" <<PY
 import json, re, sys
 status = json.loads('''$STATUS''')
 inv, sync = status["inventory"], status["inventory"]["last_sync"]
@@ -106,7 +108,7 @@ def parse(path):
         v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
         return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
     return rps, lat(50), lat(99), total
-i, l = parse(sys.argv[1]), parse(sys.argv[2])
+i, l, h = parse(sys.argv[1]), parse(sys.argv[2]), parse(sys.argv[3])
 calls = $USED_AFTER - $USED_BEFORE
 live_calls = $LIVE_AFTER - $LIVE_BEFORE
 print(f"tenant                : {sync['devices']:,} devices (simulator in its own process)")
@@ -118,5 +120,6 @@ print(f"lookups, inventory    : {i[0]:10.0f} /s   p50 {i[1]:6.3f} ms   p99 {i[2]
       f"{i[3]:,} lookups, {calls} Kandji calls")
 print(f"lookups, live (sync off): {l[0]:8.0f} /s   p50 {l[1]:6.3f} ms   p99 {l[2]:6.3f} ms   "
       f"{l[3]:,} lookups, {live_calls} Kandji calls")
-print(f"inventory/live        : throughput {i[0] / l[0]:.0f}x")
+print(f"GET /healthz (floor)  : {h[0]:10.0f} /s   p50 {h[1]:6.3f} ms   p99 {h[2]:6.3f} ms")
+print(f"inventory/live        : throughput {i[0] / l[0]:.0f}x; inventory/healthz: {i[0] / h[0]:.2f}x")
 PY
