@@ -419,6 +419,77 @@ async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
 }
 
 #[tokio::test]
+async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("trust.db").display()
+    );
+    let (cipher, _) = kandji_connector::store::TokenCipher::generate();
+    let same_store = |c: &mut Config| {
+        c.database_url = db.clone();
+        c.cipher = cipher.clone();
+        c.kandji.total_timeout = Duration::from_millis(500);
+        slow_sync(c);
+    };
+    let first = TestServer::start_with(sim(900), same_store).await;
+    // Two pages of 300, then Kandji fails for good.
+    let mut faults = vec![Fault::Delay(Duration::ZERO); 2];
+    faults.extend(vec![Fault::status(503); 200]);
+    first.sim.push_faults(Some("/api/v1/devices"), faults);
+    let r = patch(
+        &first,
+        &first.connection,
+        json!({"inventory_sync": true, "requests_per_hour": 3_600_000}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let inv = wait_inventory(&first, "a failed sync", |i| i["state"] == "failing").await;
+    assert_eq!(inv["devices"], 600, "{inv}");
+    assert!(inv["last_sync"].is_null());
+    let (read, unread) = {
+        let t = first.sim.tenant();
+        (
+            t.devices[599].serial_number.to_string(),
+            t.devices[600].serial_number.to_string(),
+        )
+    };
+    first.sim.clear_faults();
+    first
+        .sim
+        .push_faults(Some("/api/v1/devices"), vec![Fault::Hang; 100]);
+
+    let restarted = TestServer::start_with(sim(1), same_store).await;
+    let on = |serial: &str| {
+        format!(
+            "/v1/connections/{}/device-trust?serial_number={serial}",
+            first.connection
+        )
+    };
+    let r = restarted.get(&on(&read)).await;
+    assert_eq!(
+        (&r.body["found"], &r.body["source"]),
+        (&json!(true), &json!("inventory")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["checked_at"].is_string());
+    // Never read, and Kandji hangs: the live lookup times out, the inventory answers that it
+    // has no such device, stale and with Kandji unavailable.
+    let r = restarted.get(&on(&unread)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["found"], false);
+    assert_eq!(r.body["kandji_available"], false);
+    assert_eq!(r.body["stale"], true);
+    assert!(
+        r.body["checked_at"].is_null(),
+        "no sync ever completed: {}",
+        r.body
+    );
+    first.sim.clear_faults();
+}
+
+#[tokio::test]
 async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
     let s = TestServer::start_with(sim(10), |c| {
         slow_sync(c);

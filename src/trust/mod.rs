@@ -225,6 +225,8 @@ pub struct Inventory {
     misses: Mutex<HashMap<String, DateTime<Utc>>>,
     state: Mutex<SyncState>,
     available: AtomicBool,
+    /// A write to the store failed: the next sync writes every device, not only changed ones.
+    store_behind: AtomicBool,
 }
 
 impl Inventory {
@@ -241,6 +243,7 @@ impl Inventory {
                 last_error: None,
             }),
             available: AtomicBool::new(true),
+            store_behind: AtomicBool::new(false),
         }
     }
 
@@ -519,6 +522,7 @@ impl Trust {
                             .inventory_apply(connection, std::slice::from_ref(d), &[])
                             .await
                         {
+                            inv.store_behind.store(true, Ordering::Relaxed);
                             tracing::warn!(connection, error = %e, "could not store a device found by a live lookup");
                         }
                     }

@@ -13,6 +13,7 @@
 //! hour's budget is left, so cards and streams keep working while it runs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -101,7 +102,9 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
     pager.label = SYNC_LABEL.to_string();
     let mut devices: u64 = 0;
     let mut last_call: Option<Instant> = None;
-    // New or changed devices, written a batch at a time while the next page is fetched.
+    // New or changed devices, written a batch at a time while the next page is fetched. After a
+    // failed write the store is behind the index, so this sync writes every device it sees.
+    let rewrite_all = inv.store_behind.load(Ordering::Relaxed);
     let mut unwritten: Vec<InventoryDevice> = Vec::new();
     while !pager.is_done() {
         let batch = if unwritten.len() >= WRITE_BATCH {
@@ -113,24 +116,26 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
             pace(shared, inv, &tenant, &mut last_call).await;
             pager.next(&shared.kandji, &tenant, PAGE_SIZE).await
         };
-        let (page, written) = tokio::join!(fetch, write(shared, conn, &batch));
+        let (page, written) = tokio::join!(fetch, write(inv, shared, &batch));
         written?;
-        let page = match page {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(e) => {
-                inv.set_available(false);
-                return Err(e.to_string());
-            }
+        let failed = match &page {
+            Ok(Some(p)) => p.error_body.as_ref().map(|body| {
+                format!(
+                    "Kandji answered {}: {}",
+                    p.status,
+                    error_message(p.status, body)
+                )
+            }),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
         };
-        if let Some(body) = &page.error_body {
+        if let Some(e) = failed {
             inv.set_available(false);
-            return Err(format!(
-                "Kandji answered {}: {}",
-                page.status,
-                error_message(page.status, body)
-            ));
+            // Keep what this sync learned before Kandji failed.
+            write(inv, shared, &unwritten).await?;
+            return Err(e);
         }
+        let Ok(Some(page)) = page else { break };
         let seen_at = now();
         let parsed: Vec<InventoryDevice> = page
             .records
@@ -141,7 +146,7 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
         devices += parsed.len() as u64;
         {
             let mut idx = inv.index_mut();
-            unwritten.extend(parsed.into_iter().filter(|d| idx.upsert(d)));
+            unwritten.extend(parsed.into_iter().filter(|d| idx.upsert(d) || rewrite_all));
         }
         // After the page's devices are fresh, so no answer is both "available" and out of date.
         inv.set_available(true);
@@ -153,13 +158,12 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
             kandji_calls: calls(shared, conn) - calls_before,
         });
     }
-    write(shared, conn, &unwritten).await?;
+    write(inv, shared, &unwritten).await?;
     let gone = inv.index_mut().remove_unseen();
-    shared
-        .store
-        .inventory_apply(conn, &[], &gone)
-        .await
-        .map_err(|e| format!("the store could not be written: {e}"))?;
+    if let Err(e) = shared.store.inventory_apply(conn, &[], &gone).await {
+        inv.store_behind.store(true, Ordering::Relaxed);
+        return Err(format!("the store could not be written: {e}"));
+    }
     let done = InventorySync {
         started_at,
         finished_at: now(),
@@ -179,6 +183,7 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
         ms = (done.finished_at - done.started_at).num_milliseconds(),
         "inventory synced"
     );
+    inv.store_behind.store(false, Ordering::Relaxed);
     let mut st = inv.state();
     st.phase = Phase::Idle;
     st.current = None;
@@ -187,12 +192,19 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
     Ok(())
 }
 
-async fn write(shared: &Shared, conn: &str, devices: &[InventoryDevice]) -> Result<(), String> {
+async fn write(
+    inv: &Inventory,
+    shared: &Shared,
+    devices: &[InventoryDevice],
+) -> Result<(), String> {
     shared
         .store
-        .inventory_apply(conn, devices, &[])
+        .inventory_apply(&inv.connection_id, devices, &[])
         .await
-        .map_err(|e| format!("the store could not be written: {e}"))
+        .map_err(|e| {
+            inv.store_behind.store(true, Ordering::Relaxed);
+            format!("the store could not be written: {e}")
+        })
 }
 
 /// Requests this sync's connection has sent under the sync's label (retries included).
