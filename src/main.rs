@@ -9,7 +9,6 @@ use kandji_connector::config::ServeArgs;
 use kandji_connector::{catalog, simulator};
 use tracing_subscriber::EnvFilter;
 
-
 #[derive(Parser)]
 #[command(
     name = "kandji-connector",
