@@ -115,7 +115,7 @@ async fn run(
     receiver: &str,
     received: &Received,
     dir: &std::path::Path,
-) -> (f64, u64, u64) {
+) -> Run {
     let (_, key) = kandji_connector::store::TokenCipher::generate();
     let concurrency = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "16".into());
     let env = vec![
@@ -181,6 +181,9 @@ async fn run(
             .as_str()
             .unwrap_or_else(|| panic!("{resp}"))
     );
+    // Highest RSS seen while the first half of the records went out, and while the second did:
+    // equal figures mean the connector's memory does not grow with the records streamed.
+    let (mut first_half, mut second_half) = (0u64, 0u64);
     let status = loop {
         let s: Value = http
             .get(&status_url)
@@ -191,6 +194,12 @@ async fn run(
             .json()
             .await
             .unwrap();
+        let rss = vm(pid, "VmRSS:");
+        if received.count.load(Ordering::Relaxed) < records / 2 {
+            first_half = first_half.max(rss);
+        } else {
+            second_half = second_half.max(rss);
+        }
         if s["state"] != "running" {
             break s;
         }
@@ -207,7 +216,21 @@ async fn run(
     );
     assert_eq!(received.max_index.load(Ordering::SeqCst), records - 1);
     drop(server);
-    (records as f64 / elapsed, peak, idle_rss)
+    Run {
+        rate: records as f64 / elapsed,
+        peak,
+        idle: idle_rss,
+        first_half,
+        second_half,
+    }
+}
+
+struct Run {
+    rate: f64,
+    peak: u64,
+    idle: u64,
+    first_half: u64,
+    second_half: u64,
 }
 
 fn main() {
@@ -235,11 +258,20 @@ fn main() {
         let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let dir = tempfile::tempdir().unwrap();
-        println!("| records | seconds | records/second | connector peak RSS (VmHWM) | RSS before the stream |");
-        println!("|---:|---:|---:|---:|---:|");
+        println!("| records | seconds | records/second | connector peak RSS (VmHWM) | RSS before the stream | max RSS, first half | max RSS, second half |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
         for n in runs {
-            let (rate, peak, idle) = run(n, &sim_url, &sim_token, &receiver, &received, dir.path()).await;
-            println!("| {n} | {:.1} | {:.0} | {:.1} MiB | {:.1} MiB |", n as f64 / rate, rate, peak as f64 / 1024.0, idle as f64 / 1024.0);
+            let r = run(n, &sim_url, &sim_token, &receiver, &received, dir.path()).await;
+            let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+            println!(
+                "| {n} | {:.1} | {:.0} | {} | {} | {} | {} |",
+                n as f64 / r.rate,
+                r.rate,
+                mib(r.peak),
+                mib(r.idle),
+                mib(r.first_half),
+                mib(r.second_half)
+            );
         }
     });
 }
