@@ -35,7 +35,10 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
                 config::redact_url(&config.database_url)
             )
         })?;
-    let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    let mut kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    if store.is_shared() {
+        kandji = kandji.with_shared_budget(store.clone());
+    }
     let catalog = Arc::new(catalog);
     let streams = streams::Streams::new(
         config.streams,
@@ -50,6 +53,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     if resumed > 0 {
         tracing::info!(streams = resumed, "resumed running streams");
     }
+    streams.start_sweeper();
     Ok(Arc::new(App {
         catalog,
         store,

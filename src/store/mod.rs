@@ -241,9 +241,10 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Whether the request budget of a connection is shared through the store (several
-    /// replicas); if so the Kandji client takes budget with [`Store::budget_take`].
-    fn shares_budget(&self) -> bool {
+    /// Whether several replicas share this store (PostgreSQL): then streams are leased and
+    /// swept for (see [`Store::claim_streams`]) and the Kandji client takes each connection's
+    /// request budget with [`Store::budget_take`].
+    fn is_shared(&self) -> bool {
         false
     }
 

@@ -663,7 +663,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn shares_budget(&self) -> bool {
+    fn is_shared(&self) -> bool {
         true
     }
 
