@@ -375,7 +375,10 @@ impl KandjiClient {
                 None => budget.try_acquire(self.epoch),
                 Some(store) => match budget.paused_for() {
                     Some(p) => Err(p),
-                    None => match store.budget_take(id, budget.interval, budget.tolerance).await {
+                    None => match store
+                        .budget_take(id, budget.interval, budget.tolerance)
+                        .await
+                    {
                         Ok(crate::store::BudgetTake::Granted) => {
                             budget.count(self.epoch);
                             Ok(())
