@@ -256,3 +256,32 @@ async fn a_cancel_on_one_replica_stops_the_stream_on_the_other() {
         .await;
     assert_eq!(body["state"], "cancelled", "{body}");
 }
+
+/// Measures the cost the shared budget adds to each Kandji call (one statement, one round trip).
+/// Prints the figure; the README quotes it.
+#[tokio::test]
+async fn shared_budget_cost_per_call() {
+    let Some(pg) = PgSchema::new("shared_budget_cost_per_call").await else {
+        return;
+    };
+    let (cipher, _) = TokenCipher::generate();
+    let store = kandji_connector::store::open(&pg.url(), cipher)
+        .await
+        .unwrap();
+    let n = 500;
+    let started = Instant::now();
+    for _ in 0..n {
+        store
+            .budget_take(
+                "conn_bench",
+                Duration::from_micros(1),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+    }
+    let per = started.elapsed() / n;
+    eprintln!("shared budget: {per:?} per Kandji call (mean of {n}, local PostgreSQL)");
+    assert!(per < Duration::from_millis(50), "{per:?}");
+    store.close().await;
+}
