@@ -9,11 +9,6 @@ use kandji_connector::config::ServeArgs;
 use kandji_connector::{catalog, simulator};
 use tracing_subscriber::EnvFilter;
 
-// mimalloc: the request path allocates many small JSON values; glibc's malloc/free showed as ~15%
-// of the connector's CPU in profiles of the invoke benchmark.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "kandji-connector",

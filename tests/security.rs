@@ -1,0 +1,349 @@
+//! Trust boundaries as a caller and an operator see them: scopes, key files, the secret key at
+//! start-up and its rotation, and abuse limits that refuse clearly and keep serving others.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{API_KEY, TestServer};
+use kandji_connector::api::auth::{ApiKey, Scope};
+use kandji_connector::simulator::{self, Platform, SimConfig};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::json;
+
+const CATALOG: &str = "catalog-only-key-0000000000";
+const INVOKE: &str = "invoke-only-key-00000000000";
+const SECRETS: &str = "invoke-and-secrets-key-0000";
+const ADMIN: &str = "admin-only-key-000000000000";
+
+async fn scoped_server() -> TestServer {
+    TestServer::start_with(SimConfig::default(), |c| {
+        let key =
+            |k: &str, s: Vec<Scope>| ApiKey::with_scopes(&SecretString::from(k.to_string()), s);
+        c.api_keys.push(key(CATALOG, vec![Scope::CatalogRead]));
+        c.api_keys.push(key(INVOKE, vec![Scope::CardsInvoke]));
+        c.api_keys
+            .push(key(SECRETS, vec![Scope::CardsInvoke, Scope::SecretsRead]));
+        c.api_keys.push(key(ADMIN, vec![Scope::Admin]));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_scope_allows_exactly_its_routes_and_cards() {
+    let s = scoped_server().await;
+    let mac = s
+        .sim
+        .tenant()
+        .first_device_of(Platform::Mac.as_str())
+        .unwrap()
+        .device_id
+        .to_string();
+    let invoke = |card: &str| {
+        (
+            Method::POST,
+            format!("/v1/cards/{card}/invoke"),
+            Some(json!({"connection": s.connection, "inputs": {"device_id": mac}})),
+        )
+    };
+    let routes = [
+        ("catalog", (Method::GET, "/v1/cards".to_string(), None)),
+        (
+            "catalog",
+            (Method::GET, "/v1/cards/lock_device".to_string(), None),
+        ),
+        ("invoke", invoke("send_mdm_blank_push")),
+        ("secrets", invoke("get_filevault_recovery_key")),
+        ("secrets", invoke("lock_device")),
+        ("admin", (Method::GET, "/v1/connections".to_string(), None)),
+        (
+            "admin",
+            (
+                Method::GET,
+                format!("/v1/connections/{}", s.connection),
+                None,
+            ),
+        ),
+    ];
+    // (key, which route groups it may use)
+    let keys = [
+        (CATALOG, vec!["catalog"]),
+        (INVOKE, vec!["invoke"]),
+        (SECRETS, vec!["invoke", "secrets"]),
+        (ADMIN, vec!["admin"]),
+        (API_KEY, vec!["catalog", "invoke", "secrets", "admin"]),
+    ];
+    for (key, allowed) in &keys {
+        for (group, (method, path, body)) in &routes {
+            let r = s.send(method.clone(), path, body.clone(), Some(key)).await;
+            if allowed.contains(group) {
+                assert_eq!(r.status, 200, "{key} {method} {path}: {}", r.body);
+            } else {
+                r.problem(403);
+                let detail = r.body["detail"].as_str().unwrap();
+                let needed = match *group {
+                    "catalog" => "catalog:read",
+                    "invoke" => "cards:invoke",
+                    "secrets" if allowed.contains(&"invoke") => "secrets:read",
+                    "secrets" => "cards:invoke",
+                    _ => "admin",
+                };
+                assert!(detail.contains(needed), "{key} {path}: {detail}");
+            }
+        }
+    }
+    // A refused secret card sent nothing to Kandji: only the allowed calls reached it.
+    let secret_calls = s
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/secrets/"))
+        .count();
+    assert_eq!(
+        secret_calls, 2,
+        "API_KEY and SECRETS each read the key once"
+    );
+}
+
+#[tokio::test]
+async fn abuse_limits_refuse_clearly_and_keep_serving_others() {
+    let s = TestServer::start_with(SimConfig::default(), |c| {
+        c.rate_limit_per_second = 5;
+        c.rate_limit_burst = 5;
+        c.api_keys.push(ApiKey::all(&SecretString::from(
+            "second-key-0000000000000".to_string(),
+        )));
+    })
+    .await;
+    // Oversized body.
+    let big = "x".repeat(300 * 1024);
+    let r = s
+        .post(
+            "/v1/cards/create_note/invoke",
+            json!({"connection": s.connection, "inputs": {"device_id": "a", "note": big}}),
+        )
+        .await;
+    r.problem(413);
+    // Deeply nested JSON input.
+    let mut deep = json!("leaf");
+    for _ in 0..60 {
+        deep = json!({"a": deep});
+    }
+    let r = s.post("/v1/cards/custom_api_request/invoke", json!({"connection": s.connection, "inputs": {"relative_url": "/devices", "body": deep}, "options": {"request_type": "POST"}})).await;
+    let locs = r.problem(422);
+    assert!(locs[0].starts_with("body.inputs.body.a.a"), "{locs:?}");
+    // A flood from one key: 429 with Retry-After, while another key is still served.
+    let mut limited = 0;
+    for _ in 0..20 {
+        let r = s.get("/v1/cards").await;
+        if r.status == 429 {
+            limited += 1;
+            assert!(r.headers.contains_key("retry-after"));
+            assert_eq!(r.content_type(), "application/problem+json");
+        }
+    }
+    assert!(limited >= 10, "only {limited} of 20 were limited");
+    let other = s
+        .send(
+            Method::GET,
+            "/v1/cards",
+            None,
+            Some("second-key-0000000000000"),
+        )
+        .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(
+        s.send(Method::GET, "/healthz", None, None).await.status,
+        200
+    );
+    assert_eq!(s.sim.request_count(), 0);
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kandji-connector")
+}
+
+async fn wait_healthy(url: &str) -> bool {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..100 {
+        if http.get(format!("{url}/healthz")).send().await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Keys from a file work; a wrong secret key stops start-up with a clear message; rotation keeps
+/// every connection working.
+#[tokio::test]
+async fn key_files_wrong_secret_key_and_rotation() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = simulator::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.path().display());
+    let keys_file = dir.path().join("keys");
+    std::fs::write(
+        &keys_file,
+        "# operators\nfile-key-admin-00000000000\nfile-key-catalog-000000000 catalog:read\n",
+    )
+    .unwrap();
+    let old_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
+    let new_key = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+    let key_file = dir.path().join("secret");
+    std::fs::write(&key_file, format!("{old_key}\n")).unwrap();
+
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = tokio::process::Command::new(bin())
+        .arg("serve")
+        .env("KANDJI_CONNECTOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KANDJI_CONNECTOR_API_KEYS_FILE", &keys_file)
+        .env("KANDJI_CONNECTOR_SECRET_KEY_FILE", &key_file)
+        .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(wait_healthy(&url).await);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .post(format!("{url}/v1/connections"))
+        .bearer_auth("file-key-admin-00000000000")
+        .json(&json!({"name": "sim", "api_url": sim.base_url(), "api_token": sim.token()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let conn = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .get(format!("{url}/v1/connections"))
+        .bearer_auth("file-key-catalog-000000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    server.kill().await.unwrap();
+
+    // The stored token is not readable in the database file.
+    let bytes = std::fs::read(dir.path().join("k.db")).unwrap();
+    assert!(
+        !bytes
+            .windows(sim.token().len())
+            .any(|w| w == sim.token().as_bytes())
+    );
+
+    // A wrong secret key stops start-up, saying so.
+    let out = tokio::process::Command::new(bin())
+        .arg("serve")
+        .env(
+            "KANDJI_CONNECTOR_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("KANDJI_CONNECTOR_API_KEYS_FILE", &keys_file)
+        .env("KANDJI_CONNECTOR_SECRET_KEY", new_key)
+        .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("secret key does not match"), "{stderr}");
+    assert!(!stderr.contains(new_key) && !stderr.contains(old_key));
+
+    // Rotate, then start with the new key: the connection still works.
+    let out = tokio::process::Command::new(bin())
+        .arg("rotate-secret-key")
+        .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
+        .env("KANDJI_CONNECTOR_SECRET_KEY", old_key)
+        .env("KANDJI_CONNECTOR_NEW_SECRET_KEY", new_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = tokio::process::Command::new(bin())
+        .arg("serve")
+        .env("KANDJI_CONNECTOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KANDJI_CONNECTOR_API_KEYS_FILE", &keys_file)
+        .env("KANDJI_CONNECTOR_SECRET_KEY", new_key)
+        .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(wait_healthy(&url).await);
+    let mac = sim
+        .tenant()
+        .first_device_of(Platform::Mac.as_str())
+        .unwrap()
+        .device_id
+        .to_string();
+    let r = http
+        .post(format!("{url}/v1/cards/get_device/invoke"))
+        .bearer_auth("file-key-admin-00000000000")
+        .json(&json!({"connection": conn, "inputs": {"device_id": mac}, "options": {"details": "basic"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["outputs"]["status_code"],
+        200
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_its_settings() {
+    let out = tokio::process::Command::new(bin())
+        .arg("serve")
+        .env_remove("KANDJI_CONNECTOR_API_KEYS")
+        .env_remove("KANDJI_CONNECTOR_SECRET_KEY")
+        .env("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("KANDJI_CONNECTOR_API_KEYS")
+            && stderr.contains("KANDJI_CONNECTOR_SECRET_KEY"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("openssl rand"),
+        "says how to fix it: {stderr}"
+    );
+    let out = tokio::process::Command::new(bin())
+        .arg("serve")
+        .env("KANDJI_CONNECTOR_API_KEYS", "short")
+        .env("KANDJI_CONNECTOR_SECRET_KEY", "not-base64!")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("16 characters") && stderr.contains("base64"),
+        "{stderr}"
+    );
+}
