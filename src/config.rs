@@ -176,6 +176,10 @@ pub struct ServeArgs {
         default_value_t = 15_000
     )]
     pub stream_lease_ms: u64,
+    /// How old, in milliseconds, an answer Kandji has not confirmed may be before device-trust
+    /// lookups mark it stale (default: twice the inventory interval).
+    #[arg(long, env = "KANDJI_CONNECTOR_INVENTORY_STALE_AFTER_MS")]
+    pub inventory_stale_after_ms: Option<u64>,
 }
 
 /// The checked configuration the server runs with.
@@ -390,6 +394,7 @@ impl ServeArgs {
                 interval: Duration::from_millis(self.inventory_interval_ms),
                 budget_share: self.inventory_budget_share / 100.0,
                 budget_reserve: self.inventory_budget_reserve / 100.0,
+                stale_after: self.inventory_stale_after_ms.map(Duration::from_millis),
             },
         })
     }

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::config::Config;
 use crate::kandji::ClientConfig;
 use crate::simulator::{self, SimConfig};
-use crate::store::{NewConnection, TokenCipher};
+use crate::store::{ConnectionPatch, NewConnection, TokenCipher};
 use crate::streams::{CallbackPolicy, StreamConfig};
 
 pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
@@ -60,15 +60,28 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         })
         .await
         .context("cannot register the simulated tenant")?;
+    // Keep its device inventory, so device-trust lookups answer without asking Kandji.
+    state
+        .store
+        .update_connection(
+            &conn.id,
+            ConnectionPatch {
+                inventory_sync: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("cannot turn on the inventory sync")?;
+    state.trust.enable(&conn.id).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (pass --listen 127.0.0.1:<port>)"))?;
     let addr = listener.local_addr()?;
-    let device_id = sim
+    let (device_id, serial) = sim
         .tenant()
         .devices
         .first()
-        .map(|d| d.device_id)
+        .map(|d| (d.device_id, d.serial_number.to_string()))
         .unwrap_or_default();
     println!(
         r#"
@@ -88,6 +101,10 @@ Run a card:
   curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \
     -d '{{"connection":"{conn_id}","inputs":{{"device_id":"{device_id}"}},"options":{{"details":"basic"}}}}' \
     http://{addr}/v1/cards/get_device/invoke
+
+Is a device managed? (from the synced inventory, without a request to Kandji):
+  curl -s -H 'Authorization: Bearer {api_key}' \
+    'http://{addr}/v1/connections/{conn_id}/device-trust?serial_number={serial}'
 
 Ctrl-C stops the demo.
 "#,

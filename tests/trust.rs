@@ -17,9 +17,10 @@ fn slow_sync(c: &mut Config) {
     c.trust.interval = Duration::from_secs(600);
 }
 
-/// A sync every 300 ms.
+/// A sync every 300 ms; answers go stale only when Kandji is unavailable (or after a minute).
 fn fast_sync(c: &mut Config) {
     c.trust.interval = Duration::from_millis(300);
+    c.trust.stale_after = Some(Duration::from_secs(60));
 }
 
 fn sim(devices: usize) -> SimConfig {
@@ -194,6 +195,9 @@ fn not_found() -> Value {
 #[tokio::test]
 async fn managed_means_enrolled_with_mdm_on_and_neither_missing_nor_removed() {
     let s = TestServer::start_with(sim(60), slow_sync).await;
+    // A budget that does not space out the live lookups below.
+    let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let serials = four_states(&s);
     let want_managed = [true, false, false, false];
 
@@ -415,8 +419,36 @@ async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
 }
 
 #[tokio::test]
+async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
+    let s = TestServer::start_with(sim(10), |c| {
+        slow_sync(c);
+        c.trust.stale_after = Some(Duration::from_millis(300));
+    })
+    .await;
+    sync_on(&s).await;
+    let serial = s.sim.tenant().devices[0].serial_number.to_string();
+    let a = answer(&s, &serial).await;
+    assert_eq!(
+        (&a["stale"], &a["kandji_available"]),
+        (&json!(false), &json!(true)),
+        "{a}"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let a = answer(&s, &serial).await;
+    assert_eq!(
+        (&a["stale"], &a["kandji_available"]),
+        (&json!(true), &json!(true)),
+        "{a}"
+    );
+    assert_eq!(a["managed"], true, "still answered");
+}
+
+#[tokio::test]
 async fn an_unreachable_kandji_still_gets_an_answer_marked_stale() {
     let s = TestServer::start_with(sim(60), fast_sync).await;
+    // A budget that does not space out the many retried requests below.
+    let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let inv = sync_on(&s).await;
     assert_eq!(inv["kandji_available"], true);
     let serial = s.sim.tenant().devices[0].serial_number.to_string();

@@ -216,7 +216,8 @@ impl Index {
         for k in &gone {
             self.map.remove(k.as_str());
         }
-        if !gone.is_empty() {
+        // Give memory back only when the tenant shrank a lot (rehashing costs a pass).
+        if self.map.len() < self.map.capacity() / 2 {
             self.map.shrink_to_fit();
         }
         // Forget strings no entry uses any more (only this set holds them then).

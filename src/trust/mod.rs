@@ -45,6 +45,9 @@ pub struct TrustConfig {
     /// The share (0 to 1) of the connection's hourly budget a sync leaves untouched: it waits
     /// while less than this is left of the last hour's budget.
     pub budget_reserve: f64,
+    /// An answer Kandji has not confirmed for this long is stale even when Kandji answers;
+    /// `None`: twice the interval.
+    pub stale_after: Option<Duration>,
 }
 
 impl Default for TrustConfig {
@@ -53,6 +56,7 @@ impl Default for TrustConfig {
             interval: Duration::from_secs(300),
             budget_share: 0.5,
             budget_reserve: 0.2,
+            stale_after: None,
         }
     }
 }
@@ -60,7 +64,7 @@ impl Default for TrustConfig {
 impl TrustConfig {
     /// An answer older than this is stale even when Kandji answers.
     pub fn stale_after(&self) -> Duration {
-        self.interval * 2
+        self.stale_after.unwrap_or(self.interval * 2)
     }
 }
 
@@ -100,7 +104,7 @@ pub struct TrustAnswer {
     /// Whether the connector's latest exchange with Kandji on this connection succeeded.
     pub kandji_available: bool,
     /// Not confirmed recently enough to rely on: Kandji is unavailable, or the answer is older
-    /// than twice the sync interval.
+    /// than the stale limit (by default twice the sync interval).
     pub stale: bool,
 }
 
@@ -134,12 +138,11 @@ impl TrustAnswer {
         available: bool,
         stale_after: Duration,
     ) -> Self {
-        let now = Utc::now();
-        let age = at.map(|at| (now - at).num_seconds().max(0) as u64);
+        let age = at.map(|at| (Utc::now() - at).to_std().unwrap_or_default());
         self.checked_at = at;
-        self.age_seconds = age;
+        self.age_seconds = age.map(|a| a.as_secs());
         self.kandji_available = available;
-        self.stale = !available || age.is_none_or(|a| a > stale_after.as_secs());
+        self.stale = !available || age.is_none_or(|a| a > stale_after);
         self
     }
 }
@@ -231,7 +234,8 @@ impl Inventory {
             index: RwLock::new(Index::default()),
             misses: Mutex::new(HashMap::new()),
             state: Mutex::new(SyncState {
-                phase: Phase::Idle,
+                // A first sync starts as soon as the inventory exists.
+                phase: Phase::Syncing,
                 last,
                 current: None,
                 last_error: None,

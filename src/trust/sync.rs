@@ -120,7 +120,6 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
                 error_message(page.status, body)
             ));
         }
-        inv.set_available(true);
         let seen_at = now();
         let parsed: Vec<InventoryDevice> = page
             .records
@@ -133,6 +132,8 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
             let mut idx = inv.index_mut();
             parsed.into_iter().filter(|d| idx.upsert(d)).collect()
         };
+        // After the page's devices are fresh, so no answer is both "available" and out of date.
+        inv.set_available(true);
         let mut st = inv.state();
         st.phase = Phase::Syncing;
         st.current = Some(SyncProgress {
