@@ -168,6 +168,14 @@ pub struct ServeArgs {
         default_value_t = 20.0
     )]
     pub inventory_budget_reserve: f64,
+    /// With PostgreSQL: how long a replica's hold on a running stream lasts without a
+    /// checkpoint renewing it; another replica resumes the stream once it has expired.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_STREAM_LEASE_MS",
+        default_value_t = 15_000
+    )]
+    pub stream_lease_ms: u64,
     /// How old, in milliseconds, an answer Kandji has not confirmed may be before device-trust
     /// lookups mark it stale (default: twice the inventory interval).
     #[arg(long, env = "KANDJI_CONNECTOR_INVENTORY_STALE_AFTER_MS")]
@@ -343,6 +351,9 @@ impl ServeArgs {
                 self.inventory_budget_reserve
             ));
         }
+        if self.stream_lease_ms < 4 * self.stream_checkpoint_ms.max(1) {
+            problems.push("KANDJI_CONNECTOR_STREAM_LEASE_MS must be at least 4 times KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS (checkpoints renew the lease)".into());
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -356,6 +367,7 @@ impl ServeArgs {
             checkpoint_interval: Duration::from_millis(self.stream_checkpoint_ms),
             allow: allow.expect("checked"),
             max_running: self.max_streams.max(1),
+            lease: Duration::from_millis(self.stream_lease_ms),
             ..StreamConfig::default()
         };
         Ok(Config {

@@ -36,7 +36,10 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
                 config::redact_url(&config.database_url)
             )
         })?;
-    let kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    let mut kandji = kandji::KandjiClient::new(config.kandji.clone())?;
+    if store.is_shared() {
+        kandji = kandji.with_shared_budget(store.clone());
+    }
     let catalog = Arc::new(catalog);
     let streams = streams::Streams::new(
         config.streams,
@@ -55,6 +58,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         .await
         .context("cannot load the device inventories")?;
     let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
+    streams.start_sweeper();
     Ok(Arc::new(App {
         catalog,
         store,

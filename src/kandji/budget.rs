@@ -15,6 +15,10 @@ pub const DEFAULT_REQUESTS_PER_HOUR: u32 = 10_000;
 
 pub struct Budget {
     pub per_hour: u32,
+    /// GCRA emission interval (one request's worth of time) and burst tolerance, for the
+    /// shared budget row when several replicas share the store.
+    pub interval: Duration,
+    pub tolerance: Duration,
     limiter: DefaultDirectRateLimiter,
     state: Mutex<BudgetState>,
 }
@@ -51,12 +55,32 @@ impl Budget {
             .allow_burst(burst);
         Self {
             per_hour,
+            interval: period,
+            tolerance: period * (burst.get() - 1),
             limiter: RateLimiter::direct(quota),
             state: Mutex::new(BudgetState {
                 minutes: [(u64::MAX, 0); 60],
                 pause_until: None,
             }),
         }
+    }
+
+    /// How long Kandji's headers asked us to hold off, if they did and it is not over.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let st = self.state.lock().expect("budget lock");
+        let now = Instant::now();
+        st.pause_until.filter(|u| *u > now).map(|u| u - now)
+    }
+
+    /// Counts a request taken from a shared budget, for the report.
+    pub fn count(&self, epoch: Instant) {
+        let m = minute_now(epoch);
+        let mut st = self.state.lock().expect("budget lock");
+        let slot = &mut st.minutes[(m % 60) as usize];
+        if slot.0 != m {
+            *slot = (m, 0);
+        }
+        slot.1 += 1;
     }
 
     /// Takes one request's worth of budget, or says how long until one is available.

@@ -218,6 +218,8 @@ pub struct KandjiClient {
     http: reqwest::Client,
     config: ClientConfig,
     budgets: Arc<Budgets>,
+    /// With several replicas: the store that holds every connection's budget (GCRA row).
+    shared: Option<Arc<dyn crate::store::Store>>,
     stats: Arc<Stats>,
     epoch: Instant,
 }
@@ -237,9 +239,18 @@ impl KandjiClient {
             http,
             config,
             budgets: Arc::new(Budgets::default()),
+            shared: None,
             stats: Arc::new(Stats::default()),
             epoch: Instant::now(),
         })
+    }
+
+    /// Takes every connection's request budget from `store` (one atomic `UPDATE` of the
+    /// connection's GCRA row per request), so all replicas sharing the store together stay
+    /// within the tenant's budget. Kandji's rate-limit headers are still honoured per replica.
+    pub fn with_shared_budget(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+        self.shared = Some(store);
+        self
     }
 
     pub fn stats(&self) -> &Stats {
@@ -360,7 +371,29 @@ impl KandjiClient {
     ) -> Result<(), KandjiError> {
         let mut waited = Duration::ZERO;
         loop {
-            match budget.try_acquire(self.epoch) {
+            let taken = match &self.shared {
+                None => budget.try_acquire(self.epoch),
+                Some(store) => match budget.paused_for() {
+                    Some(p) => Err(p),
+                    None => match store
+                        .budget_take(id, budget.interval, budget.tolerance)
+                        .await
+                    {
+                        Ok(crate::store::BudgetTake::Granted) => {
+                            budget.count(self.epoch);
+                            Ok(())
+                        }
+                        Ok(crate::store::BudgetTake::Wait(w)) => Err(w),
+                        Err(e) => {
+                            // The database is down: keep this replica within the budget alone
+                            // rather than stop talking to Kandji.
+                            tracing::warn!(connection = %id, error = %e, "shared budget unavailable; using this replica's own");
+                            budget.try_acquire(self.epoch)
+                        }
+                    },
+                },
+            };
+            match taken {
                 Ok(()) => return Ok(()),
                 Err(need) => {
                     if let Wait::Bounded = wait

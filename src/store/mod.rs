@@ -10,10 +10,12 @@
 
 mod crypto;
 mod inventory;
+mod postgres;
 mod sqlite;
 mod streams;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -80,6 +82,15 @@ pub enum IdempotencyClaim {
     InFlight,
     /// The key was used with a different request.
     Mismatch,
+}
+
+/// The outcome of [`Store::budget_take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetTake {
+    /// One request's worth of budget was taken.
+    Granted,
+    /// Nothing was taken; budget is available again after this long.
+    Wait(Duration),
 }
 
 /// Errors from the store. Messages never contain tokens or keys.
@@ -249,6 +260,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets a connection's inventory and sync record (the sync was turned off).
     async fn inventory_clear(&self, connection: &str) -> Result<(), StoreError>;
+    /// How long a stream's lease lasts without a checkpoint renewing it (PostgreSQL; a single
+    /// SQLite process needs no leases). Set once at start-up, from the stream configuration.
+    fn set_stream_lease(&self, _lease: Duration) {}
+
+    /// Takes over running streams that no live replica holds (never leased, or the lease has
+    /// expired), at most `limit`, and returns their ids, oldest first; this process then holds
+    /// their leases. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so replicas sweeping at
+    /// once take different streams. The default (one process) is [`Store::running_streams`].
+    async fn claim_streams(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let mut ids = self.running_streams().await?;
+        ids.truncate(limit as usize);
+        Ok(ids)
+    }
+
+    /// Gives up this process's lease on a stream (at shutdown, after its last checkpoint) so
+    /// another replica can resume it at once. The default does nothing.
+    async fn release_stream(&self, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether several replicas share this store (PostgreSQL): then streams are leased and
+    /// swept for (see [`Store::claim_streams`]) and the Kandji client takes each connection's
+    /// request budget with [`Store::budget_take`].
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// GCRA on the connection's shared budget row: a request is granted when the row's
+    /// theoretical arrival time is at most `tolerance` ahead of now, and moves it on by
+    /// `interval`. Atomic across replicas. The default grants everything (no shared budget).
+    async fn budget_take(
+        &self,
+        _connection_id: &str,
+        _interval: Duration,
+        _tolerance: Duration,
+    ) -> Result<BudgetTake, StoreError> {
+        Ok(BudgetTake::Granted)
+    }
 
     /// Closes the underlying pool gracefully (for SQLite this checkpoints the
     /// write-ahead log). Further calls fail. The default does nothing.
@@ -261,14 +310,17 @@ pub trait Store: Send + Sync + 'static {
 /// * `sqlite://path`, `sqlite:path` (optionally `?mode=rwc`), `sqlite::memory:`:
 ///   SQLite. The file is created if missing unless the URL gives another
 ///   `mode`.
-/// * `postgres://…`, `postgresql://…`: not built yet.
+/// * `postgres://…`, `postgresql://…`: PostgreSQL, shared by any number of replicas.
+///   Migrations are applied under an advisory lock. `options=-csearch_path%3D<schema>` in the
+///   URL selects a schema (which must exist).
 pub async fn open(database_url: &str, cipher: TokenCipher) -> Result<Arc<dyn Store>, StoreError> {
     let url = database_url.trim();
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, cipher).await?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(StoreError::Db("PostgreSQL store not built yet".into()))
+        let store = postgres::PgStore::open(url, cipher).await?;
+        Ok(Arc::new(store))
     } else {
         // Never echo the URL: a PostgreSQL URL can carry a password.
         Err(StoreError::InvalidUrl(

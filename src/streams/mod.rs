@@ -47,6 +47,9 @@ pub struct StreamConfig {
     pub max_consecutive_failures: u64,
     /// Streams this process runs at once; more are refused with 429 (resumed ones always run).
     pub max_running: usize,
+    /// With a shared store (PostgreSQL): how long this replica's hold on a stream lasts
+    /// without a checkpoint renewing it. Replicas sweep for expired leases every third of it.
+    pub lease: Duration,
 }
 
 impl Default for StreamConfig {
@@ -65,6 +68,7 @@ impl Default for StreamConfig {
             allow: CallbackPolicy::default(),
             max_consecutive_failures: 100,
             max_running: 64,
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -337,6 +341,7 @@ impl Streams {
         kandji: KandjiClient,
         catalog: Arc<Catalog>,
     ) -> anyhow::Result<Arc<Self>> {
+        store.set_stream_lease(config.lease);
         let client = CallbackClient::new(
             Arc::new(config.allow.clone()),
             config.callback_timeout,
@@ -399,9 +404,10 @@ impl Streams {
         Ok(stream)
     }
 
-    /// Resumes every stream the store says is running (at start-up). Returns how many.
+    /// Resumes every running stream no other replica holds (at start-up, and on every sweep
+    /// with a shared store). Returns how many.
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let ids = self.shared.store.running_streams().await?;
+        let ids = self.shared.store.claim_streams(10_000).await?;
         let mut n = 0;
         for id in ids {
             if self.spawn(&id).await? {
@@ -410,6 +416,30 @@ impl Streams {
             }
         }
         Ok(n)
+    }
+
+    /// With a shared store: every third of the lease, takes over the streams whose replica
+    /// stopped renewing its lease (died), and resumes them from their checkpoints.
+    pub fn start_sweeper(self: &Arc<Self>) {
+        if !self.shared.store.is_shared() {
+            return;
+        }
+        let every = (self.shared.config.lease / 3).max(Duration::from_millis(50));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(this) = weak.upgrade() else { return };
+                if this.shutting_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                match this.resume_all().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(streams = n, "took over streams whose lease expired"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping for orphaned streams failed"),
+                }
+            }
+        });
     }
 
     /// Starts the runner of a running stream unless this process already runs it.

@@ -274,7 +274,14 @@ pub async fn run(
                 .finish_stream(&id, state, error.as_deref(), &cp, &failures)
                 .await
         }
-        None => shared.store.checkpoint_stream(&id, &cp, &failures).await,
+        None => {
+            let saved = shared.store.checkpoint_stream(&id, &cp, &failures).await;
+            // Let another replica resume it at once rather than when the lease expires.
+            if let Err(e) = shared.store.release_stream(&id).await {
+                tracing::warn!(stream = %id, error = %e, "the stream's lease could not be released");
+            }
+            saved
+        }
     };
     match saved {
         Ok(_) => tracing::info!(
@@ -619,8 +626,10 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
     ctx.done_below.send_replace(below);
 }
 
-/// Saves the progress every `checkpoint_interval` while the stream runs; notices a cancel
-/// made by another process (the store no longer says running).
+/// Saves the progress every `checkpoint_interval` while the stream runs (with a shared store
+/// this renews the lease); notices a cancel made by another replica (the store no longer says
+/// running) or a lease another replica took over (this replica was presumed dead): either way
+/// the checkpoint is refused and the runner stops.
 struct Checkpointer {
     quit: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
