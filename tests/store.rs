@@ -598,3 +598,124 @@ async fn unsupported_urls() {
     assert!(matches!(err, StoreError::InvalidUrl(_)));
     assert!(!err.to_string().contains("hunter2"));
 }
+
+fn device(serial: &str, at: chrono::DateTime<chrono::Utc>) -> store::InventoryDevice {
+    store::InventoryDevice {
+        serial_key: serial.to_string(),
+        device_id: format!("6f1c3a7e-2d4b-4c1e-9a8f-{serial:0>12}").to_lowercase(),
+        platform: Some("Mac".into()),
+        os_version: Some("14.5".into()),
+        blueprint_name: None,
+        last_check_in: Some(at - chrono::Duration::minutes(3)),
+        mdm_enabled: true,
+        agent_installed: false,
+        is_missing: false,
+        is_removed: serial.ends_with('7'),
+        last_seen: at,
+    }
+}
+
+both!(inventory_round_trip);
+async fn inventory_round_trip(db: TestDb) {
+    use chrono::SubsecRound;
+    let (cipher, _) = TokenCipher::generate();
+    let store = db.open(&cipher).await.unwrap();
+    let conn = store
+        .create_connection(new_conn("acme", "token-a"))
+        .await
+        .unwrap();
+    assert!(!conn.inventory_sync, "off until turned on");
+    let on = ConnectionPatch {
+        inventory_sync: Some(true),
+        ..Default::default()
+    };
+    let conn = store
+        .update_connection(&conn.id, on)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(conn.inventory_sync);
+    assert!(
+        store
+            .get_connection(&conn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .inventory_sync
+    );
+
+    // More rows than one multi-row INSERT takes, read back in key order in batches.
+    let at = chrono::Utc::now().trunc_subsecs(6);
+    let devices: Vec<_> = (0..1_200)
+        .map(|i| device(&format!("S{i:05}"), at))
+        .collect();
+    store
+        .inventory_apply(&conn.id, &devices, &[])
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .inventory_devices(&conn.id, after.as_deref(), 500)
+            .await
+            .unwrap();
+        after = page.last().map(|d| d.serial_key.clone());
+        let done = page.len() < 500;
+        read.extend(page);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(read, devices);
+
+    // A change and a removal, in one call.
+    let mut changed = device("S00003", at);
+    changed.is_missing = true;
+    changed.blueprint_name = Some("All Staff".into());
+    store
+        .inventory_apply(&conn.id, std::slice::from_ref(&changed), &["S00004".into()])
+        .await
+        .unwrap();
+    let first = store.inventory_devices(&conn.id, None, 5).await.unwrap();
+    let keys: Vec<&str> = first.iter().map(|d| d.serial_key.as_str()).collect();
+    assert_eq!(keys, ["S00000", "S00001", "S00002", "S00003", "S00005"]);
+    assert_eq!(first[3], changed);
+
+    assert!(store.inventory_last_sync(&conn.id).await.unwrap().is_none());
+    let sync = store::InventorySync {
+        started_at: at,
+        finished_at: at + chrono::Duration::milliseconds(4_321),
+        devices: 1_199,
+        kandji_calls: 5,
+    };
+    store.inventory_sync_done(&conn.id, &sync).await.unwrap();
+    assert_eq!(
+        store.inventory_last_sync(&conn.id).await.unwrap(),
+        Some(sync)
+    );
+
+    store.inventory_clear(&conn.id).await.unwrap();
+    assert!(
+        store
+            .inventory_devices(&conn.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.inventory_last_sync(&conn.id).await.unwrap().is_none());
+
+    // Deleting the connection takes its inventory with it.
+    store
+        .inventory_apply(&conn.id, &devices[..3], &[])
+        .await
+        .unwrap();
+    assert!(store.delete_connection(&conn.id).await.unwrap());
+    assert!(
+        store
+            .inventory_devices(&conn.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
