@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, card definitions, then every test.
+# The whole test suite: formatting, lints, card definitions, dependency audit, then every test.
 # Tests that need PostgreSQL read KANDJI_CONNECTOR_TEST_POSTGRES_URL and say they were skipped without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- cards check
+bash scripts/deny.sh
 cargo test --locked
