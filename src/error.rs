@@ -78,6 +78,20 @@ impl Problem {
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error").detail(detail)
     }
+    /// The answer to a failed store operation, logged here (once) with the cause, which the
+    /// caller never sees: 503 with `Retry-After` when the database is unreachable for now,
+    /// 500 otherwise.
+    pub fn store(e: &crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store operation failed");
+        match e {
+            crate::store::StoreError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable")
+                    .detail("the connector's database cannot be reached right now; retry later")
+                    .retry_after(5)
+            }
+            _ => Self::internal("the connector's database failed; the cause is in its log"),
+        }
+    }
     pub fn not_implemented(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_IMPLEMENTED, "Not implemented").detail(detail)
     }

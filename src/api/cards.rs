@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Caller, Scope};
+use super::tenants::TenantError;
 use super::{AppJson, AppState};
 use crate::catalog::{Card, ResultSetKind};
 use crate::engine::{self, RunError};
@@ -135,7 +136,7 @@ async fn invoke(
         .await
     {
         Ok(c) => c,
-        Err(_) => return Problem::internal("the store could not be reached").into_response(),
+        Err(e) => return Problem::store(&e).into_response(),
     };
     match claim {
         IdempotencyClaim::Mismatch => Problem::invalid(vec![FieldError::new(
@@ -256,11 +257,11 @@ async fn invoke_inner(
     let mut errors = Vec::new();
     let tenant = match tenant_for(app, &body.connection).await {
         Ok(t) => Some(t),
-        Err(Some(e)) => {
+        Err(TenantError::Unknown(e)) => {
             errors.push(e);
             None
         }
-        Err(None) => return Err(Problem::internal("the store could not be read")),
+        Err(TenantError::Store(e)) => return Err(Problem::store(&e)),
     };
     // A stream result set's helper_flow and record_limit are the connector's options, not the
     // card's: take them out (checking the callback URL) before the card's options are validated.
@@ -305,10 +306,7 @@ async fn invoke_inner(
                         .detail(format!("{n} streams are running, the most this connector runs at once; wait for one to finish or cancel one"))
                         .retry_after(30)
                 }
-                StartError::Store(e) => {
-                    tracing::error!(error = %e, "cannot record a stream");
-                    Problem::internal("the stream could not be recorded")
-                }
+                StartError::Store(e) => Problem::store(&e),
             })?;
         let body = json!({
             "stream_id": started.id,
@@ -327,7 +325,7 @@ async fn invoke_inner(
 }
 
 /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.
-pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, Option<FieldError>> {
+pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, TenantError> {
     app.tenants.get(app.store.as_ref(), connection).await
 }
 

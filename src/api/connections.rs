@@ -13,7 +13,7 @@ use super::cards::kandji_problem;
 use super::{AppJson, AppState};
 use crate::error::{FieldError, Problem};
 use crate::kandji::{ApiBaseUrl, ApiPath, KandjiError, KandjiRequest, Tenant};
-use crate::store::{Connection, ConnectionPatch, NewConnection};
+use crate::store::{Connection, ConnectionPatch, NewConnection, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -143,8 +143,8 @@ async fn verify(
     }
 }
 
-fn store_failed<E>(_: E) -> Problem {
-    Problem::internal("the store could not be reached")
+fn store_failed(e: StoreError) -> Problem {
+    Problem::store(&e)
 }
 
 async fn create(

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Caller, Scope};
 use crate::error::{FieldError, Problem};
-use crate::store::{DeliveryFailure, Stream, StreamState};
+use crate::store::{DeliveryFailure, StoreError, Stream, StreamState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -66,9 +66,8 @@ fn query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, Problem> {
     })
 }
 
-fn store_problem(e: impl std::fmt::Display) -> Problem {
-    tracing::error!(error = %e, "store error");
-    Problem::internal("the store could not be read")
+fn store_problem(e: StoreError) -> Problem {
+    Problem::store(&e)
 }
 
 fn not_found(id: &str) -> Problem {

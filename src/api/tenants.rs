@@ -8,7 +8,15 @@ use std::time::{Duration, Instant};
 
 use crate::error::FieldError;
 use crate::kandji::{ApiBaseUrl, Tenant};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Why a connection could not be resolved to a tenant.
+pub enum TenantError {
+    /// No such connection: the caller's `connection` field is wrong.
+    Unknown(FieldError),
+    /// The store failed or holds something unusable.
+    Store(StoreError),
+}
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -18,19 +26,15 @@ pub struct TenantCache {
 }
 
 impl TenantCache {
-    /// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.
-    pub async fn get(
-        &self,
-        store: &dyn Store,
-        connection: &str,
-    ) -> Result<Tenant, Option<FieldError>> {
+    /// The connection's tenant.
+    pub async fn get(&self, store: &dyn Store, connection: &str) -> Result<Tenant, TenantError> {
         if let Some((t, at)) = self.map.lock().expect("tenant cache").get(connection)
             && at.elapsed() < TTL
         {
             return Ok(t.clone());
         }
         let unknown = || {
-            Some(FieldError::new(
+            TenantError::Unknown(FieldError::new(
                 &["connection"],
                 "no such connection",
                 "unknown_connection",
@@ -39,14 +43,18 @@ impl TenantCache {
         let conn = store
             .get_connection(connection)
             .await
-            .map_err(|_| None)?
+            .map_err(TenantError::Store)?
             .ok_or_else(unknown)?;
         let token = store
             .connection_token(connection)
             .await
-            .map_err(|_| None)?
+            .map_err(TenantError::Store)?
             .ok_or_else(unknown)?;
-        let base = ApiBaseUrl::parse(&conn.api_url).map_err(|_| None)?;
+        let base = ApiBaseUrl::parse(&conn.api_url).map_err(|e| {
+            TenantError::Store(StoreError::Db(format!(
+                "connection {connection}: the stored API URL is invalid: {e}"
+            )))
+        })?;
         let tenant = Tenant::new(conn.id, base, token, conn.requests_per_hour);
         let mut map = self.map.lock().expect("tenant cache");
         if map.len() > 10_000 {

@@ -10,6 +10,7 @@ use axum::routing::get;
 
 use super::AppState;
 use super::cards::{kandji_problem, tenant_for};
+use super::tenants::TenantError;
 use crate::engine::error_message;
 use crate::error::{FieldError, Problem};
 use crate::trust::{LookupError, SerialNumber};
@@ -80,8 +81,8 @@ async fn device_trust(
         Some(a) => a,
         None => {
             let tenant = tenant_for(&app, &id).await.map_err(|e| match e {
-                Some(_) => Problem::not_found(format!("no connection {id:?}")),
-                None => Problem::internal("the store could not be reached"),
+                TenantError::Unknown(_) => Problem::not_found(format!("no connection {id:?}")),
+                TenantError::Store(e) => Problem::store(&e),
             })?;
             app.trust
                 .ask_kandji(&tenant, &serial)

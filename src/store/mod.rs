@@ -96,6 +96,10 @@ pub enum BudgetTake {
 /// Errors from the store. Messages never contain tokens or keys.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database could not be reached in time (pool timed out, connection refused or lost,
+    /// SQLite busy): a retry later may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Db(String),
     #[error("token encryption error: {0}")]
@@ -108,7 +112,36 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.to_string())
+        let unavailable = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLite's SQLITE_BUSY / SQLITE_LOCKED (and their extended codes): another writer held
+            // the file for longer than the busy timeout. PostgreSQL's codes are not numbers.
+            sqlx::Error::Database(d)
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                matches!(
+                    d.code()
+                        .and_then(|c| c.parse::<u32>().ok())
+                        .map(|c| c & 0xff),
+                    Some(5 | 6)
+                )
+            }
+            // PostgreSQL: the server is shutting down or out of connections (class 57P, 53300).
+            sqlx::Error::Database(d) => matches!(
+                d.code().as_deref(),
+                Some("57P01" | "57P02" | "57P03" | "53300")
+            ),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Db(e.to_string())
+        }
     }
 }
 
@@ -353,4 +386,62 @@ fn new_connection_id() -> String {
 
 fn new_stream_id() -> String {
     format!("str_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+    use sqlx::Connection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    use std::time::Duration;
+
+    #[test]
+    fn pool_and_connection_failures_are_unavailable_other_errors_are_not() {
+        assert!(matches!(
+            StoreError::from(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into()
+            )),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::Db(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_busy_sqlite_file_is_unavailable_a_broken_statement_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(Duration::ZERO);
+        let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
+        let mut other = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(StoreError::from(busy), StoreError::Unavailable(_)),
+            "a locked file is a transient condition"
+        );
+        let broken = sqlx::query("INSERT INTO no_such_table VALUES (1)")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(matches!(StoreError::from(broken), StoreError::Db(_)));
+    }
 }

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Inventory, Phase, Shared, SyncProgress, now};
+use crate::api::tenants::TenantError;
 use crate::catalog::{ListDef, Paging, Pointers};
 use crate::engine::{Pager, error_message};
 use crate::kandji::{ApiPath, KandjiRequest, Tenant, Wait};
@@ -73,8 +74,11 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
         .get(shared.store.as_ref(), conn)
         .await
         .map_err(|e| match e {
-            Some(e) => e.msg,
-            None => "the store could not be read".to_string(),
+            TenantError::Unknown(e) => e.msg,
+            TenantError::Store(e) => {
+                tracing::warn!(connection = conn, error = %e, "inventory sync: cannot read the connection");
+                "the connector's database could not be read".to_string()
+            }
         })?;
     let started_at = now();
     let calls_before = calls(shared, conn);
