@@ -292,7 +292,9 @@ pub async fn run_with(
         )));
     }
     let label = p.card.def.id.as_str();
-    let (status, headers, mut body, records, count) = match (&p.variant.list, &p.variant.pick) {
+    // A `pick` that matched nothing: the connector's own 404, with its message as the error.
+    let mut not_found = None;
+    let (status, headers, body, records, count) = match (&p.variant.list, &p.variant.pick) {
         (Some(list), pick) => {
             let mut pager = Pager::new(p.request.clone(), list.clone());
             pager.label = label.to_string();
@@ -347,11 +349,12 @@ pub async fn run_with(
                 (None, Some(pick)) => match picked {
                     Some(r) => (last.status, last.headers, r, None, None),
                     None => {
-                        let msg = pick
-                            .not_found
-                            .clone()
-                            .unwrap_or_else(|| "No record matched exactly".into());
-                        (404, last.headers, Value::String(msg), None, None)
+                        not_found = Some(
+                            pick.not_found
+                                .clone()
+                                .unwrap_or_else(|| "No record matched exactly".into()),
+                        );
+                        (404, last.headers, Value::Null, None, None)
                     }
                 },
                 (None, None) => {
@@ -374,10 +377,7 @@ pub async fn run_with(
             (resp.status, resp.headers, body, None, None)
         }
     };
-    let error = (status >= 400).then(|| error_message(status, &body));
-    if status >= 400 && body.is_string() && p.variant.pick.is_some() && status == 404 {
-        body = Value::Null;
-    }
+    let error = not_found.or_else(|| (status >= 400).then(|| error_message(status, &body)));
     let mut lookups = HashMap::new();
     if status < 500 && ![401, 403, 404, 429].contains(&status) {
         for l in &p.card.def.lookups {
