@@ -16,6 +16,7 @@ const CATALOG: &str = "catalog-only-key-0000000000";
 const INVOKE: &str = "invoke-only-key-00000000000";
 const SECRETS: &str = "invoke-and-secrets-key-0000";
 const ADMIN: &str = "admin-only-key-000000000000";
+const TRUST: &str = "trust-read-only-key-0000000";
 
 async fn scoped_server() -> TestServer {
     TestServer::start_with(SimConfig::default(), |c| {
@@ -26,6 +27,7 @@ async fn scoped_server() -> TestServer {
         c.api_keys
             .push(key(SECRETS, vec![Scope::CardsInvoke, Scope::SecretsRead]));
         c.api_keys.push(key(ADMIN, vec![Scope::Admin]));
+        c.api_keys.push(key(TRUST, vec![Scope::TrustRead]));
     })
     .await
 }
@@ -33,13 +35,11 @@ async fn scoped_server() -> TestServer {
 #[tokio::test]
 async fn each_scope_allows_exactly_its_routes_and_cards() {
     let s = scoped_server().await;
-    let mac = s
-        .sim
-        .tenant()
-        .first_device_of(Platform::Mac.as_str())
-        .unwrap()
-        .device_id
-        .to_string();
+    let (mac, serial) = {
+        let t = s.sim.tenant();
+        let d = t.first_device_of(Platform::Mac.as_str()).unwrap();
+        (d.device_id.to_string(), d.serial_number.to_string())
+    };
     let invoke = |card: &str| {
         (
             Method::POST,
@@ -65,14 +65,30 @@ async fn each_scope_allows_exactly_its_routes_and_cards() {
                 None,
             ),
         ),
+        (
+            "trust",
+            (
+                Method::GET,
+                format!(
+                    "/v1/connections/{}/device-trust?serial_number={serial}",
+                    s.connection
+                ),
+                None,
+            ),
+        ),
     ];
-    // (key, which route groups it may use)
+    // (key, which route groups it may use); the device-trust lookup is also open to cards:invoke,
+    // which can ask the same through the Get Device Trust card.
     let keys = [
         (CATALOG, vec!["catalog"]),
-        (INVOKE, vec!["invoke"]),
-        (SECRETS, vec!["invoke", "secrets"]),
+        (INVOKE, vec!["invoke", "trust"]),
+        (SECRETS, vec!["invoke", "secrets", "trust"]),
         (ADMIN, vec!["admin"]),
-        (API_KEY, vec!["catalog", "invoke", "secrets", "admin"]),
+        (TRUST, vec!["trust"]),
+        (
+            API_KEY,
+            vec!["catalog", "invoke", "secrets", "admin", "trust"],
+        ),
     ];
     for (key, allowed) in &keys {
         for (group, (method, path, body)) in &routes {
@@ -87,6 +103,7 @@ async fn each_scope_allows_exactly_its_routes_and_cards() {
                     "invoke" => "cards:invoke",
                     "secrets" if allowed.contains(&"invoke") => "secrets:read",
                     "secrets" => "cards:invoke",
+                    "trust" => "trust:read",
                     _ => "admin",
                 };
                 assert!(detail.contains(needed), "{key} {path}: {detail}");
@@ -198,7 +215,7 @@ async fn key_files_wrong_secret_key_and_rotation() {
     let keys_file = dir.path().join("keys");
     std::fs::write(
         &keys_file,
-        "# operators\nfile-key-admin-00000000000\nfile-key-catalog-000000000 catalog:read\n",
+        "# operators\nfile-key-admin-00000000000\nfile-key-catalog-000000000 catalog:read\n\n# the device-trust product\nfile-key-trust-0000000000 trust:read  # sign-in checks only\n",
     )
     .unwrap();
     let old_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
@@ -234,6 +251,36 @@ async fn key_files_wrong_secret_key_and_rotation() {
     let r = http
         .get(format!("{url}/v1/connections"))
         .bearer_auth("file-key-catalog-000000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let serial = sim
+        .tenant()
+        .first_device_of(Platform::Mac.as_str())
+        .unwrap()
+        .serial_number
+        .to_string();
+    let trust = |key: &'static str| {
+        http.get(format!(
+            "{url}/v1/connections/{conn}/device-trust?serial_number={serial}"
+        ))
+        .bearer_auth(key)
+        .send()
+    };
+    let r = trust("file-key-trust-0000000000").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["managed"],
+        true
+    );
+    assert_eq!(
+        trust("file-key-catalog-000000000").await.unwrap().status(),
+        403
+    );
+    let r = http
+        .get(format!("{url}/v1/cards"))
+        .bearer_auth("file-key-trust-0000000000")
         .send()
         .await
         .unwrap();

@@ -27,14 +27,19 @@ pub enum Scope {
     SecretsRead,
     /// Manage connections; see and cancel any stream.
     Admin,
+    /// Ask whether a device is managed (`GET /v1/connections/{id}/device-trust`) and nothing
+    /// else: the key to give a sign-in or device-trust product, which must not be able to run
+    /// device actions.
+    TrustRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::CatalogRead,
         Scope::CardsInvoke,
         Scope::SecretsRead,
         Scope::Admin,
+        Scope::TrustRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Scope {
             Scope::CardsInvoke => "cards:invoke",
             Scope::SecretsRead => "secrets:read",
             Scope::Admin => "admin",
+            Scope::TrustRead => "trust:read",
         }
     }
 
@@ -199,15 +205,38 @@ pub fn scope_layer(
     scope: Scope,
 ) -> impl Fn(Request, Next) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
 + Clone {
+    any_scope_layer(vec![scope])
+}
+
+/// A route layer: the caller must hold one of `scopes`; the 403 names the first.
+pub fn any_scope_layer(
+    scopes: Vec<Scope>,
+) -> impl Fn(Request, Next) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
++ Clone {
+    let scopes: Arc<[Scope]> = scopes.into();
     move |req: Request, next: Next| {
+        let scopes = scopes.clone();
         Box::pin(async move {
             let allowed = req
                 .extensions()
                 .get::<Caller>()
-                .is_some_and(|c| c.has(scope));
+                .is_some_and(|c| scopes.iter().any(|s| c.has(*s)));
             if !allowed {
+                let also: Vec<String> = scopes[1..]
+                    .iter()
+                    .map(|s| format!("{:?}", s.as_str()))
+                    .collect();
+                let detail = if also.is_empty() {
+                    format!("this API key lacks the {:?} scope", scopes[0].as_str())
+                } else {
+                    format!(
+                        "this API key lacks the {:?} scope (or {})",
+                        scopes[0].as_str(),
+                        also.join(", ")
+                    )
+                };
                 return Problem::new(StatusCode::FORBIDDEN, "Missing scope")
-                    .detail(format!("this API key lacks the {:?} scope", scope.as_str()))
+                    .detail(detail)
                     .into_response();
             }
             next.run(req).await

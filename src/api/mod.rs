@@ -73,9 +73,12 @@ pub fn router(state: AppState) -> Router {
             ))),
         )
         .merge(
-            trust::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
+            // A key that may run cards may also ask the same question through the Get Device
+            // Trust card, so cards:invoke opens this route too; trust:read opens only this route.
+            trust::routes().route_layer(axum::middleware::from_fn(auth::any_scope_layer(vec![
+                auth::Scope::TrustRead,
                 auth::Scope::CardsInvoke,
-            ))),
+            ]))),
         )
         .merge(
             connections::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
