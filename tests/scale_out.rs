@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 struct Replica {
     url: String,
     http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -35,16 +37,23 @@ impl Replica {
             .expect("replica state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(kandji_connector::serve(
-            state,
-            listener,
-            std::future::pending(),
-        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(kandji_connector::serve(state, listener, async move {
+            let _ = stopped.await;
+        }));
         Replica {
             url,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            stop: Some(stop),
+            served: Some(served),
             _dir: dir,
         }
+    }
+
+    /// A graceful shutdown, as on SIGTERM.
+    async fn shut_down(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.served.take().unwrap().await.unwrap().unwrap();
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -409,6 +418,8 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
     let a = Replica {
         url: a_url,
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        stop: None,
+        served: None,
         _dir: tempfile::tempdir().unwrap(),
     };
     // B: in-process, same schema, same secret key, same stream settings.
@@ -554,4 +565,135 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
         "{duplicates} duplicates, more than the in-flight window ({bound})"
     );
     drop(child);
+}
+
+/// Kandji `/devices` list pages that started a sweep (offset 0, the sync's page size).
+fn sweeps(sim: &SimHandle) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| {
+            r.path == "/api/v1/devices"
+                && r.query_pairs().contains(&("offset".into(), "0".into()))
+                && r.query_pairs().contains(&("limit".into(), "300".into()))
+        })
+        .count()
+}
+
+async fn inventory(r: &Replica, conn: &str) -> Value {
+    let (status, body) = r
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{conn}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["inventory"].clone()
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One replica at a time pages through Kandji for a connection's inventory; the other loads
+/// each completed sync from the store and answers device-trust lookups from it without calling
+/// Kandji. Turning the sync on through one replica reaches the other; when the syncing replica
+/// shuts down, the other takes over at once.
+#[tokio::test]
+async fn replicas_share_one_inventory_sync() {
+    let Some(pg) = PgSchema::new("replicas_share_one_inventory_sync").await else {
+        return;
+    };
+    const DEVICES: usize = 700; // three pages
+    let sim = sim(DEVICES).await;
+    let (a, b) = two(&pg, |c| {
+        c.trust.interval = Duration::from_millis(1_000);
+    })
+    .await;
+    let conn = connect(&a, &sim).await;
+    let (status, body) = a
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/connections/{conn}"),
+            // A budget that lets a sweep take milliseconds, so sweeps are counted per interval.
+            Some(json!({"inventory_sync": true, "requests_per_hour": 3_600_000})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // B learns of the change by itself and both hold every device.
+    for r in [&a, &b] {
+        eventually(
+            "both replicas hold the inventory",
+            Duration::from_secs(20),
+            async || inventory(r, &conn).await["devices"] == DEVICES,
+        )
+        .await;
+    }
+    let states = [
+        inventory(&a, &conn).await["state"].clone(),
+        inventory(&b, &conn).await["state"].clone(),
+    ];
+    assert!(
+        states.contains(&json!("following")),
+        "one replica follows: {states:?}"
+    );
+
+    // Over several intervals, one sweep an interval between them, not one each.
+    sim.clear_requests();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let n = sweeps(&sim);
+    assert!(
+        (2..=6).contains(&n),
+        "{n} sweeps in 4.5 intervals by two replicas (one replica syncing: about 4-5; both: about 9)"
+    );
+
+    // A change in Kandji reaches both replicas' answers, with no live lookup.
+    let serial = {
+        let mut t = sim.tenant_mut();
+        let i = (0..t.devices.len())
+            .find(|&i| t.devices[i].platform == kandji_connector::simulator::Platform::Mac)
+            .unwrap();
+        t.devices[i].mdm_enabled = false;
+        t.touch();
+        t.devices[i].serial_number.to_string()
+    };
+    let trust_path = format!("/v1/connections/{conn}/device-trust?serial_number={serial}");
+    for r in [&a, &b] {
+        eventually(
+            "both replicas see the change",
+            Duration::from_secs(10),
+            async || {
+                let (status, body) = r.send(reqwest::Method::GET, &trust_path, None).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["source"], "inventory", "{body}");
+                body["managed"] == false
+            },
+        )
+        .await;
+    }
+    let live = sim
+        .requests()
+        .iter()
+        .filter(|r| r.query_pairs().iter().any(|(k, _)| k == "serial_number"))
+        .count();
+    assert_eq!(live, 0, "lookups were answered from the inventory");
+
+    // The syncing replica shuts down (releasing its lease): the other takes over within about
+    // a quarter interval, far sooner than the lease's expiry (interval + 60 s).
+    let syncing_is_a = inventory(&a, &conn).await["state"] != "following";
+    let (mut leaving, staying) = if syncing_is_a { (a, b) } else { (b, a) };
+    leaving.shut_down().await;
+    sim.clear_requests();
+    eventually(
+        "the other replica syncs",
+        Duration::from_secs(10),
+        async || sweeps(&sim) >= 1 && inventory(&staying, &conn).await["state"] != "following",
+    )
+    .await;
+    drop(leaving);
 }

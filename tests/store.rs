@@ -719,3 +719,38 @@ async fn inventory_round_trip(db: TestDb) {
             .is_empty()
     );
 }
+
+both!(inventory_sync_lease);
+async fn inventory_sync_lease(db: TestDb) {
+    use std::time::Duration;
+    let (cipher, _) = TokenCipher::generate();
+    let a = db.open(&cipher).await.unwrap();
+    let b = db.open(&cipher).await.unwrap();
+    let c = a.create_connection(new_conn("lease", "tok")).await.unwrap();
+    let long = Duration::from_secs(60);
+    if db.pg.is_none() {
+        // One process per SQLite file: the lease is always this process's.
+        assert!(a.inventory_lease(&c.id, long).await.unwrap());
+        assert!(b.inventory_lease(&c.id, long).await.unwrap());
+        return;
+    }
+    // Two replicas: one holder at a time; the holder renews; a release hands over at once.
+    assert!(a.inventory_lease(&c.id, long).await.unwrap());
+    assert!(!b.inventory_lease(&c.id, long).await.unwrap());
+    assert!(a.inventory_lease(&c.id, long).await.unwrap());
+    b.inventory_lease_release(&c.id).await.unwrap(); // not B's: changes nothing
+    assert!(!b.inventory_lease(&c.id, long).await.unwrap());
+    a.inventory_lease_release(&c.id).await.unwrap();
+    assert!(b.inventory_lease(&c.id, long).await.unwrap());
+    assert!(!a.inventory_lease(&c.id, long).await.unwrap());
+    // A lease not renewed lapses, and the other replica takes it.
+    b.inventory_lease_release(&c.id).await.unwrap();
+    assert!(
+        a.inventory_lease(&c.id, Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    assert!(!b.inventory_lease(&c.id, long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(b.inventory_lease(&c.id, long).await.unwrap());
+}

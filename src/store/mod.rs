@@ -293,6 +293,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets a connection's inventory and sync record (the sync was turned off).
     async fn inventory_clear(&self, connection: &str) -> Result<(), StoreError>;
+
+    /// Takes or renews, for `ttl`, the right to sync this connection's inventory from Kandji;
+    /// `false` while another replica holds it (that replica's syncs are then loaded from the
+    /// store). A store used by one process only always grants it.
+    async fn inventory_lease(&self, _connection: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives the lease up (at shutdown or when the sync is turned off), if this replica holds it.
+    async fn inventory_lease_release(&self, _connection: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// How long a stream's lease lasts without a checkpoint renewing it (PostgreSQL; a single
     /// SQLite process needs no leases). Set once at start-up, from the stream configuration.
     fn set_stream_lease(&self, _lease: Duration) {}

@@ -841,6 +841,32 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn inventory_lease(&self, connection: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let granted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO inventory_leases AS l (connection_id, owner, expires_at) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (connection_id) DO UPDATE \
+             SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE l.owner = excluded.owner OR l.expires_at < now() \
+             RETURNING owner",
+        )
+        .bind(connection)
+        .bind(&self.replica)
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(granted.is_some())
+    }
+
+    async fn inventory_lease_release(&self, connection: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM inventory_leases WHERE connection_id = $1 AND owner = $2")
+            .bind(connection)
+            .bind(&self.replica)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

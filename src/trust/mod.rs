@@ -8,6 +8,11 @@
 //! lookup is live. When Kandji cannot be reached, a lookup is answered from the index, marked
 //! stale, with `kandji_available: false`.
 //!
+//! Several replicas on one PostgreSQL database share the work: one replica at a time holds a
+//! connection's sync lease and pages through Kandji; the others follow, loading each completed
+//! sync from the store. Every few seconds each replica reconciles which connections keep an
+//! inventory with the store, so turning the sync on or off through one replica reaches all.
+//!
 //! "Managed" means enrolled (Kandji lists the device), MDM enabled, and neither missing nor
 //! removed.
 
@@ -160,7 +165,8 @@ pub enum LookupError {
 /// What `GET /v1/connections/{id}` shows of a connection's inventory.
 #[derive(Debug, Clone, Serialize)]
 pub struct InventoryStatus {
-    /// `syncing`, `idle`, `waiting_for_budget` or `failing`.
+    /// `syncing`, `idle`, `waiting_for_budget`, `failing`, or `following` (another replica
+    /// syncs; this one loads its results from the store).
     pub state: &'static str,
     pub devices: usize,
     /// Heap bytes of the in-memory index (estimated from its allocations).
@@ -205,6 +211,7 @@ enum Phase {
     Syncing,
     WaitingForBudget,
     Failing,
+    Following,
 }
 
 struct SyncState {
@@ -289,6 +296,7 @@ impl Inventory {
                 Phase::Syncing => "syncing",
                 Phase::WaitingForBudget => "waiting_for_budget",
                 Phase::Failing => "failing",
+                Phase::Following => "following",
             },
             devices,
             index_bytes,
@@ -313,10 +321,45 @@ pub struct Trust {
     shared: Arc<Shared>,
     inventories: RwLock<HashMap<String, Arc<Inventory>>>,
     tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Serialises enabling, disabling and reconciling, so a reconcile that read the store
+    /// before a change cannot undo it.
+    membership: tokio::sync::Mutex<()>,
+    reconciler: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Rows read from the store at a time when an inventory is loaded.
 const LOAD_BATCH: u32 = 5_000;
+
+/// How often each replica checks which connections keep an inventory (another replica may have
+/// turned a sync on or off).
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// A connection's inventory as the store holds it, as of its last completed sync `last`.
+async fn load_index(
+    store: &dyn Store,
+    connection: &str,
+    last: Option<&InventorySync>,
+) -> Result<Index, StoreError> {
+    let mut idx = Index::default();
+    let mut after: Option<String> = None;
+    loop {
+        let rows = store
+            .inventory_devices(connection, after.as_deref(), LOAD_BATCH)
+            .await?;
+        let full = rows.len() == LOAD_BATCH as usize;
+        after = rows.last().map(|r| r.serial_key.clone());
+        for mut d in rows {
+            // Every row left after a completed sync was seen by it.
+            if let Some(l) = last {
+                d.last_seen = d.last_seen.max(l.started_at);
+            }
+            idx.upsert(&d);
+        }
+        if !full {
+            return Ok(idx);
+        }
+    }
+}
 
 impl Trust {
     /// Loads the inventory of every connection with `inventory_sync` on and starts their syncs.
@@ -334,13 +377,52 @@ impl Trust {
             }),
             inventories: RwLock::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
+            membership: tokio::sync::Mutex::new(()),
+            reconciler: Mutex::new(None),
         });
-        for c in trust.shared.store.list_connections().await? {
-            if c.inventory_sync {
-                trust.enable(&c.id).await?;
+        trust.reconcile().await?;
+        let weak = Arc::downgrade(&trust);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RECONCILE_EVERY).await;
+                let Some(trust) = weak.upgrade() else { return };
+                if let Err(e) = trust.reconcile().await {
+                    tracing::warn!(error = %e, "device trust: cannot read which connections keep an inventory");
+                }
             }
-        }
+        });
+        *trust.reconciler.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(trust)
+    }
+
+    /// Keeps an inventory for exactly the connections whose `inventory_sync` is on in the store
+    /// (turned on or off through another replica). Stopping here forgets only this replica's
+    /// copy: the replica that turned the sync off cleared the store.
+    async fn reconcile(&self) -> Result<(), StoreError> {
+        let _guard = self.membership.lock().await;
+        let wanted: Vec<String> = self
+            .shared
+            .store
+            .list_connections()
+            .await?
+            .into_iter()
+            .filter(|c| c.inventory_sync)
+            .map(|c| c.id)
+            .collect();
+        let held: Vec<String> = self
+            .inventories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in held.iter().filter(|id| !wanted.contains(id)) {
+            self.stop(id).await;
+        }
+        for id in wanted.iter().filter(|id| !held.contains(id)) {
+            self.enable_locked(id).await?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &TrustConfig {
@@ -357,6 +439,11 @@ impl Trust {
 
     /// Starts keeping a connection's inventory: loads what the store has, then syncs.
     pub async fn enable(&self, connection: &str) -> Result<(), StoreError> {
+        let _guard = self.membership.lock().await;
+        self.enable_locked(connection).await
+    }
+
+    async fn enable_locked(&self, connection: &str) -> Result<(), StoreError> {
         if self.inventory(connection).is_some() {
             return Ok(());
         }
@@ -364,26 +451,7 @@ impl Trust {
         let store = &self.shared.store;
         let last = store.inventory_last_sync(connection).await?;
         let inv = Arc::new(Inventory::new(connection, last.clone()));
-        let mut after: Option<String> = None;
-        loop {
-            let rows = store
-                .inventory_devices(connection, after.as_deref(), LOAD_BATCH)
-                .await?;
-            let full = rows.len() == LOAD_BATCH as usize;
-            after = rows.last().map(|r| r.serial_key.clone());
-            let mut idx = inv.index_mut();
-            for mut d in rows {
-                // Every row left after a completed sync was seen by it.
-                if let Some(l) = &last {
-                    d.last_seen = d.last_seen.max(l.started_at);
-                }
-                idx.upsert(&d);
-            }
-            drop(idx);
-            if !full {
-                break;
-            }
-        }
+        *inv.index_mut() = load_index(store.as_ref(), connection, last.as_ref()).await?;
         tracing::info!(
             connection,
             devices = inv.index().len(),
@@ -406,15 +474,18 @@ impl Trust {
 
     /// Stops the sync and forgets the inventory (memory and store).
     pub async fn disable(&self, connection: &str) -> Result<(), StoreError> {
+        let _guard = self.membership.lock().await;
         self.stop(connection).await;
         self.shared.store.inventory_clear(connection).await
     }
 
     /// Starts over with an empty inventory (the connection now names another tenant).
     pub async fn reset(&self, connection: &str) -> Result<(), StoreError> {
-        self.disable(connection).await?;
+        let _guard = self.membership.lock().await;
+        self.stop(connection).await;
+        self.shared.store.inventory_clear(connection).await?;
         self.shared.tenants.invalidate(connection);
-        self.enable(connection).await
+        self.enable_locked(connection).await
     }
 
     async fn stop(&self, connection: &str) {
@@ -430,11 +501,23 @@ impl Trust {
         if let Some(task) = task {
             task.abort();
             let _ = task.await;
+            // Let another replica take over at once rather than when the lease expires.
+            if let Err(e) = self.shared.store.inventory_lease_release(connection).await {
+                tracing::warn!(connection, error = %e, "could not give up the inventory sync lease");
+            }
         }
     }
 
     /// Stops every sync (at shutdown; each resumes with a fresh sync at the next start).
     pub async fn shutdown(&self) {
+        if let Some(task) = self
+            .reconciler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         let ids: Vec<String> = self
             .tasks
             .lock()

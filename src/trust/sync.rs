@@ -11,6 +11,11 @@
 //! The sync shares the connection's budget: it spaces its own requests to use at most
 //! `budget_share` of the connection's rate, and pauses while less than `budget_reserve` of the
 //! hour's budget is left, so cards and streams keep working while it runs.
+//!
+//! Only the replica holding the connection's sync lease (see `Store::inventory_lease`) sweeps;
+//! the others follow: every quarter interval they try the lease (so one takes over within
+//! about a quarter interval of the lease expiring, when the holder stopped renewing it) and
+//! otherwise reload the inventory from the store when a newer sync completed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,16 +43,29 @@ const WRITE_BATCH: usize = 2_000;
 /// The client's counts label of sync requests.
 pub const SYNC_LABEL: &str = "inventory_sync";
 
-/// Runs syncs until the task is aborted.
+/// How long a sync lease lasts without renewal: a sweep renews it as it goes, and the holder
+/// takes it again before its next sweep, so it only lapses when the holder stopped.
+fn lease_ttl(interval: Duration) -> Duration {
+    interval + Duration::from_secs(60)
+}
+
+/// Runs syncs (or follows another replica's) until the task is aborted.
 pub(super) async fn run(shared: Arc<Shared>, inv: Arc<Inventory>) {
     let interval = shared.config.interval;
+    let ttl = lease_ttl(interval);
     let mut failures: u32 = 0;
     loop {
         let started = Instant::now();
-        let wait = match sweep(&shared, &inv).await {
-            Ok(()) => {
+        let conn = inv.connection_id.as_str();
+        let round = match shared.store.inventory_lease(conn, ttl).await {
+            Ok(true) => sweep(&shared, &inv, ttl).await.map(|()| interval),
+            Ok(false) => follow(&shared, &inv).await.map(|()| interval / 4),
+            Err(e) => Err(format!("the sync lease could not be read: {e}")),
+        };
+        let wait = match round {
+            Ok(every) => {
                 failures = 0;
-                interval.saturating_sub(started.elapsed())
+                every.saturating_sub(started.elapsed())
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -66,8 +84,47 @@ pub(super) async fn run(shared: Arc<Shared>, inv: Arc<Inventory>) {
     }
 }
 
+/// Another replica holds the sync lease: load its latest completed sync from the store, if this
+/// replica has not yet.
+async fn follow(shared: &Shared, inv: &Inventory) -> Result<(), String> {
+    let conn = inv.connection_id.as_str();
+    let store = shared.store.as_ref();
+    let last = store
+        .inventory_last_sync(conn)
+        .await
+        .map_err(|e| format!("the store could not be read: {e}"))?;
+    let have = inv
+        .state()
+        .last
+        .as_ref()
+        .map(|l| (l.started_at, l.finished_at));
+    if let Some(l) = last
+        .as_ref()
+        .filter(|l| Some((l.started_at, l.finished_at)) != have)
+    {
+        let idx = super::load_index(store, conn, Some(l))
+            .await
+            .map_err(|e| format!("the store could not be read: {e}"))?;
+        let devices = idx.len();
+        *inv.index_mut() = idx;
+        // The sync that stored it reached Kandji.
+        inv.set_available(true);
+        inv.state().last = last.clone();
+        tracing::debug!(
+            connection = conn,
+            devices,
+            "inventory loaded from another replica's sync"
+        );
+    }
+    let mut st = inv.state();
+    st.phase = Phase::Following;
+    st.current = None;
+    st.last_error = None;
+    Ok(())
+}
+
 /// One full pass over Kandji's device list.
-async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
+async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), String> {
     let conn = inv.connection_id.as_str();
     let tenant = shared
         .tenants
@@ -110,7 +167,19 @@ async fn sweep(shared: &Shared, inv: &Inventory) -> Result<(), String> {
     // failed write the store is behind the index, so this sync writes every device it sees.
     let rewrite_all = inv.store_behind.load(Ordering::Relaxed);
     let mut unwritten: Vec<InventoryDevice> = Vec::new();
+    let mut renewed = Instant::now();
     while !pager.is_done() {
+        if renewed.elapsed() > ttl / 3 {
+            renewed = Instant::now();
+            match shared.store.inventory_lease(conn, ttl).await {
+                Ok(true) => {}
+                // Waiting for budget outlasted the lease and another replica took over: let it.
+                Ok(false) => return Err("another replica took over the sync".into()),
+                Err(e) => {
+                    tracing::warn!(connection = conn, error = %e, "could not renew the inventory sync lease")
+                }
+            }
+        }
         let batch = if unwritten.len() >= WRITE_BATCH {
             std::mem::take(&mut unwritten)
         } else {
