@@ -122,24 +122,9 @@ async fn recovers(s: &TestServer) {
 
 #[tokio::test]
 async fn a_database_outage_is_a_clear_503_and_the_connector_recovers_by_itself() {
-    let Some(pg) = PgSchema::new("a_database_outage_is_a_clear_503").await else {
+    let Some((s, proxy, pg)) = start("a_database_outage_is_a_clear_503").await else {
         return;
     };
-    let direct = url::Url::parse(&pg.url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        direct.host_str().unwrap(),
-        direct.port().unwrap_or(5432)
-    );
-    let proxy = Proxy::start(target).await;
-    let mut proxied = direct.clone();
-    proxied.set_host(Some("127.0.0.1")).unwrap();
-    proxied.set_port(Some(proxy.addr.port())).unwrap();
-    let proxied = proxied.to_string();
-
-    let s =
-        TestServer::start_with(SimConfig::default(), |c| c.database_url = proxied.clone()).await;
-    assert_eq!(s.get("/readyz").await.status, 200);
     let device = s.sim.tenant().first_device_of("Mac").unwrap().device_id;
 
     proxy.cut(false);
