@@ -697,3 +697,74 @@ async fn replicas_share_one_inventory_sync() {
     .await;
     drop(leaving);
 }
+
+/// The sync turned off through the replica that follows: the syncing replica stops within its
+/// reconcile period and nothing of the inventory is left in the database (no device, no sync
+/// record, no lease), even though the syncing replica kept writing until it learnt of the change.
+#[tokio::test]
+async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
+    let Some(pg) = PgSchema::new("turning_the_sync_off_through_a_follower").await else {
+        return;
+    };
+    let sim = sim(700).await;
+    let (a, b) = two(&pg, |c| {
+        c.trust.interval = Duration::from_millis(300);
+    })
+    .await;
+    let conn = connect(&a, &sim).await;
+    let patch = |on: bool| json!({"inventory_sync": on, "requests_per_hour": 3_600_000});
+    let (status, body) = a
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/connections/{conn}"),
+            Some(patch(true)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for r in [&a, &b] {
+        eventually(
+            "both replicas hold the inventory",
+            Duration::from_secs(20),
+            async || inventory(r, &conn).await["devices"] == 700,
+        )
+        .await;
+    }
+    let follower = if inventory(&a, &conn).await["state"] == "following" {
+        &a
+    } else {
+        &b
+    };
+    let (status, body) = follower
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/connections/{conn}"),
+            Some(patch(false)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for r in [&a, &b] {
+        eventually(
+            "both replicas drop the inventory",
+            Duration::from_secs(10),
+            async || inventory(r, &conn).await.is_null(),
+        )
+        .await;
+    }
+    // Give a sweep that was running its chance to write, then look at the tables.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let raw = pg.raw().await;
+    for table in ["inventory_devices", "inventory_syncs", "inventory_leases"] {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE connection_id = $1"
+        )))
+        .bind(&conn)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        assert_eq!(
+            n, 0,
+            "{table} still holds rows of a connection whose sync is off"
+        );
+    }
+    raw.close().await;
+}

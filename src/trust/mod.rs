@@ -417,7 +417,23 @@ impl Trust {
             .cloned()
             .collect();
         for id in held.iter().filter(|id| !wanted.contains(id)) {
+            // Another replica turned the sync off and cleared the store; if this replica was the
+            // one syncing, it may have written since: clear again once its sync has stopped.
+            let was_syncing = self
+                .inventory(id)
+                .is_some_and(|inv| inv.state().phase != Phase::Following);
             self.stop(id).await;
+            if was_syncing {
+                let still_off = self
+                    .shared
+                    .store
+                    .get_connection(id)
+                    .await?
+                    .is_some_and(|c| !c.inventory_sync);
+                if still_off {
+                    self.shared.store.inventory_clear(id).await?;
+                }
+            }
         }
         for id in wanted.iter().filter(|id| !held.contains(id)) {
             self.enable_locked(id).await?;
