@@ -1,7 +1,11 @@
 //! Streaming result sets end to end: the real server, the simulated tenant and a real callback
 //! receiver, all on 127.0.0.1. The SIGKILL test runs the real binary.
+//!
+//! The delivery tests run on both stores (`both!`: `name::sqlite` and `name::postgres`; the
+//! PostgreSQL half says it was skipped without KANDJI_CONNECTOR_TEST_POSTGRES_URL).
 
 mod common;
+mod pg_support;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -312,8 +316,27 @@ fn kandji_queries(server: &TestServer, path_suffix: &str) -> Vec<String> {
         .collect()
 }
 
-async fn server_with(devices: usize) -> TestServer {
-    TestServer::start_with(
+/// Which store a test's server uses: SQLite (a temporary file), or PostgreSQL at this URL.
+struct Db(Option<String>);
+
+/// A test server on `db`'s store.
+async fn start_on(
+    db: &Db,
+    sim: SimConfig,
+    tweak: impl FnOnce(&mut kandji_connector::config::Config),
+) -> TestServer {
+    TestServer::start_with(sim, |c| {
+        if let Some(url) = &db.0 {
+            c.database_url = url.clone();
+        }
+        tweak(c)
+    })
+    .await
+}
+
+async fn server_with(db: &Db, devices: usize) -> TestServer {
+    start_on(
+        db,
         SimConfig {
             devices,
             ..SimConfig::default()
@@ -323,14 +346,36 @@ async fn server_with(devices: usize) -> TestServer {
     .await
 }
 
+/// Runs `$name(db: Db)` on SQLite (`$name::sqlite`) and on PostgreSQL (`$name::postgres`).
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Db(None)).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(pg) =
+                    super::pg_support::PgSchema::new(concat!(stringify!($name), "::postgres")).await
+                {
+                    super::$name(super::Db(Some(pg.url()))).await;
+                    drop(pg);
+                }
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 
+both!(all_four_list_cards_stream_every_record_once_signed);
 /// All four list cards stream every record exactly once, in Kandji's order, signed, with the
 /// helper state; the devices stream pages through Kandji with its largest page.
-#[tokio::test]
-async fn all_four_list_cards_stream_every_record_once_signed() {
-    let server = server_with(1000).await;
+async fn all_four_list_cards_stream_every_record_once_signed(db: Db) {
+    let server = server_with(&db, 1000).await;
     let receiver = Receiver::start().await;
     let ade_token = server.sim.tenant().ade_integrations[0].id.to_string();
     let cases = [
@@ -451,11 +496,12 @@ async fn all_four_list_cards_stream_every_record_once_signed() {
     );
 }
 
+both!(newer_list_cards_stream_every_record);
 /// The newer list cards stream too: every record their "First 300" result set returns, in the
 /// same order and normalised the same way (users across several cursor pages).
-#[tokio::test]
-async fn newer_list_cards_stream_every_record() {
-    let server = TestServer::start_with(
+async fn newer_list_cards_stream_every_record(db: Db) {
+    let server = start_on(
+        &db,
         SimConfig {
             devices: 200,
             users_page_size: 40,
@@ -579,10 +625,10 @@ async fn newer_list_cards_stream_every_record() {
     }
 }
 
+both!(records_are_normalised_like_first_result_sets);
 /// Records are normalised as the "First" result sets normalise them.
-#[tokio::test]
-async fn records_are_normalised_like_first_result_sets() {
-    let server = server_with(20).await;
+async fn records_are_normalised_like_first_result_sets(db: Db) {
+    let server = server_with(&db, 20).await;
     let receiver = Receiver::start().await;
     let first = server
         .outputs(
@@ -611,11 +657,11 @@ async fn records_are_normalised_like_first_result_sets() {
     }
 }
 
+both!(failed_attempts_are_retried_with_the_same_webhook_id);
 /// 500s, 429s (with Retry-After) and timeouts are retried until delivered, with the same
 /// webhook-id on every attempt.
-#[tokio::test]
-async fn failed_attempts_are_retried_with_the_same_webhook_id() {
-    let server = server_with(30).await;
+async fn failed_attempts_are_retried_with_the_same_webhook_id(db: Db) {
+    let server = server_with(&db, 30).await;
     let receiver = Receiver::start().await;
     receiver.script(
         3,
@@ -678,11 +724,11 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id() {
     assert_eq!(failures.body["failures"], json!([]));
 }
 
+both!(refused_records_are_counted_and_listed);
 /// 410 and other 4xx are permanent: counted, listed with the callback's answer, not retried;
 /// a redirect is a failure too and is not followed.
-#[tokio::test]
-async fn refused_records_are_counted_and_listed() {
-    let server = server_with(12).await;
+async fn refused_records_are_counted_and_listed(db: Db) {
+    let server = server_with(&db, 12).await;
     let receiver = Receiver::start().await;
     receiver.script(2, vec![Answer::Status(410, "this helper flow was deleted")]);
     receiver.script(6, vec![Answer::Redirect]);
@@ -737,11 +783,11 @@ async fn refused_records_are_counted_and_listed() {
     assert_eq!(r.body["next_after"], Value::Null);
 }
 
+both!(record_limit_is_exact);
 /// `record_limit` is exact: N records and no more are fetched and delivered; 0 streams none;
 /// a negative limit is refused.
-#[tokio::test]
-async fn record_limit_is_exact() {
-    let server = server_with(400).await;
+async fn record_limit_is_exact(db: Db) {
+    let server = server_with(&db, 400).await;
     let receiver = Receiver::start().await;
     let opts = |limit: Value| json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}, "record_limit": limit});
 
@@ -816,11 +862,11 @@ async fn record_limit_is_exact() {
     assert_eq!(r.problem(422), vec!["options.helper_flow"]);
 }
 
+both!(cancel_stops_deliveries);
 /// After `DELETE /v1/streams/{id}` answers, no callback starts; the stream is `cancelled` and
 /// counts exactly what the receiver accepted.
-#[tokio::test]
-async fn cancel_stops_deliveries() {
-    let server = server_with(600).await;
+async fn cancel_stops_deliveries(db: Db) {
+    let server = server_with(&db, 600).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
     let id = start_stream(&server, "list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
@@ -891,10 +937,11 @@ async fn cancel_stops_deliveries() {
     r.problem(404);
 }
 
+both!(running_streams_are_capped);
 /// A connector runs at most `max_running` streams; more are refused with 429 until one ends.
-#[tokio::test]
-async fn running_streams_are_capped() {
-    let server = TestServer::start_with(
+async fn running_streams_are_capped(db: Db) {
+    let server = start_on(
+        &db,
         SimConfig {
             devices: 300,
             ..SimConfig::default()
