@@ -324,7 +324,7 @@ async fn invoke_inner(
     Ok((StatusCode::OK, json!({ "outputs": outputs })))
 }
 
-/// The connection's tenant; `Err(Some(field error))` when unknown, `Err(None)` when the store failed.
+/// The connection's tenant, through the short-lived cache.
 pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, TenantError> {
     app.tenants.get(app.store.as_ref(), connection).await
 }
