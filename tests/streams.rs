@@ -1059,13 +1059,15 @@ async fn forbidden_callback_urls_are_refused_before_anything_is_sent() {
     assert!(!r.body.to_string().contains("not*base64"));
 }
 
+both!(helper_flow_stays_secret);
 /// The helper flow's URL (which may carry a token) and secret are neither returned nor stored
 /// in the clear; another API key cannot see the stream.
-#[tokio::test]
-async fn helper_flow_stays_secret() {
+async fn helper_flow_stays_secret(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("secret.db");
-    let db_url = format!("sqlite://{}?mode=rwc", db.display());
+    let file = dir.path().join("secret.db");
+    let db_url =
+        db.0.clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", file.display()));
     let server = TestServer::start_with(
         SimConfig {
             devices: 5,
@@ -1128,11 +1130,18 @@ async fn helper_flow_stays_secret() {
     anon.problem(401);
 
     server.state.store.close().await;
-    let mut bytes = std::fs::read(&db).unwrap();
-    for ext in ["-wal", "-shm"] {
-        bytes.extend(std::fs::read(dir.path().join(format!("secret.db{ext}"))).unwrap_or_default());
-    }
-    let text = String::from_utf8_lossy(&bytes);
+    let text = match &db.0 {
+        None => {
+            let mut bytes = std::fs::read(&file).unwrap();
+            for ext in ["-wal", "-shm"] {
+                bytes.extend(
+                    std::fs::read(dir.path().join(format!("secret.db{ext}"))).unwrap_or_default(),
+                );
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Some(url) => postgres_text(url).await,
+    };
     assert!(text.contains(&id), "the scan reads the database");
     for secret in [
         "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -1141,6 +1150,34 @@ async fn helper_flow_stays_secret() {
     ] {
         assert!(!text.contains(secret), "{secret} stored in the clear");
     }
+}
+
+/// Every row of every table of the test's PostgreSQL schema, as text.
+async fn postgres_text(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        tables.len() > 3,
+        "the scan sees the connector's tables: {tables:?}"
+    );
+    let mut text = String::new();
+    for (table,) in tables {
+        let (rows,): (Option<String>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT string_agg(t::text, E'\\n') FROM \"{table}\" t"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        text.push_str(&rows.unwrap_or_default());
+        text.push('\n');
+    }
+    pool.close().await;
+    text
 }
 
 // ---------------------------------------------------------------------------------------------
