@@ -134,7 +134,7 @@ async fn a_database_outage_is_a_clear_503_and_the_connector_recovers_by_itself()
     let r = s.get("/readyz").await;
     r.problem(503);
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(8),
         "readyz took {:?}",
         started.elapsed()
     );
@@ -187,8 +187,8 @@ async fn a_database_that_stops_answering_is_a_bounded_503_not_a_hang() {
     r.problem(503);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(1_500) && waited < Duration::from_secs(4),
-        "readyz waited {waited:?}, not about its 2 s"
+        waited >= Duration::from_millis(1_500) && waited < Duration::from_secs(8),
+        "readyz waited {waited:?}: its own 2 s, plus slack for a loaded CI machine"
     );
     assert_eq!(s.get("/healthz").await.status, 200);
 
@@ -198,7 +198,7 @@ async fn a_database_that_stops_answering_is_a_bounded_503_not_a_hang() {
     r.problem(503);
     assert_eq!(r.headers["retry-after"], "5");
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(20),
         "took {:?}",
         started.elapsed()
     );
