@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// A file holding the secret key (e.g. a container secret).
     #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
-    /// Requests per second each API key may send (sustained).
+    /// Requests per second each API key may send (sustained), unless its entry sets `rate=N`.
     #[arg(
         long,
         env = "KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND",

@@ -66,11 +66,12 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         streams,
         trust,
         resolvers,
-        api_keys: config.api_keys,
         inbound_limit: api::auth::InboundLimit::new(
             config.rate_limit_per_second,
             config.rate_limit_burst,
+            &config.api_keys,
         ),
+        api_keys: config.api_keys,
         max_concurrent_requests: config.max_concurrent_requests.max(1),
         tenants: api::tenants::TenantCache::default(),
         max_body_bytes: config.max_body_bytes,

@@ -131,6 +131,9 @@ async fn abuse_limits_refuse_clearly_and_keep_serving_others() {
         c.api_keys.push(ApiKey::all(&SecretString::from(
             "second-key-0000000000000".to_string(),
         )));
+        // A key with its own, higher limit (e.g. a device-trust product at sign-in rates).
+        c.api_keys
+            .push(ApiKey::parse_entry("fast-key-00000000000000 rate=1000").unwrap());
     })
     .await;
     // Oversized body.
@@ -170,6 +173,20 @@ async fn abuse_limits_refuse_clearly_and_keep_serving_others() {
         )
         .await;
     assert_eq!(other.status, 200);
+    for _ in 0..20 {
+        let r = s
+            .send(
+                Method::GET,
+                "/v1/cards",
+                None,
+                Some("fast-key-00000000000000"),
+            )
+            .await;
+        assert_eq!(
+            r.status, 200,
+            "a key with rate=1000 is held to its own limit"
+        );
+    }
     assert_eq!(
         s.send(Method::GET, "/healthz", None, None).await.status,
         200

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -57,17 +57,21 @@ impl Scope {
     }
 }
 
-/// A configured API key: its secret (only its digest is compared) and its scopes.
+/// A configured API key: its secret (only its digest is compared), its scopes, and its own
+/// inbound rate if it has one (else the configured default applies).
 #[derive(Clone)]
 pub struct ApiKey {
     digest: [u8; 32],
     pub scopes: Vec<Scope>,
+    /// Requests per second (sustained; bursts of twice that), from `rate=N` in its entry.
+    pub rate_per_second: Option<u32>,
 }
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiKey")
             .field("scopes", &self.scopes)
+            .field("rate_per_second", &self.rate_per_second)
             .finish_non_exhaustive()
     }
 }
@@ -82,10 +86,12 @@ impl ApiKey {
         Self {
             digest: Sha256::digest(secret.expose_secret().as_bytes()).into(),
             scopes,
+            rate_per_second: None,
         }
     }
 
-    /// Parses `KEY` (every scope) or `KEY scope scope…` (space-separated). Never echoes the key.
+    /// Parses `KEY` (every scope) or `KEY scope scope…` (space-separated), optionally with
+    /// `rate=N` (this key's own limit, N requests a second). Never echoes the key.
     pub fn parse_entry(entry: &str) -> Result<Self, String> {
         let mut parts = entry.split_whitespace();
         let secret = parts.next().ok_or("an empty entry")?;
@@ -93,7 +99,17 @@ impl ApiKey {
             return Err("every key must be at least 16 characters".into());
         }
         let mut scopes = Vec::new();
+        let mut rate = None;
         for s in parts {
+            if let Some(n) = s.strip_prefix("rate=") {
+                if rate.is_some() {
+                    return Err("rate= given twice".into());
+                }
+                rate = Some(n.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("rate={n:?} must be a whole number of requests a second, at least 1")
+                })?);
+                continue;
+            }
             scopes.push(Scope::parse(s).ok_or_else(|| {
                 format!(
                     "unknown scope {s:?} (scopes: {})",
@@ -104,10 +120,9 @@ impl ApiKey {
         if scopes.is_empty() {
             scopes = Scope::ALL.to_vec();
         }
-        Ok(Self::with_scopes(
-            &SecretString::from(secret.to_string()),
-            scopes,
-        ))
+        let mut key = Self::with_scopes(&SecretString::from(secret.to_string()), scopes);
+        key.rate_per_second = rate;
+        Ok(key)
     }
 }
 
@@ -144,14 +159,29 @@ impl Caller {
     }
 }
 
-/// Per-key inbound rate limit (governor's keyed GCRA; one limiter, keyed after authentication).
-pub struct InboundLimit(DefaultKeyedRateLimiter<String>);
+/// Per-key inbound rate limit: one governor GCRA limiter per configured key, checked after
+/// authentication (the key is only known then), in the order of the configured keys.
+pub struct InboundLimit(Vec<DefaultDirectRateLimiter>);
 
 impl InboundLimit {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero"))
-            .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"));
-        Self(RateLimiter::keyed(quota))
+    /// One limiter per configured key (in the order of `keys`): the key's own `rate=N` (bursts
+    /// of 2N), else `per_second` with `burst`.
+    pub fn new(per_second: u32, burst: u32, keys: &[ApiKey]) -> Self {
+        let quota = |per_second: u32, burst: u32| {
+            Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("non-zero"))
+                .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"))
+        };
+        Self(
+            keys.iter()
+                .map(|k| {
+                    let q = match k.rate_per_second {
+                        Some(n) => quota(n, n.saturating_mul(2)),
+                        None => quota(per_second, burst),
+                    };
+                    RateLimiter::direct(q)
+                })
+                .collect(),
+        )
     }
 }
 
@@ -174,17 +204,18 @@ pub async fn require_api_key(
     };
     // Compare digests so the comparison takes the same time whatever the lengths.
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    let mut found: Option<&ApiKey> = None;
-    for key in app.api_keys.iter() {
+    let mut found: Option<usize> = None;
+    for (i, key) in app.api_keys.iter().enumerate() {
         if bool::from(key.digest.ct_eq(&digest)) {
-            found = Some(key);
+            found = Some(i);
         }
     }
-    let Some(key) = found else {
+    let Some(index) = found else {
         return Problem::unauthorized("the API key is not valid").into_response();
     };
+    let key = &app.api_keys[index];
     let key_id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    if let Err(not_until) = app.inbound_limit.0.check_key(&key_id) {
+    if let Err(not_until) = app.inbound_limit.0[index].check() {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
         ));
@@ -245,3 +276,41 @@ pub fn any_scope_layer(
 }
 
 pub type SharedKeys = Arc<Vec<ApiKey>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_take_scopes_and_an_optional_rate() {
+        let k = ApiKey::parse_entry("0123456789abcdefXYZ").unwrap();
+        assert_eq!(k.scopes, Scope::ALL.to_vec());
+        assert_eq!(k.rate_per_second, None);
+        let k = ApiKey::parse_entry("0123456789abcdefXYZ trust:read rate=5000").unwrap();
+        assert_eq!(k.scopes, vec![Scope::TrustRead]);
+        assert_eq!(k.rate_per_second, Some(5000));
+        // rate= alone keeps every scope.
+        let k = ApiKey::parse_entry("0123456789abcdefXYZ rate=20").unwrap();
+        assert_eq!(k.scopes, Scope::ALL.to_vec());
+        assert_eq!(k.rate_per_second, Some(20));
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong_without_the_key() {
+        for (entry, says) in [
+            ("0123456789abcdefXYZ rate=0", "at least 1"),
+            ("0123456789abcdefXYZ rate=fast", "whole number"),
+            ("0123456789abcdefXYZ rate=-3", "whole number"),
+            ("0123456789abcdefXYZ rate=5 rate=6", "twice"),
+            ("0123456789abcdefXYZ cards:write", "unknown scope"),
+            ("short rate=5", "at least 16"),
+        ] {
+            let e = ApiKey::parse_entry(entry).unwrap_err();
+            assert!(e.contains(says), "{entry}: {e}");
+            assert!(
+                !e.contains("0123456789abcdefXYZ") && !e.contains("short"),
+                "{e}"
+            );
+        }
+    }
+}
