@@ -1,11 +1,10 @@
 //! Kandji connections (tenants): their records and encrypted API tokens.
 
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::{ColumnIndex, Encode, Executor, Type};
+use secrecy::SecretString;
 
-use super::sql::{Backend, Col, Opt, SqlStore, Ts};
-use super::{StoreError, new_connection_id, now};
+use super::StoreError;
+use super::sql::Ts;
 
 /// A Kandji tenant the connector can talk to. The API token is deliberately
 /// not part of it; fetch it with [`ConnectionStore::connection_token`].
@@ -82,14 +81,15 @@ pub trait ConnectionStore: Send + Sync {
 }
 
 /// The columns of a [`ConnectionRow`], for `concat!` (sqlx takes only `&'static str` queries).
-macro_rules! columns {
+macro_rules! connection_columns {
     () => {
         "id, name, api_url, requests_per_hour, inventory_sync, created_at, updated_at"
     };
 }
+pub(super) use connection_columns;
 
 #[derive(sqlx::FromRow)]
-struct ConnectionRow {
+pub(super) struct ConnectionRow {
     id: String,
     name: String,
     api_url: String,
@@ -120,132 +120,145 @@ impl TryFrom<ConnectionRow> for Connection {
     }
 }
 
-#[async_trait::async_trait]
-impl<DB: Backend> ConnectionStore for SqlStore<DB>
-where
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'a> &'a str: Type<DB> + Encode<'a, DB> + ColumnIndex<DB::Row>,
-    usize: ColumnIndex<DB::Row>,
-    String: Col<DB>,
-    i64: Col<DB>,
-    i32: Col<DB>,
-    bool: Col<DB>,
-    Ts: Col<DB>,
-{
-    async fn create_connection(&self, new: NewConnection) -> Result<Connection, StoreError> {
-        let id = new_connection_id();
-        let at = now();
-        let cipher = self.cipher.read().await;
-        let ciphertext = cipher.encrypt(&id, new.api_token.expose_secret());
-        sqlx::query(
-            "INSERT INTO connections \
-             (id, name, api_url, token_ciphertext, requests_per_hour, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(id.as_str())
-        .bind(new.name.as_str())
-        .bind(new.api_url.as_str())
-        .bind(ciphertext)
-        .bind(Opt(new.requests_per_hour.map(i64::from)))
-        .bind(Ts(at))
-        .execute(&self.pool)
-        .await?;
-        drop(cipher);
-        Ok(Connection {
-            id,
-            name: new.name,
-            api_url: new.api_url,
-            requests_per_hour: new.requests_per_hour,
-            inventory_sync: false,
-            created_at: at,
-            updated_at: at,
-        })
-    }
+/// `impl ConnectionStore for SqlStore<$db>` (see `sql.rs` for why a macro).
+macro_rules! connection_store {
+    ($db:ty) => {
+        const _: () = {
+            use secrecy::{ExposeSecret, SecretString};
 
-    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        let rows: Vec<ConnectionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM connections ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(Connection::try_from).collect()
-    }
+            use $crate::store::connections::{
+                Connection, ConnectionPatch, ConnectionRow, ConnectionStore, NewConnection,
+                connection_columns,
+            };
+            use $crate::store::sql::{SqlStore, Ts};
+            use $crate::store::{StoreError, new_connection_id, now};
 
-    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        let row: Option<ConnectionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM connections WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(Connection::try_from).transpose()
-    }
+            #[async_trait::async_trait]
+            impl ConnectionStore for SqlStore<$db> {
+                async fn create_connection(
+                    &self,
+                    new: NewConnection,
+                ) -> Result<Connection, StoreError> {
+                    let id = new_connection_id();
+                    let at = now();
+                    let cipher = self.cipher.read().await;
+                    let ciphertext = cipher.encrypt(&id, new.api_token.expose_secret());
+                    sqlx::query(
+                        "INSERT INTO connections (id, name, api_url, token_ciphertext, \
+                         requests_per_hour, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    )
+                    .bind(&id)
+                    .bind(&new.name)
+                    .bind(&new.api_url)
+                    .bind(ciphertext)
+                    .bind(new.requests_per_hour.map(i64::from))
+                    .bind(Ts(at))
+                    .execute(&self.pool)
+                    .await?;
+                    drop(cipher);
+                    Ok(Connection {
+                        id,
+                        name: new.name,
+                        api_url: new.api_url,
+                        requests_per_hour: new.requests_per_hour,
+                        inventory_sync: false,
+                        created_at: at,
+                        updated_at: at,
+                    })
+                }
 
-    async fn connection_token(&self, id: &str) -> Result<Option<SecretString>, StoreError> {
-        let cipher = self.cipher.read().await;
-        let ciphertext: Option<String> =
-            sqlx::query_scalar("SELECT token_ciphertext FROM connections WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        match ciphertext {
-            None => Ok(None),
-            Some(c) => Ok(Some(cipher.decrypt(id, &c)?)),
-        }
-    }
+                async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+                    let rows: Vec<ConnectionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        connection_columns!(),
+                        " FROM connections ORDER BY created_at, id"
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.into_iter().map(Connection::try_from).collect()
+                }
 
-    async fn update_connection(
-        &self,
-        id: &str,
-        patch: ConnectionPatch,
-    ) -> Result<Option<Connection>, StoreError> {
-        if patch.is_empty() {
-            return self.get_connection(id).await;
-        }
-        let cipher = self.cipher.read().await;
-        let ciphertext = patch
-            .api_token
-            .as_ref()
-            .map(|t| cipher.encrypt(id, t.expose_secret()));
-        let (set_rph, rph) = match patch.requests_per_hour {
-            Some(v) => (true, v.map(i64::from)),
-            None => (false, None),
+                async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+                    let row: Option<ConnectionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        connection_columns!(),
+                        " FROM connections WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(Connection::try_from).transpose()
+                }
+
+                async fn connection_token(
+                    &self,
+                    id: &str,
+                ) -> Result<Option<SecretString>, StoreError> {
+                    let cipher = self.cipher.read().await;
+                    let ciphertext: Option<String> = sqlx::query_scalar(
+                        "SELECT token_ciphertext FROM connections WHERE id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    match ciphertext {
+                        None => Ok(None),
+                        Some(c) => Ok(Some(cipher.decrypt(id, &c)?)),
+                    }
+                }
+
+                async fn update_connection(
+                    &self,
+                    id: &str,
+                    patch: ConnectionPatch,
+                ) -> Result<Option<Connection>, StoreError> {
+                    if patch.is_empty() {
+                        return self.get_connection(id).await;
+                    }
+                    let cipher = self.cipher.read().await;
+                    let ciphertext = patch
+                        .api_token
+                        .as_ref()
+                        .map(|t| cipher.encrypt(id, t.expose_secret()));
+                    let (set_rph, rph) = match patch.requests_per_hour {
+                        Some(v) => (true, v.map(i64::from)),
+                        None => (false, None),
+                    };
+                    // One statement, so there is no read-modify-write race. A NULL keeps a field.
+                    let row: Option<ConnectionRow> = sqlx::query_as(concat!(
+                        "UPDATE connections \
+                         SET name = COALESCE($1, name), api_url = COALESCE($2, \
+                         api_url), token_ciphertext = COALESCE($3, token_ciphertext), \
+                         inventory_sync = COALESCE($4, inventory_sync), \
+                         requests_per_hour = CASE WHEN $5 THEN $6 ELSE \
+                         requests_per_hour END, updated_at = $7 \
+                         WHERE id = $8 RETURNING ",
+                        connection_columns!()
+                    ))
+                    .bind(patch.name)
+                    .bind(patch.api_url)
+                    .bind(ciphertext)
+                    .bind(patch.inventory_sync)
+                    .bind(set_rph)
+                    .bind(rph)
+                    .bind(Ts(now()))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    drop(cipher);
+                    row.map(Connection::try_from).transpose()
+                }
+
+                async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+                    let done = sqlx::query("DELETE FROM connections WHERE id = $1")
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+            }
         };
-        // One statement, so there is no read-modify-write race. A NULL keeps a field.
-        let row: Option<ConnectionRow> = sqlx::query_as(concat!(
-            "UPDATE connections SET \
-             name = COALESCE($1, name), \
-             api_url = COALESCE($2, api_url), \
-             token_ciphertext = COALESCE($3, token_ciphertext), \
-             inventory_sync = COALESCE($4, inventory_sync), \
-             requests_per_hour = CASE WHEN $5 THEN $6 ELSE requests_per_hour END, \
-             updated_at = $7 \
-             WHERE id = $8 RETURNING ",
-            columns!()
-        ))
-        .bind(Opt(patch.name))
-        .bind(Opt(patch.api_url))
-        .bind(Opt(ciphertext))
-        .bind(Opt(patch.inventory_sync))
-        .bind(set_rph)
-        .bind(Opt(rph))
-        .bind(Ts(now()))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        drop(cipher);
-        row.map(Connection::try_from).transpose()
-    }
-
-    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM connections WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(DB::rows_affected(&done) > 0)
-    }
+    };
 }
+pub(super) use connection_store;

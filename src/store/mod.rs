@@ -5,12 +5,13 @@
 //! need no imports.
 //!
 //! Two backends: SQLite (the default, one process) and PostgreSQL (any number of replicas).
-//! They share one body (`sql.rs`, generic over sqlx's `Database`); each backend's module holds
-//! only what really differs: opening and migrations, a few statements, how timestamps are
-//! stored, and its [`Coordination`], which has no default methods.
+//! They share one body (`sql.rs` and each concern's file: every statement, binding and row
+//! mapping written once); each backend's module holds only what really differs: opening and
+//! migrations, a few statements and locks, how timestamps are stored, and its
+//! [`Coordination`], which has no default methods.
 //!
-//! A new concern is a new file with its data types, its trait and its `impl` for the shared
-//! body, one more supertrait of [`Store`] (and of the prelude), and a migration per backend.
+//! A new concern is a new file with its data types, its trait and its body for the SQL
+//! backends, one more supertrait of [`Store`], and a migration per backend.
 //!
 //! Kandji API tokens (and helper flows and idempotent answers) are encrypted at rest with
 //! [`TokenCipher`]. A key-check value in the `meta` table detects, at [`open`], a secret key
@@ -39,7 +40,8 @@ pub use streams::{
     DeliveryFailure, NewStream, Stream, StreamCheckpoint, StreamJob, StreamState, StreamStore,
 };
 
-/// Persistence for the connector: every concern, on one database.
+/// Persistence for the connector: every concern, on one database. A backend implements each
+/// concern trait, then says `impl Store for … {}`; leaving one out does not compile.
 pub trait Store:
     Lifecycle
     + ConnectionStore
@@ -50,19 +52,6 @@ pub trait Store:
     + Send
     + Sync
     + 'static
-{
-}
-
-impl<T> Store for T where
-    T: Lifecycle
-        + ConnectionStore
-        + StreamStore
-        + IdempotencyStore
-        + InventoryStore
-        + Coordination
-        + Send
-        + Sync
-        + 'static
 {
 }
 

@@ -22,8 +22,8 @@ use sqlx::postgres::{
 };
 use sqlx::{ConnectOptions, Decode, Encode, Type};
 
-use super::sql::{Backend, Lease, Query, SqlStore, Ts};
-use super::{BudgetTake, Coordination, StoreError, TokenCipher};
+use super::sql::{Backend, Lease, Query, SqlStore, Ts, sql_store};
+use super::{BudgetTake, Coordination, Store, StoreError, TokenCipher};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -33,6 +33,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 pub(super) type PgStore = SqlStore<Postgres>;
+
+sql_store!(Postgres);
+impl Store for PgStore {}
 
 /// This replica's part in leases.
 pub(super) struct Replica {
@@ -68,7 +71,7 @@ pub(super) async fn open(url: &str, cipher: TokenCipher) -> Result<PgStore, Stor
         name: format!("rep_{}", uuid::Uuid::new_v4().simple()),
         stream_lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
     };
-    SqlStore::new(pool, cipher, replica).await
+    PgStore::new(pool, cipher, replica).await
 }
 
 /// Errors from sqlx can quote the URL; never let a password through.
@@ -117,10 +120,6 @@ impl Backend for Postgres {
             Lease::Renew => q.bind(replica.stream_lease_secs()),
             Lease::Holder => q,
         }
-    }
-
-    fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
-        done.rows_affected()
     }
 }
 

@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Decode, Encode, Sqlite, Type};
 
-use super::sql::{Backend, Lease, Query, SqlStore, Ts};
-use super::{BudgetTake, Coordination, StoreError, TokenCipher};
+use super::sql::{Backend, Lease, Query, SqlStore, Ts, sql_store};
+use super::{BudgetTake, Coordination, Store, StoreError, TokenCipher};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -27,6 +27,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 8;
 
 pub(super) type SqliteStore = SqlStore<Sqlite>;
+
+sql_store!(Sqlite);
+impl Store for SqliteStore {}
 
 /// Opens (creating it if the URL allows) the database, migrates it and checks the key.
 pub(super) async fn open(url: &str, cipher: TokenCipher) -> Result<SqliteStore, StoreError> {
@@ -60,7 +63,7 @@ pub(super) async fn open(url: &str, cipher: TokenCipher) -> Result<SqliteStore, 
         pool.close().await;
         return Err(e.into());
     }
-    SqlStore::new(pool, cipher, ()).await
+    SqliteStore::new(pool, cipher, ()).await
 }
 
 /// Splits a `sqlite:` URL into its database part and its `mode` parameter.
@@ -100,10 +103,6 @@ impl Backend for Sqlite {
 
     fn bind_lease<'q>(q: Query<'q, Self>, _: &(), _: Lease) -> Query<'q, Self> {
         q
-    }
-
-    fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
-        done.rows_affected()
     }
 }
 
