@@ -174,3 +174,63 @@ impl Coordination for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{SecondsFormat, TimeZone};
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::store::{ConnectionStore, NewConnection};
+
+    #[tokio::test]
+    async fn timestamps_are_rfc3339_text_with_microseconds_and_bad_ones_are_errors() {
+        let (cipher, _) = TokenCipher::generate();
+        let store = open("sqlite::memory:", cipher).await.unwrap();
+        let c = store
+            .create_connection(NewConnection {
+                name: "acme".into(),
+                api_url: "https://acme.api.kandji.io".into(),
+                api_token: SecretString::from("t".repeat(36)),
+                requests_per_hour: None,
+            })
+            .await
+            .unwrap();
+        let (created, updated): (String, String) =
+            sqlx::query_as("SELECT created_at, updated_at FROM connections WHERE id = $1")
+                .bind(&c.id)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        // The format earlier versions wrote, so existing files keep sorting and comparing.
+        assert_eq!(
+            created,
+            c.created_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+        assert_eq!(created.len(), "2025-01-02T03:04:05.123456Z".len());
+        assert_eq!(updated, created);
+
+        let set = |at: &'static str| {
+            sqlx::query("UPDATE connections SET updated_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(c.id.clone())
+        };
+        set("2025-01-02T03:04:05.123456Z")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let read = store.get_connection(&c.id).await.unwrap().unwrap();
+        let expected = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap()
+            + chrono::Duration::microseconds(123_456);
+        assert_eq!(read.updated_at, expected);
+
+        set("yesterday").execute(&store.pool).await.unwrap();
+        match store.get_connection(&c.id).await {
+            Err(StoreError::Db(msg)) => assert!(
+                msg.contains("invalid timestamp in database: \"yesterday\""),
+                "{msg}"
+            ),
+            other => panic!("expected a database error, got {other:?}"),
+        }
+    }
+}
