@@ -409,3 +409,56 @@ impl ServeArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let key = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1leGFjdGx5ISE=";
+        let cli = Cli::try_parse_from([
+            "kandji-connector",
+            "--api-keys",
+            "api-key-0123456789abcdef catalog:read",
+            "--secret-key",
+            key,
+            "--database-url",
+            "postgres://app:hunter2-pw@db.internal/connector",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.serve);
+        for secret in ["api-key-0123456789abcdef", key, "hunter2-pw", "db.internal"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let config = cli.serve.into_config().unwrap();
+        assert_eq!(config.api_keys.len(), 1);
+        assert_eq!(
+            config.database_url,
+            "postgres://app:hunter2-pw@db.internal/connector"
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
+    }
+
+    #[test]
+    fn the_default_database_url_is_the_documented_one() {
+        let cli = Cli::try_parse_from(["kandji-connector"]).unwrap();
+        assert_eq!(cli.serve.database_url.expose_secret(), DEFAULT_DATABASE_URL);
+        let readme = include_str!("../README.md");
+        assert!(
+            readme.contains(&format!(
+                "| `KANDJI_CONNECTOR_DATABASE_URL` | `{DEFAULT_DATABASE_URL}` |"
+            )),
+            "the README's table does not give {DEFAULT_DATABASE_URL} as the default"
+        );
+    }
+}

@@ -224,3 +224,164 @@ pub async fn log_problems(req: Request, next: Next) -> Response {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    /// What the log middleware wrote while `routes` answered `path`, with the response.
+    fn logged(routes: Router, path: &str) -> (Response, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let app = routes.layer(axum::middleware::from_fn(log_problems));
+        let resp = tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(app.oneshot(Request::get(path).body(Body::empty()).unwrap()))
+                .unwrap()
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (resp, text)
+    }
+
+    async fn body(resp: Response) -> String {
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_server_error_is_logged_once_with_its_cause_which_the_caller_never_sees() {
+        let routes = Router::new().route(
+            "/x",
+            get(|| async {
+                Err::<(), Problem>(StoreError::Db("disk I/O error on page 7".into()).into())
+            }),
+        );
+        let (resp, log) = logged(routes, "/x");
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = block(body(resp));
+        assert!(!body.contains("disk I/O"), "{body}");
+        assert_eq!(log.matches("disk I/O error on page 7").count(), 1, "{log}");
+        let line = log.lines().find(|l| l.contains("disk I/O")).unwrap();
+        assert!(
+            line.contains("ERROR") && line.contains("Internal error"),
+            "{line}"
+        );
+        assert!(
+            line.contains("status=500") && line.contains("path=\"/x\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_store_is_503_with_retry_after_and_logged_as_an_error() {
+        let routes = Router::new().route(
+            "/x",
+            get(|| async {
+                Err::<(), Problem>(StoreError::Unavailable("pool timed out".into()).into())
+            }),
+        );
+        let (resp, log) = logged(routes, "/x");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        let body: serde_json::Value = serde_json::from_str(&block(body(resp))).unwrap();
+        assert_eq!(body["title"], "Store unavailable");
+        let line = log.lines().find(|l| l.contains("pool timed out")).unwrap();
+        assert!(line.contains("ERROR"), "{line}");
+    }
+
+    #[test]
+    fn a_refusal_is_logged_below_error_level() {
+        let routes = Router::new().route(
+            "/x",
+            get(|| async {
+                Err::<(), Problem>(Problem::invalid(vec![FieldError::new(
+                    &["inputs", "device_id"],
+                    "is required",
+                    "required",
+                )]))
+            }),
+        );
+        let (resp, log) = logged(routes, "/x");
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!log.contains("ERROR"), "{log}");
+        let line = log.lines().find(|l| l.contains("Invalid request")).unwrap();
+        assert!(
+            line.contains("DEBUG") && line.contains("status=422"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_failure_behind_a_good_answer_is_logged_and_the_answer_stands() {
+        let routes = Router::new().route(
+            "/x",
+            get(|| async {
+                let mut resp = (StatusCode::OK, "fine").into_response();
+                resp.extensions_mut().insert(UnshownFailure {
+                    what: "the idempotency record could not be saved",
+                    cause: "database is locked".into(),
+                });
+                resp
+            }),
+        );
+        let (resp, log) = logged(routes, "/x");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(block(body(resp)), "fine");
+        let line = log
+            .lines()
+            .find(|l| l.contains("database is locked"))
+            .unwrap();
+        assert!(
+            line.contains("ERROR") && line.contains("idempotency record could not be saved"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_success_logs_nothing() {
+        let routes = Router::new().route("/x", get(|| async { "fine" }));
+        let (resp, log) = logged(routes, "/x");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(log.is_empty(), "{log}");
+    }
+}

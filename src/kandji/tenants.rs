@@ -81,3 +81,56 @@ impl TenantCache {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::*;
+    use crate::store::{ConnectionPatch, NewConnection, TokenCipher};
+
+    #[tokio::test]
+    async fn serves_from_the_cache_until_invalidated_and_clones_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = crate::store::open(&url, TokenCipher::generate().0)
+            .await
+            .unwrap();
+        let conn = store
+            .create_connection(NewConnection {
+                name: "t".into(),
+                api_url: "https://accuhive.api.kandji.io".into(),
+                api_token: SecretString::from("token-one"),
+                requests_per_hour: Some(60),
+            })
+            .await
+            .unwrap();
+        let cache = TenantCache::new(store.clone());
+        let other = cache.clone();
+        let t = cache.get(&conn.id).await.unwrap();
+        assert_eq!(t.token.expose_secret(), "token-one");
+        assert_eq!(t.requests_per_hour, 60);
+        let patch = ConnectionPatch {
+            api_token: Some(SecretString::from("token-two")),
+            ..Default::default()
+        };
+        store.update_connection(&conn.id, patch).await.unwrap();
+        // Within its lifetime the cache answers without reading the store.
+        let t = other.get(&conn.id).await.unwrap();
+        assert_eq!(t.token.expose_secret(), "token-one");
+        // One invalidation reaches every clone.
+        cache.invalidate(&conn.id);
+        let t = other.get(&conn.id).await.unwrap();
+        assert_eq!(t.token.expose_secret(), "token-two");
+        assert!(matches!(
+            cache.get("conn_missing").await,
+            Err(TenantError::Unknown)
+        ));
+        store.delete_connection(&conn.id).await.unwrap();
+        cache.invalidate(&conn.id);
+        assert!(matches!(
+            other.get(&conn.id).await,
+            Err(TenantError::Unknown)
+        ));
+    }
+}
