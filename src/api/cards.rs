@@ -12,10 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Caller, Scope};
-use super::openapi::{
-    BadRequest, InFlight, InternalError, KandjiTimeout, KandjiUnreachable, NotFound,
-    PayloadTooLarge,
-};
+use super::openapi::{BudgetSpent, InFlight, InternalError, KandjiTimeout, KandjiUnreachable};
 use super::{AppJson, AppState};
 use crate::catalog::{Card, ResultSetKind};
 use crate::engine;
@@ -204,7 +201,6 @@ struct CardId(
             "status_code": {"title": "Status Code", "type": "integer", "description": "HTTP status Kandji answered with"},
         }},
     })),
-    (status = 404, response = NotFound),
 ))]
 async fn get_card(
     State(app): State<AppState>,
@@ -321,7 +317,7 @@ struct IdempotencyKey {
 ///
 /// List cards take `options.result_set`, one of the card's `result_sets` ids. A result set of kind `stream` (e.g. List Devices' `stream_matching_records`, List Blueprints' `stream_all_records`; `GET /v1/cards/{id}` shows each card's) also takes `options.helper_flow` (`{"url", "secret": "whsec_…", "state"}`, see `HelperFlow`) and `options.record_limit` (absent: every record; 0: none), and is answered at once with 202 and the stream's id and `status_url` (also in `Location`). The stream then POSTs each record to `helper_flow.url` as `{"stream_id", "index", "record", "state"}` with Standard Webhooks headers (`webhook-id` stable per record, `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA256>` when a secret was given); see `GET /v1/streams/{id}`. The callback URL must be https unless its host or network is listed in `KANDJI_CONNECTOR_CALLBACK_ALLOW`, and may not be or resolve to a loopback, private, link-local or otherwise non-public address (422 at `options.helper_flow.url`, before anything is sent).
 ///
-/// Each request to Kandji draws on the connection's hourly budget (`requests_per_hour`); when none is available within a short wait, the invocation stops there with 429 and `Retry-After`. Safe requests (GETs) are retried on transient failures and on Kandji's 429; commands are not re-sent after a 5xx or a timeout.
+/// Each request to Kandji draws on the connection's hourly budget (`requests_per_hour`); when none is available within a short wait, the invocation stops there with 429 and `Retry-After`. A stream result set is also refused with 429 while `KANDJI_CONNECTOR_MAX_STREAMS` streams run. Safe requests (GETs) are retried on transient failures and on Kandji's 429; commands are not re-sent after a 5xx or a timeout.
 ///
 /// The response of a card that returns secrets (`returns_secrets: true`, e.g. a lock PIN or a FileVault recovery key) carries `Cache-Control: no-store`.
 ///
@@ -408,12 +404,10 @@ struct IdempotencyKey {
                 "status_url": "/v1/streams/str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
             }),
         ),
-        (status = 400, response = BadRequest),
         (status = 404, description = "No card has this id.", body = ProblemBody, content_type = "application/problem+json", example = json!({
             "type": "about:blank", "title": "Not found", "status": 404, "detail": "no card \"lock_devices\"",
         })),
         (status = 409, response = InFlight),
-        (status = 413, response = PayloadTooLarge),
         (status = 422, description = "The request is invalid; `errors` names every offending field: an unknown `connection` (`loc: [\"connection\"]`), a missing, unknown or ill-typed input (`loc: [\"inputs\", <name>]`) or option (`loc: [\"options\", <name>]`, e.g. an unknown `result_set`), a value that cannot go in Kandji's URL, a body with unknown top-level fields, or an Idempotency-Key that is malformed or was used with another body. Offending values are never echoed back.",
             body = ProblemBody, content_type = "application/problem+json", examples(
                 ("lock_device" = (summary = "lock_device with an unknown connection and no device_id", value = json!({
@@ -431,24 +425,14 @@ struct IdempotencyKey {
                 }))),
             ),
         ),
-        (status = 429, description = "This connection's Kandji request budget (`requests_per_hour`) had no room within the connector's wait bound, so the request was not sent to Kandji. Retry after `Retry-After` seconds; or, for a stream result set, `KANDJI_CONNECTOR_MAX_STREAMS` streams are already running (retry after one finishes or is cancelled); or this API key sends requests faster than its limit.",
-            body = ProblemBody, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds until a retry may succeed.")),
-            example = json!({
-                "type": "about:blank", "title": "Kandji request budget spent", "status": 429,
-                "detail": "this connection's share of the tenant's hourly Kandji quota is used up for now; retry later",
-            }),
-        ),
+        (status = 429, response = BudgetSpent),
         (status = 500, response = InternalError),
         (status = 501, description = "The card needs something this connector cannot do.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 502, response = KandjiUnreachable),
         (status = 503, description = "The connector is shutting down and takes no new stream, or its database cannot be reached (`Store unavailable`); retry after `Retry-After` seconds.",
             body = ProblemBody, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
-            example = json!({
-                "type": "about:blank", "title": "Shutting down", "status": 503,
-                "detail": "the connector is shutting down; start the stream again",
-            }),
+            example = json!({"type": "about:blank", "title": "Shutting down", "status": 503, "detail": "the connector is shutting down; start the stream again"}),
         ),
         (status = 504, response = KandjiTimeout),
     ),

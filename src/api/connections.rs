@@ -11,10 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::openapi::{
-    BadRequest, BudgetSpent, ConnectionInvalid, InternalError, KandjiUnreachable, NotFound,
-    PayloadTooLarge,
-};
+use super::openapi::{BudgetSpent, ConnectionInvalid, InternalError, KandjiUnreachable};
 use super::{AppJson, AppState};
 use crate::error::{FieldError, Problem};
 use crate::kandji::{ApiBaseUrl, ApiPath, BudgetReport, KandjiError, KandjiRequest, Tenant};
@@ -29,7 +26,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// A registered Kandji tenant. Its API token is write-only and never part of a response.
 #[derive(Serialize, ToSchema)]
-#[schema(as = Connection)]
+#[schema(as = Connection, example = json!({
+        "id": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
+        "name": "Accuhive production",
+        "api_url": "https://accuhive.api.kandji.io",
+        "requests_per_hour": null,
+        "inventory_sync": false,
+        "created_at": "2024-06-01T08:30:00.123456Z",
+        "updated_at": "2024-06-01T08:30:00.123456Z",
+    }))]
 struct View<'a> {
     /// `conn_` followed by a hyphenless UUID v4.
     #[schema(
@@ -250,17 +255,7 @@ async fn verify(
         "api_token": "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
     })),
     responses(
-        (status = 201, description = "The connection was verified and stored.", body = View, example = json!({
-            "id": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
-            "name": "Accuhive production",
-            "api_url": "https://accuhive.api.kandji.io",
-            "requests_per_hour": null,
-            "inventory_sync": false,
-            "created_at": "2024-06-01T08:30:00.123456Z",
-            "updated_at": "2024-06-01T08:30:00.123456Z",
-        })),
-        (status = 400, response = BadRequest),
-        (status = 413, response = PayloadTooLarge),
+        (status = 201, description = "The connection was verified and stored.", body = View),
         (status = 422, response = ConnectionInvalid),
         (status = 429, response = BudgetSpent),
         (status = 500, response = InternalError),
@@ -315,15 +310,7 @@ async fn create(
 ///
 /// Every registered Kandji tenant. Tokens are never returned.
 #[utoipa::path(get, path = "/connections", tag = "connections", operation_id = "listConnections", responses(
-    (status = 200, description = "The connections.", body = ConnectionList, example = json!({"connections": [{
-        "id": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
-        "name": "Accuhive production",
-        "api_url": "https://accuhive.api.kandji.io",
-        "requests_per_hour": null,
-        "inventory_sync": false,
-        "created_at": "2024-06-01T08:30:00.123456Z",
-        "updated_at": "2024-06-01T08:30:00.123456Z",
-    }]})),
+    (status = 200, description = "The connections.", body = ConnectionList),
     (status = 500, response = InternalError),
 ))]
 async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
@@ -353,7 +340,6 @@ async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
         },
         "inventory": null,
     })),
-    (status = 404, response = NotFound),
     (status = 500, response = InternalError),
 ))]
 async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -382,9 +368,6 @@ async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Res
     )),
     responses(
         (status = 200, description = "The changed connection (without its token).", body = View),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
         (status = 422, response = ConnectionInvalid),
         (status = 429, response = BudgetSpent),
         (status = 500, response = InternalError),
@@ -466,7 +449,6 @@ async fn update(
 /// (`unknown_connection`).
 #[utoipa::path(delete, path = "/connections/{id}", tag = "connections", operation_id = "deleteConnection", params(ConnectionId), responses(
     (status = 204, description = "Deleted."),
-    (status = 404, response = NotFound),
     (status = 500, response = InternalError),
 ))]
 async fn remove(

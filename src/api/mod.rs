@@ -4,15 +4,17 @@
 //! 1. Write the handler in its resource's module with `#[utoipa::path(...)]` above it: method,
 //!    path (relative to where the module's routes are nested: `/v1` routes omit `/v1`), tag,
 //!    `operation_id`, a doc comment (first line: summary; the rest: description), params, request
-//!    body and every response (problems through the reusable responses of [`openapi`], e.g.
-//!    `(status = 404, response = NotFound)`). Bodies are `ToSchema` types the handler really
-//!    serialises, so the schemas follow the code.
+//!    body and its responses (problems through the reusable responses of [`openapi`], e.g.
+//!    `(status = 502, response = KandjiUnreachable)`; the 400/401/403/404/413/429/503 that
+//!    every operation of its kind can answer are added by [`openapi::document`]). Bodies are
+//!    `ToSchema` types the handler really serialises, so the schemas follow the code.
 //! 2. Register it in the module's `routes()` with `.routes(routes!(handler))` (handlers of one
 //!    path and several methods: `routes!(get_x, delete_x)`). Never `.route(...)`: `routes!` is
 //!    the only way in, so an undocumented handler does not compile.
-//! 3. A new resource's `routes()` is merged in [`routes`] below, under the scope layer it needs;
-//!    everything under `/v1` gets the API-key layer, and its operations the bearer scheme and the
-//!    401/403/429 responses (added by [`openapi::document`]).
+//! 3. A new resource's `routes()` is merged in `routes_with` below, under the scope layer it
+//!    needs; everything under `/v1` gets the API-key layer (and its operations the bearer
+//!    scheme in the document). A route outside `/v1` (e.g. `/metrics`, a console at `/`) is
+//!    added next to `/healthz` there.
 //! 4. Regenerate the committed document: `cargo run -- openapi > docs/openapi.json` (a test
 //!    fails until it matches).
 //!

@@ -4,8 +4,10 @@
 //! committed; a test fails when it differs (regenerate with
 //! `cargo run -- openapi > docs/openapi.json`). `GET /openapi.json` serves it.
 //!
-//! What is common to every `/v1` operation (the bearer scheme and the 401, 403 and 429 of the
-//! authentication layer) is added here, by the same code that puts the layer on `/v1`.
+//! What is common to operations is added here, unless an operation documents its own: to every
+//! `/v1` operation the bearer scheme and the 401, 403 and 429 of the authentication layer; to
+//! those with a JSON body the extractor's 400 and 413; to those with an `{id}` a 404; to those
+//! that read the store (they document a 500) the 503 `Store unavailable`.
 
 use std::sync::LazyLock;
 
@@ -36,7 +38,7 @@ pub const V1: &str = "/v1";
     components(schemas(super::cards::HelperFlow), responses(
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, ConnectionInvalid,
         BudgetSpent, TooManyRequests, InternalError, KandjiUnreachable, KandjiTimeout, NotReady,
-        StreamFinished, InvalidQuery, InFlight,
+        StreamFinished, InvalidQuery, InFlight, StoreUnavailable,
     )),
     modifiers(&Bearer),
 )]
@@ -73,6 +75,7 @@ impl utoipa::Modify for Bearer {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = super::routes().into_openapi();
     for (path, item) in doc.paths.paths.iter_mut() {
+        let path = path.as_str();
         if !path.starts_with(&format!("{V1}/")) {
             continue;
         }
@@ -89,11 +92,22 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 Vec::<String>::new(),
             )]);
             let responses = &mut op.responses.responses;
-            for (code, name) in [
+            let mut common = vec![
                 ("401", "Unauthorized"),
                 ("403", "Forbidden"),
                 ("429", "TooManyRequests"),
-            ] {
+            ];
+            // What the JSON body extractor refuses.
+            if op.request_body.is_some() {
+                common.extend([("400", "BadRequest"), ("413", "PayloadTooLarge")]);
+            }
+            if path.contains("{id}") {
+                common.push(("404", "NotFound"));
+            }
+            if responses.contains_key("500") {
+                common.push(("503", "StoreUnavailable"));
+            }
+            for (code, name) in common {
                 responses
                     .entry(code.to_string())
                     .or_insert_with(|| utoipa::openapi::Ref::from_response_name(name).into());
@@ -129,39 +143,36 @@ pub async fn serve_document() -> impl IntoResponse {
     )
 }
 
-/// A problem+json response component.
-fn problem(description: &str, example: Option<Value>) -> RefOr<Response> {
-    let mut content = json!({"schema": {"$ref": "#/components/schemas/Problem"}});
-    if let Some(e) = example {
-        content["example"] = e;
+/// A problem+json response component with an example body.
+fn problem(
+    status: u16,
+    title: &str,
+    detail: &str,
+    description: &str,
+    retry_after: Option<&str>,
+) -> RefOr<Response> {
+    let example =
+        json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
+    let content = json!({"schema": {"$ref": "#/components/schemas/Problem"}, "example": example});
+    let mut r =
+        json!({"description": description, "content": {"application/problem+json": content}});
+    if let Some(what) = retry_after {
+        r["headers"] = json!({"Retry-After": {"description": what, "schema": {"type": "integer", "minimum": 1}}});
     }
-    response(json!({
-        "description": description,
-        "content": {"application/problem+json": content},
-    }))
+    response(r)
+}
+
+/// A 422 problem naming one field.
+fn invalid(loc: &[&str], msg: &str, kind: &str) -> Value {
+    json!({
+        "type": "about:blank", "title": "Invalid request", "status": 422,
+        "detail": format!("{}: {msg}", loc.join(".")),
+        "errors": [{"loc": loc, "msg": msg, "type": kind}],
+    })
 }
 
 fn response(v: Value) -> RefOr<Response> {
     RefOr::T(serde_json::from_value(v).expect("a valid response object"))
-}
-
-/// The example body of a problem.
-fn example(status: u16, title: &str, detail: &str) -> Option<Value> {
-    Some(json!({"type": "about:blank", "title": title, "status": status, "detail": detail}))
-}
-
-/// A `Retry-After` header object.
-fn retry_after(v: &mut RefOr<Response>, what: &str) {
-    if let RefOr::T(r) = v {
-        r.headers.insert(
-            "Retry-After".into(),
-            serde_json::from_value(json!({
-                "description": what,
-                "schema": {"type": "integer", "minimum": 1},
-            }))
-            .expect("a valid header object"),
-        );
-    }
 }
 
 /// Reusable responses, referenced as `response = Name` in the operations.
@@ -176,98 +187,41 @@ macro_rules! reusable {
     )*};
 }
 
-const BUDGET_SPENT: &str = "This connection's Kandji request budget (`requests_per_hour`) had no room within the connector's wait bound, so the request was not sent to Kandji. Retry after `Retry-After` seconds.";
-const BUDGET_DETAIL: &str =
-    "this connection's share of the tenant's hourly Kandji quota is used up for now; retry later";
+const NOT_KANDJI: &str = "host \"example.com\" is not a Kandji API host (expected <tenant>.api.kandji.io, <tenant>.api.eu.kandji.io, <tenant>.api.iru.com or similar)";
+const REFUSED: &str =
+    "Kandji refused the token (401): check the token, and that it has the Device list permission";
+const NOT_JSON: &str = "not valid JSON: EOF while parsing an object at line 1 column 15";
 
 reusable! {
-    BadRequest => problem(
-        "The body is not valid JSON, or Kandji's request could not be built.",
-        Some(json!({
-            "type": "about:blank", "title": "Bad request", "status": 400,
-            "detail": "the body is not valid JSON: EOF while parsing an object at line 1 column 15",
-            "errors": [{"loc": ["body"], "msg": "not valid JSON: EOF while parsing an object at line 1 column 15", "type": "json"}],
-        })),
-    );
-    Unauthorized => problem(
-        "No `Authorization: Bearer <key>` header, or the key is not one of the connector's API keys.",
-        example(401, "Unauthorized", "send `Authorization: Bearer <API key>`"),
-    );
-    Forbidden => problem(
-        "The API key lacks the scope this operation needs.",
-        example(403, "Missing scope", "this API key lacks the \"cards:invoke\" scope"),
-    );
-    NotFound => problem(
-        "Nothing has this id.",
-        example(404, "Not found", "no connection \"conn_00000000000000000000000000000000\""),
-    );
-    PayloadTooLarge => problem(
-        "The body exceeds the connector's size limit.",
-        example(413, "Request body too large", "the body must be at most 1048576 bytes"),
-    );
-    ConnectionInvalid => {
-        let invalid = |field: &str, msg: &str, kind: &str| json!({
-            "type": "about:blank", "title": "Invalid request", "status": 422,
-            "detail": format!("{field}: {msg}"),
-            "errors": [{"loc": [field], "msg": msg, "type": kind}],
-        });
-        let not_kandji = "host \"example.com\" is not a Kandji API host (expected <tenant>.api.kandji.io, <tenant>.api.eu.kandji.io, <tenant>.api.iru.com or similar)";
-        let refused = "Kandji refused the token (401): check the token, and that it has the Device list permission";
-        response(json!({
-            "description": "A field is invalid, or Kandji did not accept the URL and token. `errors[].type` says which: `name`, `api_url`, `token`, `range` (`requests_per_hour` below 1), `shape` (unknown field or wrong JSON type), `kandji_auth` (Kandji refused the token with 401/403), `kandji_status` (Kandji answered another error status), `unreachable` (Kandji could not be reached or timed out).",
-            "content": {"application/problem+json": {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-                "examples": {
-                    "token_refused": {"summary": "Kandji refused the token", "value": invalid("api_token", refused, "kandji_auth")},
-                    "bad_url": {"summary": "Not a Kandji API host", "value": invalid("api_url", not_kandji, "api_url")},
-                },
-            }},
-        }))
-    };
-    BudgetSpent => {
-        let mut r = problem(BUDGET_SPENT, example(429, "Kandji request budget spent", BUDGET_DETAIL));
-        retry_after(&mut r, "Seconds until the connection's Kandji request budget has room again.");
-        r
-    };
-    TooManyRequests => {
-        let mut r = problem(
-            "This API key sends requests faster than its limit (KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND, or its own `rate=N`).",
-            example(429, "Too many requests", "this API key is sending requests faster than its limit"),
-        );
-        retry_after(&mut r, "Seconds until this API key may send again.");
-        r
-    };
-    InternalError => problem(
-        "The connector's database failed (the cause is in the connector's log). When it cannot be reached at all, the answer is 503 `Store unavailable` with `Retry-After` instead.",
-        example(500, "Internal error", "the connector's database failed; the cause is in its log"),
-    );
-    KandjiUnreachable => problem(
-        "Kandji could not be reached (connection refused, DNS, TLS, ...) or its answer exceeded the connector's size limit.",
-        example(502, "Kandji could not be reached", "Kandji could not be reached: error sending request"),
-    );
-    KandjiTimeout => problem(
-        "Kandji did not answer within the connector's Kandji timeout. (A request exceeding the connector's overall request timeout also gets 504, with an empty body.)",
-        example(504, "Kandji did not answer in time", "Kandji did not answer within 30s"),
-    );
-    NotReady => {
-        let mut r = problem("The store is unreachable.", example(503, "Not ready", "the store is unreachable"));
-        retry_after(&mut r, "Seconds to wait before probing again.");
-        r
-    };
-    StreamFinished => problem(
-        "The stream has already succeeded or failed.",
-        example(409, "Stream already finished", "the stream str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f has succeeded"),
-    );
-    InvalidQuery => problem(
-        "A query parameter is malformed; `errors` names it.",
-        Some(json!({
-            "type": "about:blank", "title": "Invalid request", "status": 422,
-            "detail": "query.limit: must be between 1 and 500",
-            "errors": [{"loc": ["query", "limit"], "msg": "must be between 1 and 500", "type": "range"}],
-        })),
-    );
-    InFlight => problem(
-        "A request with this Idempotency-Key is still running; retry shortly.",
-        example(409, "Request in progress", "a request with this Idempotency-Key is still running; retry shortly"),
-    );
+    BadRequest => response(json!({
+        "description": "The body is not valid JSON, or Kandji's request could not be built.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "example": {
+            "type": "about:blank", "title": "Bad request", "status": 400, "detail": format!("the body is {NOT_JSON}"),
+            "errors": [{"loc": ["body"], "msg": NOT_JSON, "type": "json"}],
+        }}},
+    }));
+    Unauthorized => problem(401, "Unauthorized", "send `Authorization: Bearer <API key>`", "No `Authorization: Bearer <key>` header, or the key is not one of the connector's API keys.", None);
+    Forbidden => problem(403, "Missing scope", "this API key lacks the \"cards:invoke\" scope", "The API key lacks the scope this operation needs.", None);
+    NotFound => problem(404, "Not found", "no connection \"conn_00000000000000000000000000000000\"", "Nothing has this id.", None);
+    InFlight => problem(409, "Request in progress", "a request with this Idempotency-Key is still running; retry shortly", "A request with this Idempotency-Key is still running; retry shortly.", None);
+    StreamFinished => problem(409, "Stream already finished", "the stream str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f has succeeded", "The stream has already succeeded or failed.", None);
+    PayloadTooLarge => problem(413, "Request body too large", "the body must be at most 1048576 bytes", "The body exceeds the connector's size limit.", None);
+    ConnectionInvalid => response(json!({
+        "description": "A field is invalid, or Kandji did not accept the URL and token. `errors[].type` says which: `name`, `api_url`, `token`, `range` (`requests_per_hour` below 1), `shape` (unknown field or wrong JSON type), `kandji_auth` (Kandji refused the token with 401/403), `kandji_status` (Kandji answered another error status), `unreachable` (Kandji could not be reached or timed out).",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "examples": {
+            "token_refused": {"summary": "Kandji refused the token", "value": invalid(&["api_token"], REFUSED, "kandji_auth")},
+            "bad_url": {"summary": "Not a Kandji API host", "value": invalid(&["api_url"], NOT_KANDJI, "api_url")},
+        }}},
+    }));
+    InvalidQuery => response(json!({
+        "description": "A query parameter is malformed; `errors` names it.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "example": invalid(&["query", "limit"], "must be between 1 and 500", "range")}},
+    }));
+    BudgetSpent => problem(429, "Kandji request budget spent", "this connection's share of the tenant's hourly Kandji quota is used up for now; retry later", "This connection's Kandji request budget (`requests_per_hour`) had no room within the connector's wait bound, so the request was not sent to Kandji. Retry after `Retry-After` seconds.", Some("Seconds until the connection's Kandji request budget has room again."));
+    TooManyRequests => problem(429, "Too many requests", "this API key is sending requests faster than its limit", "This API key sends requests faster than its limit (KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND, or its own `rate=N`).", Some("Seconds until this API key may send again."));
+    InternalError => problem(500, "Internal error", "the connector's database failed; the cause is in its log", "The connector's database failed (the cause is in the connector's log).", None);
+    KandjiUnreachable => problem(502, "Kandji could not be reached", "Kandji could not be reached: error sending request", "Kandji could not be reached (connection refused, DNS, TLS, ...) or its answer exceeded the connector's size limit.", None);
+    StoreUnavailable => problem(503, "Store unavailable", "the connector's database cannot be reached right now; retry later", "The connector's database cannot be reached right now; nothing was sent to Kandji. Retry after `Retry-After` seconds.", Some("Seconds to wait before retrying."));
+    NotReady => problem(503, "Not ready", "the store is unreachable", "The store is unreachable.", Some("Seconds to wait before probing again."));
+    KandjiTimeout => problem(504, "Kandji did not answer in time", "Kandji did not answer within 30s", "Kandji did not answer within the connector's Kandji timeout. (A request exceeding the connector's overall request timeout also gets 504, with an empty body.)", None);
 }

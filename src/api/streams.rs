@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::{Caller, Scope};
-use super::openapi::{InternalError, InvalidQuery, NotFound, StreamFinished};
+use super::openapi::{InternalError, InvalidQuery, StreamFinished};
 use crate::error::{FieldError, Problem};
 use crate::store::{DeliveryFailure, Stream, StreamState};
 
@@ -46,7 +46,22 @@ fn state_schema() -> ObjectBuilder {
 
 /// A stream as the API shows it (never its callback URL, secret or helper state).
 #[derive(Serialize, ToSchema)]
-#[schema(as = Stream)]
+#[schema(as = Stream, example = json!({
+        "id": "str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
+        "status_url": "/v1/streams/str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
+        "card": "list_devices",
+        "connection": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
+        "result_set": "stream_matching_records",
+        "callback": "https://acme.workflows.okta.com",
+        "record_limit": null,
+        "state": "running",
+        "record_count": 12480,
+        "pages_fetched": 42,
+        "failed_deliveries": 1,
+        "started_at": "2024-06-03T09:00:00.000000Z",
+        "finished_at": null,
+        "error": null,
+    }))]
 struct View<'a> {
     #[schema(examples("str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f"))]
     id: &'a str,
@@ -228,23 +243,7 @@ async fn list(
 ///
 /// `record_count` is live while the stream runs in this process.
 #[utoipa::path(get, path = "/streams/{id}", tag = "streams", operation_id = "getStream", params(StreamId), responses(
-    (status = 200, description = "The stream.", body = View, example = json!({
-        "id": "str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
-        "status_url": "/v1/streams/str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
-        "card": "list_devices",
-        "connection": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
-        "result_set": "stream_matching_records",
-        "callback": "https://acme.workflows.okta.com",
-        "record_limit": null,
-        "state": "running",
-        "record_count": 12480,
-        "pages_fetched": 42,
-        "failed_deliveries": 1,
-        "started_at": "2024-06-03T09:00:00.000000Z",
-        "finished_at": null,
-        "error": null,
-    })),
-    (status = 404, response = NotFound),
+    (status = 200, description = "The stream.", body = View),
     (status = 500, response = InternalError),
 ))]
 async fn status(
@@ -263,7 +262,6 @@ async fn status(
 /// answers the same; a finished one, 409.
 #[utoipa::path(delete, path = "/streams/{id}", tag = "streams", operation_id = "cancelStream", params(StreamId), responses(
     (status = 200, description = "The cancelled stream.", body = View),
-    (status = 404, response = NotFound),
     (status = 409, response = StreamFinished),
     (status = 500, response = InternalError),
 ))]
@@ -312,7 +310,6 @@ struct FailuresQuery {
         }],
         "next_after": null,
     })),
-    (status = 404, response = NotFound),
     (status = 422, response = InvalidQuery),
     (status = 500, response = InternalError),
 ))]

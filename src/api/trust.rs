@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::connections::ConnectionId;
-use super::openapi::{BudgetSpent, InternalError, KandjiTimeout, KandjiUnreachable, NotFound};
+use super::openapi::{BudgetSpent, InternalError, KandjiTimeout, KandjiUnreachable};
 use crate::error::{FieldError, Problem, ProblemBody};
 use crate::kandji::TenantError;
 use crate::trust::{SerialNumber, TrustAnswer};
@@ -117,7 +117,6 @@ fn serial_from_query(query: Option<&str>) -> Result<SerialNumber, Problem> {
                 "stale": false,
             }),
         ),
-        (status = 404, response = NotFound),
         (status = 422, description = "`serial_number` is missing or malformed, or the query has another parameter; `errors[].loc` is `[\"query\", name]`.",
             body = ProblemBody, content_type = "application/problem+json", example = json!({
                 "type": "about:blank", "title": "Invalid request", "status": 422,
