@@ -28,7 +28,9 @@ fn settings(text: &str) -> BTreeSet<String> {
 }
 
 fn deploying_section(readme: &str) -> &str {
-    let start = readme.find("\n## Deploying").expect("README has a Deploying section");
+    let start = readme
+        .find("\n## Deploying")
+        .expect("README has a Deploying section");
     let rest = &readme[start + 1..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
     &rest[..end]
@@ -55,9 +57,15 @@ fn the_deploying_section_matches_the_dockerfile_and_the_compose_file() {
     let mut known = settings(&read("src/config.rs"));
     known.extend(settings(&read("src/main.rs")));
 
-    for (file, text) in [("Dockerfile", &dockerfile), ("docker-compose.yml", &compose)] {
+    for (file, text) in [
+        ("Dockerfile", &dockerfile),
+        ("docker-compose.yml", &compose),
+    ] {
         for name in settings(text) {
-            assert!(known.contains(&name), "{file} sets {name}, which the binary does not read");
+            assert!(
+                known.contains(&name),
+                "{file} sets {name}, which the binary does not read"
+            );
             assert!(
                 section.contains(&name),
                 "{file} sets {name}; README's Deploying section does not mention it"
@@ -96,9 +104,16 @@ fn the_deploying_section_matches_the_dockerfile_and_the_compose_file() {
             && let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
             && !name.starts_with(' ')
         {
-            assert!(section.contains(&format!("`{name}`")), "compose service {name}");
+            assert!(
+                section.contains(&format!("`{name}`")),
+                "compose service {name}"
+            );
         }
-        if let Some(port) = line.trim().strip_prefix("- \"").and_then(|p| p.split(':').next()) {
+        if let Some(port) = line
+            .trim()
+            .strip_prefix("- \"")
+            .and_then(|p| p.split(':').next())
+        {
             assert!(section.contains(port), "compose publishes port {port}");
         }
     }
