@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
+use crate::retention::RetentionConfig;
 use crate::store::TokenCipher;
 use crate::streams::{CallbackPolicy, StreamConfig};
 use crate::trust::TrustConfig;
@@ -184,6 +185,10 @@ pub struct ServeArgs {
         default_value_t = 15_000
     )]
     pub stream_lease_ms: u64,
+    /// Days a finished stream (with its delivery failures) is kept before it is deleted; 0
+    /// keeps them for ever.
+    #[arg(long, env = "KANDJI_CONNECTOR_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u32,
     /// How old, in milliseconds, an answer Kandji has not confirmed may be before device-trust
     /// lookups mark it stale (default: twice the inventory interval).
     #[arg(long, env = "KANDJI_CONNECTOR_INVENTORY_STALE_AFTER_MS")]
@@ -205,6 +210,7 @@ pub struct Config {
     pub request_timeout: Duration,
     pub streams: StreamConfig,
     pub trust: TrustConfig,
+    pub retention: RetentionConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -405,6 +411,11 @@ impl ServeArgs {
                 budget_share: self.inventory_budget_share / 100.0,
                 budget_reserve: self.inventory_budget_reserve / 100.0,
                 stale_after: self.inventory_stale_after_ms.map(Duration::from_millis),
+            },
+            retention: RetentionConfig {
+                max_age: (self.retention_days > 0)
+                    .then(|| Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)),
+                ..RetentionConfig::default()
             },
         })
     }

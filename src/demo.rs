@@ -43,6 +43,7 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
         max_body_bytes: 1024 * 1024,
         request_timeout: Duration::from_secs(120),
         trust: crate::trust::TrustConfig::default(),
+        retention: crate::retention::RetentionConfig::default(),
         // Streams may call back a helper flow on this machine.
         streams: StreamConfig {
             allow: CallbackPolicy::parse("127.0.0.1/32").expect("a valid CIDR"),

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod kandji;
+pub mod retention;
 pub mod simulator;
 pub mod store;
 pub mod streams;
@@ -61,6 +62,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         .context("cannot load the device inventories")?;
     let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
     streams.start_sweeper();
+    let retention = retention::Sweeper::start(store.clone(), config.retention);
     Ok(Arc::new(App {
         catalog,
         store,
@@ -78,6 +80,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         tenants,
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
+        retention,
     }))
 }
 

@@ -289,8 +289,6 @@ struct StreamStarted {
     status_url: String,
 }
 
-const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
-
 /// The Idempotency-Key header.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -465,7 +463,8 @@ async fn invoke(
         })?;
     // serde_json's maps are ordered, so the same body always hashes the same.
     let hash = hex(&Sha256::digest(format!("{id}\n{raw}").as_bytes()));
-    let not_before = chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
+    let not_before = chrono::Utc::now()
+        - chrono::Duration::from_std(crate::retention::IDEMPOTENCY_WINDOW).expect("24 hours");
     let claim = app
         .store
         .idempotency_claim(&caller.key_id, key, &hash, not_before)

@@ -72,6 +72,8 @@ pub struct App {
     pub request_timeout: Duration,
     /// Connections resolved to tenants (shared with the streams and the inventory syncs).
     pub tenants: TenantCache,
+    /// Deletes finished records past their retention (stops with the app).
+    pub retention: crate::retention::Sweeper,
 }
 
 pub type AppState = Arc<App>;

@@ -41,6 +41,11 @@ pub trait IdempotencyStore: Send + Sync {
 
     /// Releases a claim whose request never reached Kandji, so it can be tried again.
     async fn idempotency_release(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes at most `limit` keys created before `before` (past their replay window);
+    /// returns how many. Claims delete them too, but only when claims keep coming.
+    async fn idempotency_purge(&self, before: DateTime<Utc>, limit: u32)
+    -> Result<u64, StoreError>;
 }
 
 /// The associated data an answer is sealed with.
@@ -158,6 +163,24 @@ macro_rules! idempotency_store {
                     .execute(&self.pool)
                     .await?;
                     Ok(())
+                }
+
+                async fn idempotency_purge(
+                    &self,
+                    before: DateTime<Utc>,
+                    limit: u32,
+                ) -> Result<u64, StoreError> {
+                    let done = sqlx::query(
+                        "DELETE FROM idempotency_keys \
+                         WHERE (scope, key) IN (\
+                         SELECT scope, key FROM idempotency_keys \
+                         WHERE created_at < $1 LIMIT $2)",
+                    )
+                    .bind(Ts(before))
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected())
                 }
             }
         };

@@ -175,6 +175,15 @@ pub trait StreamStore: Send + Sync {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Vec<DeliveryFailure>, StoreError>;
+
+    /// Deletes at most `limit` finished streams (succeeded, failed or cancelled) that finished
+    /// before `finished_before`, oldest first, with their delivery failures; returns how many.
+    /// One short statement, so a caller deleting in batches never holds the store for long.
+    async fn delete_finished_streams(
+        &self,
+        finished_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The columns of a [`StreamRow`], for `concat!` (sqlx takes only `&'static str` queries).
@@ -284,6 +293,7 @@ pub(super) fn json(col: &str, text: &str) -> Result<Value, StoreError> {
 macro_rules! stream_store {
     ($db:ty) => {
         const _: () = {
+            use chrono::{DateTime, Utc};
             use secrecy::ExposeSecret;
 
             use $crate::store::sql::{Backend, Lease, Query, SqlStore, Ts, to_i64, to_u64};
@@ -464,6 +474,26 @@ macro_rules! stream_store {
                     .execute(&self.pool)
                     .await?;
                     self.get_stream(id).await
+                }
+
+                async fn delete_finished_streams(
+                    &self,
+                    finished_before: DateTime<Utc>,
+                    limit: u32,
+                ) -> Result<u64, StoreError> {
+                    // Failures go with their stream (ON DELETE CASCADE on both backends).
+                    let done = sqlx::query(
+                        "DELETE FROM streams WHERE id IN (\
+                         SELECT id FROM streams \
+                         WHERE state <> 'running' AND finished_at < $1 \
+                         ORDER BY finished_at \
+                         LIMIT $2)",
+                    )
+                    .bind(Ts(finished_before))
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected())
                 }
 
                 async fn stream_failures(
