@@ -1,11 +1,9 @@
 //! Trust boundaries as a caller and an operator see them: scopes, key files, the secret key at
 //! start-up and its rotation, and abuse limits that refuse clearly and keep serving others.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{API_KEY, TestServer};
+use crate::harness::{API_KEY, TestApp};
 use kandji_connector::api::auth::{ApiKey, Scope};
 use kandji_connector::simulator::{self, Platform, SimConfig};
 use reqwest::Method;
@@ -18,18 +16,20 @@ const SECRETS: &str = "invoke-and-secrets-key-0000";
 const ADMIN: &str = "admin-only-key-000000000000";
 const TRUST: &str = "trust-read-only-key-0000000";
 
-async fn scoped_server() -> TestServer {
-    TestServer::start_with(SimConfig::default(), |c| {
-        let key =
-            |k: &str, s: Vec<Scope>| ApiKey::with_scopes(&SecretString::from(k.to_string()), s);
-        c.api_keys.push(key(CATALOG, vec![Scope::CatalogRead]));
-        c.api_keys.push(key(INVOKE, vec![Scope::CardsInvoke]));
-        c.api_keys
-            .push(key(SECRETS, vec![Scope::CardsInvoke, Scope::SecretsRead]));
-        c.api_keys.push(key(ADMIN, vec![Scope::Admin]));
-        c.api_keys.push(key(TRUST, vec![Scope::TrustRead]));
-    })
-    .await
+async fn scoped_server() -> TestApp {
+    TestApp::builder()
+        .config(|c| {
+            let key =
+                |k: &str, s: Vec<Scope>| ApiKey::with_scopes(&SecretString::from(k.to_string()), s);
+            c.api_keys.push(key(CATALOG, vec![Scope::CatalogRead]));
+            c.api_keys.push(key(INVOKE, vec![Scope::CardsInvoke]));
+            c.api_keys
+                .push(key(SECRETS, vec![Scope::CardsInvoke, Scope::SecretsRead]));
+            c.api_keys.push(key(ADMIN, vec![Scope::Admin]));
+            c.api_keys.push(key(TRUST, vec![Scope::TrustRead]));
+        })
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -125,17 +125,19 @@ async fn each_scope_allows_exactly_its_routes_and_cards() {
 
 #[tokio::test]
 async fn abuse_limits_refuse_clearly_and_keep_serving_others() {
-    let s = TestServer::start_with(SimConfig::default(), |c| {
-        c.rate_limit_per_second = 5;
-        c.rate_limit_burst = 5;
-        c.api_keys.push(ApiKey::all(&SecretString::from(
-            "second-key-0000000000000".to_string(),
-        )));
-        // A key with its own, higher limit (e.g. a device-trust product at sign-in rates).
-        c.api_keys
-            .push(ApiKey::parse_entry("fast-key-00000000000000 rate=1000").unwrap());
-    })
-    .await;
+    let s = TestApp::builder()
+        .config(|c| {
+            c.rate_limit_per_second = 5;
+            c.rate_limit_burst = 5;
+            c.api_keys.push(ApiKey::all(&SecretString::from(
+                "second-key-0000000000000".to_string(),
+            )));
+            // A key with its own, higher limit (e.g. a device-trust product at sign-in rates).
+            c.api_keys
+                .push(ApiKey::parse_entry("fast-key-00000000000000 rate=1000").unwrap());
+        })
+        .start()
+        .await;
     // Oversized body.
     let big = "x".repeat(300 * 1024);
     let r = s

@@ -1,33 +1,28 @@
-//! Helpers for the per-card tests (`tests/cards_*.rs`): what reached the simulated tenant, and
-//! fixtures read from it.
-#![allow(dead_code)]
+//! What reached the simulated Kandji tenant (method, path, query, body and its encoding, how
+//! many requests, with the connection's token), and fixtures read from the tenant.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kandji_connector::simulator::{Blueprint, Device, EnrollmentCode, RecordedRequest, SimConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{API_KEY, Resp, TestServer};
+use super::{Resp, TestApp};
 
-/// A server and simulated tenant whose connection may send 1,000 requests a second: the
-/// default budget (Kandji's 10,000 an hour, about 3 a second) would make these tests wait.
-pub async fn start() -> TestServer {
+/// A connection budget of 1,000 requests a second: the default (Kandji's 10,000 an hour, about
+/// 3 a second) would make the per-card tests wait.
+pub const FAST_BUDGET: u64 = 3_600_000;
+
+/// A server and simulated tenant whose connection has `FAST_BUDGET`.
+pub async fn start() -> TestApp {
     start_with(SimConfig::default()).await
 }
 
-pub async fn start_with(config: SimConfig) -> TestServer {
-    let s = TestServer::start_with(config, |_| {}).await;
-    let r = s
-        .send(
-            reqwest::Method::PATCH,
-            &format!("/v1/connections/{}", s.connection),
-            Some(json!({"requests_per_hour": 3_600_000})),
-            Some(API_KEY),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    s.sim.clear_requests();
-    s
+pub async fn start_with(config: SimConfig) -> TestApp {
+    TestApp::builder()
+        .sim(config)
+        .requests_per_hour(FAST_BUDGET)
+        .start()
+        .await
 }
 
 pub const JSON: &str = "application/json";
@@ -62,7 +57,7 @@ pub fn line(r: &RecordedRequest) -> String {
 /// The requests the tenant saw since the last call (exactly `n` of them, each with the
 /// connection's token), then forgets them.
 #[track_caller]
-pub fn take(s: &TestServer, n: usize) -> Vec<RecordedRequest> {
+pub fn take(s: &TestApp, n: usize) -> Vec<RecordedRequest> {
     let reqs = s.sim.requests();
     s.sim.clear_requests();
     assert_eq!(
@@ -85,7 +80,7 @@ pub fn take(s: &TestServer, n: usize) -> Vec<RecordedRequest> {
 
 /// The one request the tenant saw, which must be `want` (`METHOD /path?query`).
 #[track_caller]
-pub fn only(s: &TestServer, want: &str) -> RecordedRequest {
+pub fn only(s: &TestApp, want: &str) -> RecordedRequest {
     let r = take(s, 1).remove(0);
     assert_eq!(line(&r), want);
     r
@@ -151,7 +146,7 @@ pub fn no_store(r: &Resp) -> bool {
 
 /// What Kandji (the simulator) answers to `GET /api/v1{path}`, read directly; the read is
 /// forgotten so it does not count as the connector's.
-pub async fn kandji(s: &TestServer, path: &str) -> Value {
+pub async fn kandji(s: &TestApp, path: &str) -> Value {
     let resp = s
         .http
         .get(format!("{}/api/v1{path}", s.sim.base_url()))
@@ -167,7 +162,7 @@ pub async fn kandji(s: &TestServer, path: &str) -> Value {
 
 /// The first device of a platform (the simulator keeps it healthy: enrolled, supervised, with a
 /// user except on Apple TV).
-pub fn device(s: &TestServer, platform: &str) -> Device {
+pub fn device(s: &TestApp, platform: &str) -> Device {
     s.sim
         .tenant()
         .first_device_of(platform)
@@ -180,7 +175,7 @@ pub fn id(d: &Device) -> String {
 }
 
 /// The email of the device's user, if it has one.
-pub fn user_email(s: &TestServer, d: &Device) -> Option<String> {
+pub fn user_email(s: &TestApp, d: &Device) -> Option<String> {
     let t = s.sim.tenant();
     d.user_id
         .and_then(|u| t.user(&u))

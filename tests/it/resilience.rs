@@ -1,14 +1,12 @@
 //! Kandji as a shared, rate-limited resource: budget, safe retries, timeouts, idempotent invocations.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{API_KEY, TestServer};
-use kandji_connector::simulator::{Fault, SimConfig};
+use crate::harness::{API_KEY, TestApp};
+use kandji_connector::simulator::Fault;
 use serde_json::json;
 
-fn a_mac(s: &TestServer) -> String {
+fn a_mac(s: &TestApp) -> String {
     let t = s.sim.tenant();
     t.devices
         .iter()
@@ -18,7 +16,7 @@ fn a_mac(s: &TestServer) -> String {
         .to_string()
 }
 
-fn count(s: &TestServer, method: &str, path_contains: &str) -> usize {
+fn count(s: &TestApp, method: &str, path_contains: &str) -> usize {
     s.sim
         .requests()
         .iter()
@@ -28,7 +26,7 @@ fn count(s: &TestServer, method: &str, path_contains: &str) -> usize {
 
 #[tokio::test]
 async fn a_get_card_waits_out_a_429_with_retry_after() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let id = a_mac(&s);
     s.sim
         .push_faults(Some("/devices/"), vec![Fault::rate_limited(1)]);
@@ -52,7 +50,7 @@ async fn a_get_card_waits_out_a_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_command_refused_with_429_is_sent_again_and_succeeds_once() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let id = a_mac(&s);
     s.sim.push_faults(
         Some("/action/"),
@@ -76,7 +74,7 @@ async fn a_command_refused_with_429_is_sent_again_and_succeeds_once() {
 
 #[tokio::test]
 async fn a_command_after_a_503_is_sent_exactly_once() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let id = a_mac(&s);
     s.sim
         .push_faults(Some("/action/"), vec![Fault::status(503)]);
@@ -90,7 +88,7 @@ async fn a_command_after_a_503_is_sent_exactly_once() {
 
 #[tokio::test]
 async fn a_get_after_two_503s_succeeds() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let id = a_mac(&s);
     s.sim.push_faults(
         Some("/secrets/"),
@@ -111,10 +109,10 @@ async fn a_get_after_two_503s_succeeds() {
 
 #[tokio::test]
 async fn hung_answers_end_in_a_504_within_the_timeout_and_commands_are_not_resent() {
-    let s = TestServer::start_with(SimConfig::default(), |c| {
-        c.kandji.total_timeout = Duration::from_millis(800)
-    })
-    .await;
+    let s = TestApp::builder()
+        .config(|c| c.kandji.total_timeout = Duration::from_millis(800))
+        .start()
+        .await;
     let id = a_mac(&s);
     s.sim.push_faults(Some("/action/"), vec![Fault::Hang]);
     let started = Instant::now();
@@ -152,7 +150,7 @@ async fn hung_answers_end_in_a_504_within_the_timeout_and_commands_are_not_resen
 
 #[tokio::test]
 async fn a_dropped_connection_is_retried_for_a_get_but_not_for_a_command() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let id = a_mac(&s);
     s.sim.push_faults(Some("/apps"), vec![Fault::Drop]);
     let out = s
@@ -171,10 +169,10 @@ async fn a_dropped_connection_is_retried_for_a_get_but_not_for_a_command() {
 
 #[tokio::test]
 async fn a_budget_of_3600_an_hour_spaces_invocations_a_second_apart() {
-    let s = TestServer::start_with(SimConfig::default(), |c| {
-        c.kandji.budget_wait = Duration::from_secs(30)
-    })
-    .await;
+    let s = TestApp::builder()
+        .config(|c| c.kandji.budget_wait = Duration::from_secs(30))
+        .start()
+        .await;
     let r = s
         .send(
             reqwest::Method::PATCH,
@@ -229,10 +227,10 @@ async fn a_budget_of_3600_an_hour_spaces_invocations_a_second_apart() {
 
 #[tokio::test]
 async fn a_spent_budget_answers_429_with_retry_after_and_sends_nothing() {
-    let s = TestServer::start_with(SimConfig::default(), |c| {
-        c.kandji.budget_wait = Duration::from_millis(200)
-    })
-    .await;
+    let s = TestApp::builder()
+        .config(|c| c.kandji.budget_wait = Duration::from_millis(200))
+        .start()
+        .await;
     s.send(
         reqwest::Method::PATCH,
         &format!("/v1/connections/{}", s.connection),
@@ -260,7 +258,7 @@ async fn a_spent_budget_answers_429_with_retry_after_and_sends_nothing() {
 
 #[tokio::test]
 async fn the_same_idempotency_key_sends_one_command() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let id = a_mac(&s);
     let body = json!({"connection": s.connection, "inputs": {"device_id": id}});
     let send = |key: &str, body: serde_json::Value| {
@@ -302,7 +300,7 @@ async fn the_same_idempotency_key_sends_one_command() {
     assert_eq!(count(&s, "POST", "/action/lock"), 2);
 }
 
-fn a_mac_other(s: &TestServer, not: &str) -> String {
+fn a_mac_other(s: &TestApp, not: &str) -> String {
     let t = s.sim.tenant();
     t.devices
         .iter()

@@ -1,266 +1,25 @@
 //! Streaming result sets end to end: the real server, the simulated tenant and a real callback
 //! receiver, all on 127.0.0.1. The SIGKILL test runs the real binary.
 //!
-//! The delivery tests run on both stores (`both!`: `name::sqlite` and `name::postgres`; the
-//! PostgreSQL half says it was skipped without KANDJI_CONNECTOR_TEST_POSTGRES_URL).
+//! The delivery tests run on both stores (`both!`: `name::sqlite` and `name::needs_postgres`).
 
-mod common;
-mod pg_support;
-
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::serve::ListenerExt;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use common::{API_KEY, TestServer};
-use hmac::{Hmac, KeyInit, Mac};
+use crate::harness::{
+    API_KEY, Answer, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
+    eventually, helper_flow,
+};
 use kandji_connector::simulator::SimConfig;
 use kandji_connector::streams::CallbackPolicy;
 use serde_json::{Value, json};
-use sha2::Sha256;
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-// ---------------------------------------------------------------------------------------------
-// A callback receiver whose answers can be scripted per record index.
-
-#[derive(Clone, Debug)]
-enum Answer {
-    Ok,
-    Status(u16, &'static str),
-    RetryAfter(u64),
-    Redirect,
-    Slow(Duration),
-}
-
-#[derive(Clone, Debug)]
-struct Hit {
-    at: Instant,
-    id: String,
-    timestamp: String,
-    signature: Option<String>,
-    raw: Bytes,
-    body: Value,
-    answered: u16,
-}
-
-impl Hit {
-    fn index(&self) -> u64 {
-        self.body["index"].as_u64().expect("index")
-    }
-}
-
-#[derive(Default)]
-struct ReceiverState {
-    hits: Mutex<Vec<Hit>>,
-    script: Mutex<HashMap<u64, VecDeque<Answer>>>,
-    default: Mutex<Option<Answer>>,
-    redirected: AtomicUsize,
-    connections: AtomicUsize,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    state: Arc<ReceiverState>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let state = Arc::new(ReceiverState::default());
-        let app = axum::Router::new()
-            .route("/hook", post(receive))
-            .route("/elsewhere", post(elsewhere))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let counter = state.clone();
-        let listener = listener.tap_io(move |_| {
-            counter.connections.fetch_add(1, Ordering::SeqCst);
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { addr, state }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook?token=flow-token-123", self.addr)
-    }
-
-    /// The next answers to give for record `index` (then 200).
-    fn script(&self, index: u64, answers: Vec<Answer>) {
-        self.state
-            .script
-            .lock()
-            .unwrap()
-            .insert(index, answers.into());
-    }
-
-    fn answer_all(&self, a: Answer) {
-        *self.state.default.lock().unwrap() = Some(a);
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.state.hits.lock().unwrap().clone()
-    }
-
-    fn hit_count(&self) -> usize {
-        self.state.hits.lock().unwrap().len()
-    }
-
-    fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
-    }
-
-    /// Hits by index, in arrival order.
-    fn by_index(&self) -> BTreeMap<u64, Vec<Hit>> {
-        let mut m: BTreeMap<u64, Vec<Hit>> = BTreeMap::new();
-        for h in self.hits() {
-            m.entry(h.index()).or_default().push(h);
-        }
-        m
-    }
-}
-
-async fn receive(State(s): State<Arc<ReceiverState>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    let index = body["index"].as_u64().unwrap_or(u64::MAX);
-    let scripted = s
-        .script
-        .lock()
-        .unwrap()
-        .get_mut(&index)
-        .and_then(VecDeque::pop_front);
-    let answer = scripted
-        .or_else(|| s.default.lock().unwrap().clone())
-        .unwrap_or(Answer::Ok);
-    let (status, resp) = match answer {
-        Answer::Ok | Answer::Slow(_) => (200, (StatusCode::OK, "ok").into_response()),
-        Answer::Status(code, text) => (
-            code,
-            (StatusCode::from_u16(code).unwrap(), text.to_string()).into_response(),
-        ),
-        Answer::RetryAfter(secs) => (
-            429,
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", secs.to_string())],
-                "slow down",
-            )
-                .into_response(),
-        ),
-        Answer::Redirect => (
-            302,
-            (StatusCode::FOUND, [("location", "/elsewhere")], "").into_response(),
-        ),
-    };
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    s.hits.lock().unwrap().push(Hit {
-        at: Instant::now(),
-        id: h("webhook-id").unwrap_or_default(),
-        timestamp: h("webhook-timestamp").unwrap_or_default(),
-        signature: h("webhook-signature"),
-        raw,
-        body,
-        answered: status,
-    });
-    // Recorded on arrival: a slow answer may be given up on by the connector.
-    if let Answer::Slow(d) = answer {
-        tokio::time::sleep(d).await;
-    }
-    resp
-}
-
-async fn elsewhere(State(s): State<Arc<ReceiverState>>) -> StatusCode {
-    s.redirected.fetch_add(1, Ordering::SeqCst);
-    StatusCode::OK
-}
-
-/// Checks a hit's Standard Webhooks signature independently of the connector's code.
-fn assert_signed(h: &Hit) {
-    let key = STANDARD
-        .decode(SECRET.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", h.id, h.timestamp).as_bytes());
-    mac.update(&h.raw);
-    let want = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    assert_eq!(
-        h.signature.as_deref(),
-        Some(want.as_str()),
-        "signature of {}",
-        h.id
-    );
-    let ts: i64 = h.timestamp.parse().expect("numeric webhook-timestamp");
-    assert!(
-        (chrono::Utc::now().timestamp() - ts).abs() < 60,
-        "timestamp {ts}"
-    );
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn helper_flow(url: &str) -> Value {
-    json!({"url": url, "secret": SECRET, "state": {"flow": "offboarding", "run": 7}})
-}
-
-/// Starts a stream and returns its id, asserting the 202.
-async fn start_stream(server: &TestServer, card: &str, inputs: Value, options: Value) -> String {
-    let r = server.invoke(card, inputs, options).await;
-    assert_eq!(r.status, 202, "{card}: {}", r.body);
-    let id = r.body["stream_id"].as_str().expect("stream_id").to_string();
-    assert!(id.starts_with("str_"), "{id}");
-    assert_eq!(r.body["status_url"], format!("/v1/streams/{id}"));
-    assert_eq!(
-        r.headers.get("location").unwrap().to_str().unwrap(),
-        format!("/v1/streams/{id}")
-    );
-    id
-}
-
-/// Polls the stream until it is no longer running.
-async fn finished(server: &TestServer, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = server.get(&format!("/v1/streams/{id}")).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        if r.body["state"] != "running" {
-            return r.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stream still running: {}",
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Record ids in Kandji's order, read straight from the simulated tenant's API by following
 /// its paging (offset for devices, `next` links elsewhere).
-async fn kandji_ids(server: &TestServer, path: &str, id_field: &str) -> Vec<String> {
+async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String> {
     let base = server.sim.base_url();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut ids = Vec::new();
@@ -306,7 +65,7 @@ async fn kandji_ids(server: &TestServer, path: &str, id_field: &str) -> Vec<Stri
     ids
 }
 
-fn kandji_queries(server: &TestServer, path_suffix: &str) -> Vec<String> {
+fn kandji_queries(server: &TestApp, path_suffix: &str) -> Vec<String> {
     server
         .sim
         .requests()
@@ -316,56 +75,22 @@ fn kandji_queries(server: &TestServer, path_suffix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Which store a test's server uses: SQLite (a temporary file), or PostgreSQL at this URL.
-struct Db(Option<String>);
-
-/// A test server on `db`'s store.
-async fn start_on(
-    db: &Db,
+/// A test app on `db`'s store.
+async fn start_on<'a>(
+    db: &TestDb,
     sim: SimConfig,
-    tweak: impl FnOnce(&mut kandji_connector::config::Config),
-) -> TestServer {
-    TestServer::start_with(sim, |c| {
-        if let Some(url) = &db.0 {
-            c.database_url = url.clone();
-        }
-        tweak(c)
-    })
-    .await
+    tweak: impl FnOnce(&mut kandji_connector::config::Config) + 'a,
+) -> TestApp {
+    TestApp::builder()
+        .sim(sim)
+        .db(db)
+        .config(tweak)
+        .start()
+        .await
 }
 
-async fn server_with(db: &Db, devices: usize) -> TestServer {
-    start_on(
-        db,
-        SimConfig {
-            devices,
-            ..SimConfig::default()
-        },
-        |_| {},
-    )
-    .await
-}
-
-/// Runs `$name(db: Db)` on SQLite (`$name::sqlite`) and on PostgreSQL (`$name::postgres`).
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Db(None)).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(pg) =
-                    super::pg_support::PgSchema::new(concat!(stringify!($name), "::postgres")).await
-                {
-                    super::$name(super::Db(Some(pg.url()))).await;
-                    drop(pg);
-                }
-            }
-        }
-    };
+async fn server_with(db: &TestDb, devices: usize) -> TestApp {
+    TestApp::builder().devices(devices).db(db).start().await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +99,7 @@ macro_rules! both {
 both!(all_four_list_cards_stream_every_record_once_signed);
 /// All four list cards stream every record exactly once, in Kandji's order, signed, with the
 /// helper state; the devices stream pages through Kandji with its largest page.
-async fn all_four_list_cards_stream_every_record_once_signed(db: Db) {
+async fn all_four_list_cards_stream_every_record_once_signed(db: TestDb) {
     let server = server_with(&db, 1000).await;
     let receiver = Receiver::start().await;
     let ade_token = server.sim.tenant().ade_integrations[0].id.to_string();
@@ -412,14 +137,14 @@ async fn all_four_list_cards_stream_every_record_once_signed(db: Db) {
         let expected = kandji_ids(&server, &path, id_field).await;
         assert!(!expected.is_empty(), "{card}: the tenant has records");
         let before = receiver.hit_count();
-        let id = start_stream(
-            &server,
-            card,
-            inputs,
-            json!({"result_set": result_set, "helper_flow": helper_flow(&receiver.url())}),
-        )
-        .await;
-        let status = finished(&server, &id, Duration::from_secs(20)).await;
+        let id = server
+            .start_stream(
+                card,
+                inputs,
+                json!({"result_set": result_set, "helper_flow": helper_flow(&receiver.url())}),
+            )
+            .await;
+        let status = server.finished(&id, Duration::from_secs(20)).await;
         assert_eq!(status["state"], "succeeded", "{card}: {status}");
         assert_eq!(status["record_count"], expected.len(), "{card}: {status}");
         assert_eq!(status["failed_deliveries"], 0);
@@ -499,7 +224,7 @@ async fn all_four_list_cards_stream_every_record_once_signed(db: Db) {
 both!(newer_list_cards_stream_every_record);
 /// The newer list cards stream too: every record their "First 300" result set returns, in the
 /// same order and normalised the same way (users across several cursor pages).
-async fn newer_list_cards_stream_every_record(db: Db) {
+async fn newer_list_cards_stream_every_record(db: TestDb) {
     let server = start_on(
         &db,
         SimConfig {
@@ -582,14 +307,14 @@ async fn newer_list_cards_stream_every_record(db: Db) {
         );
         server.sim.clear_requests();
         let before = receiver.hit_count();
-        let id = start_stream(
-            &server,
-            card,
-            inputs,
-            json!({"result_set": stream, "helper_flow": helper_flow(&receiver.url())}),
-        )
-        .await;
-        let status = finished(&server, &id, Duration::from_secs(10)).await;
+        let id = server
+            .start_stream(
+                card,
+                inputs,
+                json!({"result_set": stream, "helper_flow": helper_flow(&receiver.url())}),
+            )
+            .await;
+        let status = server.finished(&id, Duration::from_secs(10)).await;
         assert_eq!(status["state"], "succeeded", "{card}: {status}");
         assert_eq!(status["record_count"], expected.len(), "{card}: {status}");
         let hits: Vec<Hit> = receiver.hits().split_off(before);
@@ -627,7 +352,7 @@ async fn newer_list_cards_stream_every_record(db: Db) {
 
 both!(records_are_normalised_like_first_result_sets);
 /// Records are normalised as the "First" result sets normalise them.
-async fn records_are_normalised_like_first_result_sets(db: Db) {
+async fn records_are_normalised_like_first_result_sets(db: TestDb) {
     let server = server_with(&db, 20).await;
     let receiver = Receiver::start().await;
     let first = server
@@ -637,15 +362,13 @@ async fn records_are_normalised_like_first_result_sets(db: Db) {
             json!({"result_set": "first_200_matching_records"}),
         )
         .await;
-    let id = start_stream(
-        &server,
-        "list_devices",
+    let id = server.start_stream("list_devices",
         json!({}),
         json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
     )
     .await;
     assert_eq!(
-        finished(&server, &id, Duration::from_secs(10)).await["state"],
+        server.finished(&id, Duration::from_secs(10)).await["state"],
         "succeeded"
     );
     let by_index = receiver.by_index();
@@ -660,7 +383,7 @@ async fn records_are_normalised_like_first_result_sets(db: Db) {
 both!(failed_attempts_are_retried_with_the_same_webhook_id);
 /// 500s, 429s (with Retry-After) and timeouts are retried until delivered, with the same
 /// webhook-id on every attempt.
-async fn failed_attempts_are_retried_with_the_same_webhook_id(db: Db) {
+async fn failed_attempts_are_retried_with_the_same_webhook_id(db: TestDb) {
     let server = server_with(&db, 30).await;
     let receiver = Receiver::start().await;
     receiver.script(
@@ -676,8 +399,8 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id(db: Db) {
             Answer::Status(502, "bad gateway"),
         ],
     );
-    let id = start_stream(&server, "list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
-    let status = finished(&server, &id, Duration::from_secs(20)).await;
+    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    let status = server.finished(&id, Duration::from_secs(20)).await;
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!(status["record_count"], 30);
     assert_eq!(status["failed_deliveries"], 0);
@@ -727,14 +450,14 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id(db: Db) {
 both!(refused_records_are_counted_and_listed);
 /// 410 and other 4xx are permanent: counted, listed with the callback's answer, not retried;
 /// a redirect is a failure too and is not followed.
-async fn refused_records_are_counted_and_listed(db: Db) {
+async fn refused_records_are_counted_and_listed(db: TestDb) {
     let server = server_with(&db, 12).await;
     let receiver = Receiver::start().await;
     receiver.script(2, vec![Answer::Status(410, "this helper flow was deleted")]);
     receiver.script(6, vec![Answer::Redirect]);
     receiver.script(9, vec![Answer::Status(400, "bad record")]);
-    let id = start_stream(&server, "list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
-    let status = finished(&server, &id, Duration::from_secs(10)).await;
+    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!(status["record_count"], 9);
     assert_eq!(status["failed_deliveries"], 3);
@@ -742,11 +465,7 @@ async fn refused_records_are_counted_and_listed(db: Db) {
     for i in [2, 6, 9] {
         assert_eq!(by_index[&i].len(), 1, "record {i} is not retried");
     }
-    assert_eq!(
-        receiver.state.redirected.load(Ordering::SeqCst),
-        0,
-        "redirects are not followed"
-    );
+    assert_eq!(receiver.redirected(), 0, "redirects are not followed");
 
     let r = server.get(&format!("/v1/streams/{id}/failures")).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -786,13 +505,15 @@ async fn refused_records_are_counted_and_listed(db: Db) {
 both!(record_limit_is_exact);
 /// `record_limit` is exact: N records and no more are fetched and delivered; 0 streams none;
 /// a negative limit is refused.
-async fn record_limit_is_exact(db: Db) {
+async fn record_limit_is_exact(db: TestDb) {
     let server = server_with(&db, 400).await;
     let receiver = Receiver::start().await;
     let opts = |limit: Value| json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}, "record_limit": limit});
 
-    let id = start_stream(&server, "list_devices", json!({}), opts(json!(5))).await;
-    let status = finished(&server, &id, Duration::from_secs(10)).await;
+    let id = server
+        .start_stream("list_devices", json!({}), opts(json!(5)))
+        .await;
+    let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(
         (
             status["state"].as_str(),
@@ -813,8 +534,10 @@ async fn record_limit_is_exact(db: Db) {
     server.sim.clear_requests();
 
     let before = receiver.hit_count();
-    let id = start_stream(&server, "list_devices", json!({}), opts(json!(301))).await;
-    let status = finished(&server, &id, Duration::from_secs(10)).await;
+    let id = server
+        .start_stream("list_devices", json!({}), opts(json!(301)))
+        .await;
+    let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(status["record_count"], 301);
     assert_eq!(receiver.hit_count() - before, 301);
     assert_eq!(
@@ -824,8 +547,10 @@ async fn record_limit_is_exact(db: Db) {
     server.sim.clear_requests();
 
     let before = receiver.hit_count();
-    let id = start_stream(&server, "list_devices", json!({}), opts(json!(0))).await;
-    let status = finished(&server, &id, Duration::from_secs(10)).await;
+    let id = server
+        .start_stream("list_devices", json!({}), opts(json!(0)))
+        .await;
+    let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(
         (
             status["state"].as_str(),
@@ -865,12 +590,12 @@ async fn record_limit_is_exact(db: Db) {
 both!(cancel_stops_deliveries);
 /// After `DELETE /v1/streams/{id}` answers, no callback starts; the stream is `cancelled` and
 /// counts exactly what the receiver accepted.
-async fn cancel_stops_deliveries(db: Db) {
+async fn cancel_stops_deliveries(db: TestDb) {
     let server = server_with(&db, 600).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
-    let id = start_stream(&server, "list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
-    until("a few deliveries", Duration::from_secs(10), || {
+    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    eventually("a few deliveries", Duration::from_secs(10), async || {
         receiver.hit_count() >= 20
     })
     .await;
@@ -915,8 +640,8 @@ async fn cancel_stops_deliveries(db: Db) {
         .await;
     assert_eq!(again.status, 200);
     receiver.answer_all(Answer::Ok);
-    let done = start_stream(&server, "list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}, "record_limit": 2})).await;
-    finished(&server, &done, Duration::from_secs(10)).await;
+    let done = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}, "record_limit": 2})).await;
+    server.finished(&done, Duration::from_secs(10)).await;
     let r = server
         .send(
             reqwest::Method::DELETE,
@@ -939,7 +664,7 @@ async fn cancel_stops_deliveries(db: Db) {
 
 both!(running_streams_are_capped);
 /// A connector runs at most `max_running` streams; more are refused with 429 until one ends.
-async fn running_streams_are_capped(db: Db) {
+async fn running_streams_are_capped(db: TestDb) {
     let server = start_on(
         &db,
         SimConfig {
@@ -953,7 +678,9 @@ async fn running_streams_are_capped(db: Db) {
     receiver.answer_all(Answer::Slow(Duration::from_millis(50)));
     let opts =
         json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}});
-    let first = start_stream(&server, "list_devices", json!({}), opts.clone()).await;
+    let first = server
+        .start_stream("list_devices", json!({}), opts.clone())
+        .await;
     let r = server.invoke("list_devices", json!({}), opts.clone()).await;
     r.problem(429);
     assert!(r.headers.get("retry-after").is_some());
@@ -966,17 +693,17 @@ async fn running_streams_are_capped(db: Db) {
         )
         .await;
     assert_eq!(r.body["state"], "cancelled");
-    start_stream(&server, "list_devices", json!({}), opts).await;
+    server.start_stream("list_devices", json!({}), opts).await;
 }
 
 /// Every forbidden callback URL gets a 422 naming options.helper_flow.url, and nothing is sent:
 /// not to the target (which would answer: it listens on 127.0.0.1) and not to Kandji.
 #[tokio::test]
 async fn forbidden_callback_urls_are_refused_before_anything_is_sent() {
-    let server = TestServer::start_with(SimConfig::default(), |c| {
-        c.streams.allow = CallbackPolicy::default()
-    })
-    .await;
+    let server = TestApp::builder()
+        .config(|c| c.streams.allow = CallbackPolicy::default())
+        .start()
+        .await;
     let receiver = Receiver::start().await;
     let port = receiver.addr.port();
     let urls = [
@@ -1021,7 +748,7 @@ async fn forbidden_callback_urls_are_refused_before_anything_is_sent() {
         assert!(!r.body.to_string().contains(SECRET));
     }
     // a listed CIDR allows exactly that address, and never the mapped IPv6 form
-    let listed = TestServer::start_with(SimConfig::default(), |_| {}).await;
+    let listed = TestApp::start().await;
     for url in [
         format!("http://127.0.0.2:{port}/hook"),
         format!("http://[::ffff:127.0.0.1]:{port}/hook"),
@@ -1062,31 +789,16 @@ async fn forbidden_callback_urls_are_refused_before_anything_is_sent() {
 both!(helper_flow_stays_secret);
 /// The helper flow's URL (which may carry a token) and secret are neither returned nor stored
 /// in the clear; another API key cannot see the stream.
-async fn helper_flow_stays_secret(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("secret.db");
-    let db_url =
-        db.0.clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", file.display()));
-    let server = TestServer::start_with(
-        SimConfig {
-            devices: 5,
-            ..SimConfig::default()
-        },
-        |c| {
-            c.database_url = db_url.clone();
-            c.api_keys.push(
-                kandji_connector::api::auth::ApiKey::parse_entry(
-                    "other-key-0123456789abcdef cards:invoke",
-                )
-                .unwrap(),
-            );
-        },
-    )
-    .await;
+async fn helper_flow_stays_secret(db: TestDb) {
+    let server = TestApp::builder()
+        .devices(5)
+        .db(&db)
+        .key("other-key-0123456789abcdef cards:invoke")
+        .start()
+        .await;
     let receiver = Receiver::start().await;
-    let id = start_stream(&server, "list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
-    let status = finished(&server, &id, Duration::from_secs(10)).await;
+    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(status["state"], "succeeded");
     let everything = format!("{status}{}", server.get("/v1/streams").await.body);
     for secret in [
@@ -1130,18 +842,7 @@ async fn helper_flow_stays_secret(db: Db) {
     anon.problem(401);
 
     server.state.store.close().await;
-    let text = match &db.0 {
-        None => {
-            let mut bytes = std::fs::read(&file).unwrap();
-            for ext in ["-wal", "-shm"] {
-                bytes.extend(
-                    std::fs::read(dir.path().join(format!("secret.db{ext}"))).unwrap_or_default(),
-                );
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        Some(url) => postgres_text(url).await,
-    };
+    let text = db.stored_text().await;
     assert!(text.contains(&id), "the scan reads the database");
     for secret in [
         "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -1152,96 +853,8 @@ async fn helper_flow_stays_secret(db: Db) {
     }
 }
 
-/// Every row of every table of the test's PostgreSQL schema, as text.
-async fn postgres_text(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let tables: Vec<(String,)> = sqlx::query_as(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert!(
-        tables.len() > 3,
-        "the scan sees the connector's tables: {tables:?}"
-    );
-    let mut text = String::new();
-    for (table,) in tables {
-        let (rows,): (Option<String>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT string_agg(t::text, E'\\n') FROM \"{table}\" t"
-        )))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        text.push_str(&rows.unwrap_or_default());
-        text.push('\n');
-    }
-    pool.close().await;
-    text
-}
-
 // ---------------------------------------------------------------------------------------------
 // The real binary, killed mid-stream.
-
-struct Binary {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Binary {
-    fn start(env: &[(&str, String)]) -> Binary {
-        use std::io::{BufRead, BufReader};
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kandji-connector"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("KANDJI_CONNECTOR_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("the binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the server logs its address").unwrap();
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Binary {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http.request(method, url).bearer_auth(API_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("the server answers");
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 /// A connector killed with SIGKILL mid-stream and started again on the same database resumes
 /// the stream from its checkpoint and finishes it: every record delivered, re-sent ones with
@@ -1262,7 +875,6 @@ async fn killed_mid_stream_resumes_and_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let (_, secret_key) = kandji_connector::store::TokenCipher::generate();
     let env = vec![
-        ("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0".to_string()),
         ("KANDJI_CONNECTOR_API_KEYS", API_KEY.to_string()),
         (
             "KANDJI_CONNECTOR_DATABASE_URL",
@@ -1280,34 +892,21 @@ async fn killed_mid_stream_resumes_and_finishes() {
         ),
         ("KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS", "50".to_string()),
     ];
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let first = Binary::start(&env);
-    let (s, conn) = call(
-        &http,
-        reqwest::Method::POST,
-        format!("{}/v1/connections", first.url),
-        Some(json!({"name": "sim", "api_url": sim.base_url(), "api_token": sim.token()})),
-    )
-    .await;
-    assert_eq!(s, 201, "{conn}");
-    let invoke = json!({"connection": conn["id"], "inputs": {}, "options": {"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())}});
-    let (s, started) = call(
-        &http,
-        reqwest::Method::POST,
-        format!("{}/v1/cards/list_devices/invoke", first.url),
-        Some(invoke),
-    )
-    .await;
-    assert_eq!(s, 202, "{started}");
-    let id = started["stream_id"].as_str().unwrap().to_string();
+    let mut first = Binary::serve(&env).await;
+    let conn = first.connect(&sim).await;
+    let invoke = json!({"connection": conn, "inputs": {}, "options": {"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())}});
+    let started = first.post("/v1/cards/list_devices/invoke", invoke).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.body["stream_id"].as_str().unwrap().to_string();
 
     // SIGKILL after a few hundred records
-    until("records before the kill", Duration::from_secs(20), || {
-        receiver.hit_count() >= 500
-    })
+    eventually(
+        "records before the kill",
+        Duration::from_secs(20),
+        async || receiver.hit_count() >= 500,
+    )
     .await;
-    drop(first);
+    first.kill().await;
     sim.clear_requests();
     let at_kill = receiver.by_index().len();
     assert!(at_kill < DEVICES, "killed mid-stream ({at_kill} delivered)");
@@ -1320,10 +919,12 @@ async fn killed_mid_stream_resumes_and_finishes() {
     );
 
     // Started again: it resumes from the checkpoint (not from the start) ...
-    let second = Binary::start(&env);
-    until("records after the restart", Duration::from_secs(20), || {
-        receiver.hit_count() >= hits_at_restart + 300
-    })
+    let mut second = Binary::serve(&env).await;
+    eventually(
+        "records after the restart",
+        Duration::from_secs(20),
+        async || receiver.hit_count() >= hits_at_restart + 300,
+    )
     .await;
     let first_query = sim
         .requests()
@@ -1354,47 +955,15 @@ async fn killed_mid_stream_resumes_and_finishes() {
     );
 
     // ... SIGTERM stops it gracefully: in-flight callbacks finish, the checkpoint is saved ...
-    let pid = second.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut second = second;
-    let exited = tokio::task::spawn_blocking(move || {
-        let code = second.child.wait().unwrap();
-        (second, code)
-    });
-    let (second, code) = tokio::time::timeout(Duration::from_secs(10), exited)
-        .await
-        .expect("SIGTERM ends the process")
-        .unwrap();
+    let code = second.terminate().await;
     assert!(code.success(), "{code}");
-    drop(second);
     let after_term = receiver.by_index();
     let hits_at_term = receiver.hit_count();
     assert!(after_term.len() < DEVICES, "stopped mid-stream");
 
     // ... and a third start finishes it, re-sending nothing that was delivered before SIGTERM.
-    let third = Binary::start(&env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let (s, body) = call(
-            &http,
-            reqwest::Method::GET,
-            format!("{}/v1/streams/{id}", third.url),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200, "{body}");
-        if body["state"] != "running" {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let third = Binary::serve(&env).await;
+    let status = third.finished(&id, Duration::from_secs(30)).await;
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!(status["record_count"], DEVICES);
     assert_eq!(status["failed_deliveries"], 0);

@@ -1,10 +1,7 @@
 //! The Custom API Action against the simulated tenant: method, relative URL, Query, Headers and
 //! Body as sent; Status Code, Headers and Body as Kandji answered, errors of every shape included.
 
-mod cards_support;
-mod common;
-
-use cards_support::*;
+use crate::harness::kandji::*;
 use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
 

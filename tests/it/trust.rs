@@ -1,12 +1,10 @@
 //! Device trust (issue 6): "is this device managed?" by serial number, from the synced inventory,
 //! through the `get_device_trust` card and `GET /v1/connections/{id}/device-trust`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::harness::{API_KEY, Resp, TestApp};
 use chrono::{DateTime, Utc};
-use common::{API_KEY, Resp, TestServer};
 use kandji_connector::config::Config;
 use kandji_connector::simulator::{Fault, Platform, SimConfig};
 use reqwest::Method;
@@ -23,14 +21,7 @@ fn fast_sync(c: &mut Config) {
     c.trust.stale_after = Some(Duration::from_secs(60));
 }
 
-fn sim(devices: usize) -> SimConfig {
-    SimConfig {
-        devices,
-        ..SimConfig::default()
-    }
-}
-
-async fn patch(s: &TestServer, connection: &str, body: Value) -> Resp {
+async fn patch(s: &TestApp, connection: &str, body: Value) -> Resp {
     s.send(
         Method::PATCH,
         &format!("/v1/connections/{connection}"),
@@ -40,14 +31,14 @@ async fn patch(s: &TestServer, connection: &str, body: Value) -> Resp {
     .await
 }
 
-async fn inventory(s: &TestServer) -> Value {
+async fn inventory(s: &TestApp) -> Value {
     let r = s.get(&format!("/v1/connections/{}", s.connection)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["inventory"].clone()
 }
 
 /// Polls the connection's inventory until `done` holds (10 s at most).
-async fn wait_inventory(s: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn wait_inventory(s: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let inv = inventory(s).await;
@@ -60,14 +51,14 @@ async fn wait_inventory(s: &TestServer, what: &str, done: impl Fn(&Value) -> boo
 }
 
 /// Turns the sync on and waits for its first full sync.
-async fn sync_on(s: &TestServer) -> Value {
+async fn sync_on(s: &TestApp) -> Value {
     let r = patch(s, &s.connection, json!({"inventory_sync": true})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["inventory_sync"], true);
     wait_inventory(s, "a full sync", |i| i["last_sync"].is_object()).await
 }
 
-async fn trust(s: &TestServer, serial: &str) -> Resp {
+async fn trust(s: &TestApp, serial: &str) -> Resp {
     s.get(&format!(
         "/v1/connections/{}/device-trust?serial_number={serial}",
         s.connection
@@ -76,7 +67,7 @@ async fn trust(s: &TestServer, serial: &str) -> Resp {
 }
 
 /// The endpoint's answer, asserting a 200.
-async fn answer(s: &TestServer, serial: &str) -> Value {
+async fn answer(s: &TestApp, serial: &str) -> Value {
     let r = trust(s, serial).await;
     assert_eq!(r.status, 200, "{serial}: {}", r.body);
     assert_eq!(
@@ -88,7 +79,7 @@ async fn answer(s: &TestServer, serial: &str) -> Value {
 }
 
 /// The card's outputs, asserting a 200.
-async fn card(s: &TestServer, serial: &str) -> Value {
+async fn card(s: &TestApp, serial: &str) -> Value {
     s.outputs(
         "get_device_trust",
         json!({"serial_number": serial}),
@@ -97,7 +88,7 @@ async fn card(s: &TestServer, serial: &str) -> Value {
     .await
 }
 
-fn device_lists(s: &TestServer) -> Vec<kandji_connector::simulator::RecordedRequest> {
+fn device_lists(s: &TestApp) -> Vec<kandji_connector::simulator::RecordedRequest> {
     s.sim
         .requests()
         .into_iter()
@@ -114,7 +105,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 
 /// Puts four Macs in the four states that matter and returns their serial numbers:
 /// [healthy, MDM off (unenrolled), missing, removed].
-fn four_states(s: &TestServer) -> [String; 4] {
+fn four_states(s: &TestApp) -> [String; 4] {
     let mut t = s.sim.tenant_mut();
     let macs: Vec<usize> = (0..t.devices.len())
         .filter(|&i| t.devices[i].platform == Platform::Mac)
@@ -136,7 +127,7 @@ fn four_states(s: &TestServer) -> [String; 4] {
 }
 
 /// What the simulated tenant says of a device, as a device-trust answer shows it.
-fn expected(s: &TestServer, serial: &str) -> Value {
+fn expected(s: &TestApp, serial: &str) -> Value {
     let t = s.sim.tenant();
     let d = t
         .devices
@@ -194,7 +185,11 @@ fn not_found() -> Value {
 
 #[tokio::test]
 async fn managed_means_enrolled_with_mdm_on_and_neither_missing_nor_removed() {
-    let s = TestServer::start_with(sim(60), slow_sync).await;
+    let s = TestApp::builder()
+        .devices(60)
+        .config(slow_sync)
+        .start()
+        .await;
     // A budget that does not space out the live lookups below.
     let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -233,7 +228,11 @@ async fn managed_means_enrolled_with_mdm_on_and_neither_missing_nor_removed() {
 
 #[tokio::test]
 async fn an_index_hit_sends_nothing_to_kandji() {
-    let s = TestServer::start_with(sim(700), slow_sync).await;
+    let s = TestApp::builder()
+        .devices(700)
+        .config(slow_sync)
+        .start()
+        .await;
     let inv = sync_on(&s).await;
     assert_eq!(inv["devices"], 700);
     assert_eq!(inv["last_sync"]["devices"], 700);
@@ -272,7 +271,11 @@ async fn an_index_hit_sends_nothing_to_kandji() {
 
 #[tokio::test]
 async fn a_miss_sends_exactly_one_exact_match_lookup() {
-    let s = TestServer::start_with(sim(60), slow_sync).await;
+    let s = TestApp::builder()
+        .devices(60)
+        .config(slow_sync)
+        .start()
+        .await;
     sync_on(&s).await;
     // Two devices enrolled after the sync; Kandji's filter is "contains", so asking for the
     // second's serial number also lists the first (which Kandji lists first).
@@ -332,7 +335,11 @@ async fn a_miss_sends_exactly_one_exact_match_lookup() {
 
 #[tokio::test]
 async fn a_device_kandji_no_longer_lists_leaves_the_index_at_the_next_sync() {
-    let s = TestServer::start_with(sim(60), fast_sync).await;
+    let s = TestApp::builder()
+        .devices(60)
+        .config(fast_sync)
+        .start()
+        .await;
     sync_on(&s).await;
     let (id, serial) = {
         let t = s.sim.tenant();
@@ -369,7 +376,11 @@ async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
         c.cipher = cipher.clone();
         slow_sync(c);
     };
-    let first = TestServer::start_with(sim(700), same_store).await;
+    let first = TestApp::builder()
+        .devices(700)
+        .config(same_store)
+        .start()
+        .await;
     let inv = sync_on(&first).await;
     let synced_at = time(&inv["last_sync"]["started_at"]);
     let serials: Vec<String> = first
@@ -387,7 +398,11 @@ async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
     first.sim.clear_requests();
 
     // A second server on the same store, as after a restart.
-    let restarted = TestServer::start_with(sim(1), same_store).await;
+    let restarted = TestApp::builder()
+        .devices(1)
+        .config(same_store)
+        .start()
+        .await;
     let on = |path: &str| format!("/v1/connections/{}{path}", first.connection);
     let status = restarted.get(&on("")).await;
     assert_eq!(status.body["inventory_sync"], true);
@@ -432,7 +447,11 @@ async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
         c.kandji.total_timeout = Duration::from_millis(500);
         slow_sync(c);
     };
-    let first = TestServer::start_with(sim(900), same_store).await;
+    let first = TestApp::builder()
+        .devices(900)
+        .config(same_store)
+        .start()
+        .await;
     // Two pages of 300, then Kandji fails for good.
     let mut faults = vec![Fault::Delay(Duration::ZERO); 2];
     faults.extend(vec![Fault::status(503); 200]);
@@ -459,7 +478,11 @@ async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
         .sim
         .push_faults(Some("/api/v1/devices"), vec![Fault::Hang; 100]);
 
-    let restarted = TestServer::start_with(sim(1), same_store).await;
+    let restarted = TestApp::builder()
+        .devices(1)
+        .config(same_store)
+        .start()
+        .await;
     let on = |serial: &str| {
         format!(
             "/v1/connections/{}/device-trust?serial_number={serial}",
@@ -491,11 +514,14 @@ async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
 
 #[tokio::test]
 async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
-    let s = TestServer::start_with(sim(10), |c| {
-        slow_sync(c);
-        c.trust.stale_after = Some(Duration::from_millis(300));
-    })
-    .await;
+    let s = TestApp::builder()
+        .devices(10)
+        .config(|c| {
+            slow_sync(c);
+            c.trust.stale_after = Some(Duration::from_millis(300));
+        })
+        .start()
+        .await;
     sync_on(&s).await;
     let serial = s.sim.tenant().devices[0].serial_number.to_string();
     let a = answer(&s, &serial).await;
@@ -516,7 +542,11 @@ async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
 
 #[tokio::test]
 async fn an_unreachable_kandji_still_gets_an_answer_marked_stale() {
-    let s = TestServer::start_with(sim(60), fast_sync).await;
+    let s = TestApp::builder()
+        .devices(60)
+        .config(fast_sync)
+        .start()
+        .await;
     // A budget that does not space out the many retried requests below.
     let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -583,7 +613,11 @@ async fn an_unreachable_kandji_still_gets_an_answer_marked_stale() {
 
 #[tokio::test]
 async fn the_sync_spends_the_connections_budget_at_half_its_rate() {
-    let s = TestServer::start_with(sim(1400), slow_sync).await;
+    let s = TestApp::builder()
+        .devices(1400)
+        .config(slow_sync)
+        .start()
+        .await;
     // 36,000 an hour: one request per 100 ms; the sync takes at most half: one per 200 ms.
     let r = patch(
         &s,
@@ -614,11 +648,14 @@ async fn the_sync_spends_the_connections_budget_at_half_its_rate() {
 #[tokio::test]
 async fn the_sync_stops_short_of_the_reserve_left_for_cards() {
     // A reserve of 99.99% of 36,000 an hour: the sync may send 4 requests in the hour.
-    let s = TestServer::start_with(sim(1400), |c| {
-        slow_sync(c);
-        c.trust.budget_reserve = 0.9999;
-    })
-    .await;
+    let s = TestApp::builder()
+        .devices(1400)
+        .config(|c| {
+            slow_sync(c);
+            c.trust.budget_reserve = 0.9999;
+        })
+        .start()
+        .await;
     let r = patch(
         &s,
         &s.connection,
@@ -648,7 +685,11 @@ async fn the_sync_stops_short_of_the_reserve_left_for_cards() {
 
 #[tokio::test]
 async fn connections_turn_the_sync_on_and_off() {
-    let s = TestServer::start_with(sim(60), slow_sync).await;
+    let s = TestApp::builder()
+        .devices(60)
+        .config(slow_sync)
+        .start()
+        .await;
     let list = s.get("/v1/connections").await;
     assert_eq!(list.body["connections"][0]["inventory_sync"], false);
     assert!(inventory(&s).await.is_null());
@@ -694,14 +735,17 @@ async fn connections_turn_the_sync_on_and_off() {
 #[tokio::test]
 async fn the_endpoint_refuses_bad_queries_and_keys_without_the_invoke_scope() {
     const CATALOG_ONLY: &str = "catalog-only-key-0123456789";
-    let s = TestServer::start_with(sim(10), |c| {
-        use kandji_connector::api::auth::{ApiKey, Scope};
-        c.api_keys.push(ApiKey::with_scopes(
-            &secrecy::SecretString::from(CATALOG_ONLY.to_string()),
-            vec![Scope::CatalogRead],
-        ));
-    })
-    .await;
+    let s = TestApp::builder()
+        .devices(10)
+        .config(|c| {
+            use kandji_connector::api::auth::{ApiKey, Scope};
+            c.api_keys.push(ApiKey::with_scopes(
+                &secrecy::SecretString::from(CATALOG_ONLY.to_string()),
+                vec![Scope::CatalogRead],
+            ));
+        })
+        .start()
+        .await;
     let base = format!("/v1/connections/{}/device-trust", s.connection);
     for (query, loc) in [
         ("", "query.serial_number"),

@@ -1,9 +1,7 @@
 //! The HTTP API as a caller sees it: auth, catalog, connections, and every refusal of bad input
 //! (problem+json naming the field, and nothing sent to Kandji).
 
-mod common;
-
-use common::{API_KEY, TestServer};
+use crate::harness::{API_KEY, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -47,7 +45,7 @@ const ALL_CARDS: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn health_needs_no_key_but_v1_does() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let r = s.send(Method::GET, "/healthz", None, None).await;
     assert_eq!(r.status, 200);
     let r = s.send(Method::GET, "/readyz", None, None).await;
@@ -84,7 +82,7 @@ async fn health_needs_no_key_but_v1_does() {
 
 #[tokio::test]
 async fn catalog_lists_every_card_with_its_title() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let r = s.get("/v1/cards").await;
     assert_eq!(r.status, 200);
     let cards = r.body["cards"].as_array().unwrap();
@@ -163,7 +161,7 @@ async fn catalog_lists_every_card_with_its_title() {
 
 #[tokio::test]
 async fn malformed_and_misshapen_invocations_are_refused() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let resp = s
         .http
         .post(format!("{}/v1/cards/lock_device/invoke", s.url))
@@ -216,7 +214,7 @@ async fn malformed_and_misshapen_invocations_are_refused() {
 /// Each (card, inputs, options) must be refused with 422 naming exactly these fields, sending nothing.
 #[tokio::test]
 async fn bad_inputs_name_every_offending_field_and_send_nothing() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let cases: Vec<(&str, Value, Value, Vec<&str>)> = vec![
         (
             "lock_device",
@@ -422,7 +420,7 @@ async fn bad_inputs_name_every_offending_field_and_send_nothing() {
 
 #[tokio::test]
 async fn a_pin_is_never_echoed_in_an_error() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let r = s
         .invoke(
             "erase_device",
@@ -436,7 +434,7 @@ async fn a_pin_is_never_echoed_in_an_error() {
 
 #[tokio::test]
 async fn custom_api_action_cannot_leave_the_tenant_api() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     for bad in [
         "//evil.example.com/api/v1/devices",
         "https://evil.example.com/x",
@@ -477,7 +475,7 @@ async fn custom_api_action_cannot_leave_the_tenant_api() {
 
 #[tokio::test]
 async fn connections_verify_normalise_and_never_return_the_token() {
-    let s = TestServer::start().await;
+    let s = TestApp::start().await;
     let base = s.sim.base_url();
     // Normalised: trailing /api/v1/ is dropped.
     let r = s

@@ -2,10 +2,7 @@
 //! (limits, filters, paging across pages, `next` links on the wrong host followed on the
 //! tenant's host), how many, the records the caller got, and Kandji's errors passed through.
 
-mod cards_support;
-mod common;
-
-use cards_support::*;
+use crate::harness::kandji::*;
 use kandji_connector::simulator::{Fault, SimConfig};
 use serde_json::{Value, json};
 

@@ -2,10 +2,7 @@
 //! that reached Kandji (method, path, query, body), how many, the outputs the caller got, their
 //! result sets, and Kandji's errors passed through.
 
-mod cards_support;
-mod common;
-
-use cards_support::*;
+use crate::harness::kandji::*;
 use chrono::Duration;
 use kandji_connector::simulator::{
     ADMIN_EMAIL, CustomApp, Fault, LibraryActivity, SimConfig, Tag, reference_now,
@@ -512,13 +509,15 @@ async fn get_mac_recovery_lock_password_is_a_secret_read_uncached() {
 async fn get_mac_recovery_lock_password_needs_the_secrets_scope() {
     use kandji_connector::api::auth::{ApiKey, Scope};
     const NO_SECRETS: &str = "no-secrets-key-0123456789";
-    let s = common::TestServer::start_with(SimConfig::default(), |c| {
-        c.api_keys.push(ApiKey::with_scopes(
-            &secrecy::SecretString::from(NO_SECRETS.to_string()),
-            vec![Scope::CatalogRead, Scope::CardsInvoke],
-        ))
-    })
-    .await;
+    let s = crate::harness::TestApp::builder()
+        .config(|c| {
+            c.api_keys.push(ApiKey::with_scopes(
+                &secrecy::SecretString::from(NO_SECRETS.to_string()),
+                vec![Scope::CatalogRead, Scope::CardsInvoke],
+            ))
+        })
+        .start()
+        .await;
     let mac = id(&device(&s, "Mac"));
     let r = s
         .send(

@@ -1,117 +1,13 @@
-//! Store tests against a SQLite file in a temporary directory and, when
-//! KANDJI_CONNECTOR_TEST_POSTGRES_URL is set, against a fresh PostgreSQL schema
-//! (`both!` runs a test on each; without the variable the PostgreSQL half says it was skipped).
+//! Store tests against a SQLite file in a temporary directory and against a fresh PostgreSQL
+//! schema (`both!` runs a test on each: `name::sqlite` and `name::needs_postgres`).
 
-mod pg_support;
-
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::harness::{TestDb, both};
 use kandji_connector::store::{
     self, CipherError, ConnectionPatch, NewConnection, Store, StoreError, TokenCipher,
 };
 use secrecy::{ExposeSecret, SecretString};
-
-struct TestDb {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    pg: Option<pg_support::PgSchema>,
-}
-
-impl TestDb {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("connector.db");
-        TestDb {
-            _dir: dir,
-            path,
-            pg: None,
-        }
-    }
-
-    /// A fresh PostgreSQL schema; `None` (the test is skipped) without the variable.
-    async fn postgres(test: &str) -> Option<Self> {
-        let pg = pg_support::PgSchema::new(test).await?;
-        let mut db = Self::new();
-        db.pg = Some(pg);
-        Some(db)
-    }
-
-    fn url(&self) -> String {
-        match &self.pg {
-            Some(pg) => pg.url(),
-            None => format!("sqlite://{}?mode=rwc", self.path.display()),
-        }
-    }
-
-    /// Runs one statement directly (SQLite or PostgreSQL spelling), binding `args` as text.
-    async fn exec(&self, sqlite: &'static str, postgres: &'static str, args: &[&str]) {
-        match &self.pg {
-            Some(pg) => {
-                let raw = pg.raw().await;
-                let mut q = sqlx::query(postgres);
-                for a in args {
-                    q = q.bind(a.to_string());
-                }
-                q.execute(&raw).await.unwrap();
-                raw.close().await;
-            }
-            None => {
-                let raw = self.raw().await;
-                let mut q = sqlx::query(sqlite);
-                for a in args {
-                    q = q.bind(a.to_string());
-                }
-                q.execute(&raw).await.unwrap();
-                raw.close().await;
-            }
-        }
-    }
-
-    async fn open(&self, cipher: &TokenCipher) -> Result<Arc<dyn Store>, StoreError> {
-        store::open(&self.url(), cipher.clone()).await
-    }
-
-    /// A plain sqlx pool on the same file, for poking at rows directly.
-    async fn raw(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&self.url()).await.unwrap()
-    }
-
-    /// The bytes of the database file and of its -wal / -shm / -journal
-    /// files, whichever exist.
-    fn all_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = self.path.clone().into_os_string();
-            p.push(suffix);
-            if let Ok(b) = std::fs::read(Path::new(&p)) {
-                out.extend_from_slice(&b);
-            }
-        }
-        out
-    }
-}
-
-/// Runs `$name(db: TestDb)` on SQLite (`$name::sqlite`) and on PostgreSQL (`$name::postgres`).
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::TestDb::new()).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(db) =
-                    super::TestDb::postgres(concat!(stringify!($name), "::postgres")).await
-                {
-                    super::$name(db).await;
-                }
-            }
-        }
-    };
-}
 
 fn new_conn(name: &str, token: &str) -> NewConnection {
     NewConnection {
@@ -266,7 +162,7 @@ async fn create_get_list_update_delete_round_trip(db: TestDb) {
 async fn token_is_not_stored_in_plaintext() {
     const TOKEN: &str = "kandji-token-PLAINTEXT-3f9a1c7e-do-not-store";
     const NAME: &str = "plaintext-probe-tenant";
-    let db = TestDb::new();
+    let db = TestDb::sqlite();
     let (cipher, key) = TokenCipher::generate();
     let store = db.open(&cipher).await.unwrap();
     let c = store
@@ -284,13 +180,13 @@ async fn token_is_not_stored_in_plaintext() {
     store.update_connection(&c2.id, updated).await.unwrap();
 
     // While open (the rows may still be only in the WAL).
-    let bytes = db.all_bytes();
+    let bytes = db.sqlite_bytes();
     assert!(contains(&bytes, NAME), "the probe must see the row");
     assert!(!contains(&bytes, TOKEN));
     assert!(!contains(&bytes, &key));
 
     // After a checkpoint, and after close.
-    let raw = db.raw().await;
+    let raw = db.raw_sqlite().await;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&raw)
         .await
@@ -298,7 +194,7 @@ async fn token_is_not_stored_in_plaintext() {
     raw.close().await;
     store.close().await;
     drop(store);
-    let bytes = db.all_bytes();
+    let bytes = db.sqlite_bytes();
     assert!(contains(&bytes, NAME), "the probe must see the row");
     assert!(contains(&bytes, &c.id));
     assert!(!contains(&bytes, TOKEN));

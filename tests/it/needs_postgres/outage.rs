@@ -1,23 +1,17 @@
 //! The database goes away under a running connector, then comes back. PostgreSQL is reached
-//! through a TCP proxy the test can cut (KANDJI_CONNECTOR_TEST_POSTGRES_URL; without it the test
-//! says it was skipped and passes).
+//! through a TCP proxy the test can cut.
 //!
 //! What an operator and a workflow engine should see: readiness turns 503 quickly while liveness
 //! stays 200; API calls that need the store answer 503 problem+json with `Retry-After` (not a 500,
 //! not a hang); an invocation sends nothing to Kandji; everything works again once the database is
 //! back, without a restart.
 
-mod common;
-mod pg_support;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use kandji_connector::simulator::SimConfig;
-use pg_support::PgSchema;
+use crate::harness::{PgSchema, TestApp, eventually};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
@@ -85,9 +79,9 @@ impl Proxy {
     }
 }
 
-/// A test server whose PostgreSQL store is reached through `Proxy`; `None` without PostgreSQL.
-async fn start(test: &str) -> Option<(TestServer, Proxy, PgSchema)> {
-    let pg = PgSchema::new(test).await?;
+/// A test server whose PostgreSQL store is reached through `Proxy`.
+async fn start() -> (TestApp, Proxy, PgSchema) {
+    let pg = PgSchema::new().await;
     let direct = url::Url::parse(&pg.url()).unwrap();
     let target = format!(
         "{}:{}",
@@ -99,22 +93,17 @@ async fn start(test: &str) -> Option<(TestServer, Proxy, PgSchema)> {
     proxied.set_host(Some("127.0.0.1")).unwrap();
     proxied.set_port(Some(proxy.addr.port())).unwrap();
     let proxied = proxied.to_string();
-    let s =
-        TestServer::start_with(SimConfig::default(), |c| c.database_url = proxied.clone()).await;
+    let s = TestApp::builder().database_url(proxied).start().await;
     assert_eq!(s.get("/readyz").await.status, 200);
-    Some((s, proxy, pg))
+    (s, proxy, pg)
 }
 
 /// Waits (bounded) until readiness is back, then checks the store answers the API again.
-async fn recovers(s: &TestServer) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if s.get("/readyz").await.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "readyz never recovered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn recovers(s: &TestApp) {
+    eventually("readyz recovers", Duration::from_secs(15), async || {
+        s.get("/readyz").await.status == 200
+    })
+    .await;
     let r = s.get("/v1/connections").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["connections"][0]["id"], s.connection.as_str());
@@ -122,9 +111,7 @@ async fn recovers(s: &TestServer) {
 
 #[tokio::test]
 async fn a_database_outage_is_a_clear_503_and_the_connector_recovers_by_itself() {
-    let Some((s, proxy, pg)) = start("a_database_outage_is_a_clear_503").await else {
-        return;
-    };
+    let (s, proxy, pg) = start().await;
     let device = s.sim.tenant().first_device_of("Mac").unwrap().device_id;
 
     proxy.cut(false);
@@ -177,9 +164,7 @@ async fn a_database_outage_is_a_clear_503_and_the_connector_recovers_by_itself()
 
 #[tokio::test]
 async fn a_database_that_stops_answering_is_a_bounded_503_not_a_hang() {
-    let Some((s, proxy, _pg)) = start("a_database_that_stops_answering").await else {
-        return;
-    };
+    let (s, proxy, _pg) = start().await;
     proxy.cut(true);
 
     let started = Instant::now();

@@ -2,11 +2,8 @@
 //! (method, path, query, body and its encoding), how many, and the outputs the caller got,
 //! Kandji's errors included.
 
-mod cards_support;
-mod common;
-
-use cards_support::*;
-use common::TestServer;
+use crate::harness::TestApp;
+use crate::harness::kandji::*;
 use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
 
@@ -430,7 +427,7 @@ async fn manage_remote_desktop_maps_on_and_off_to_booleans() {
 // ---- Lost Mode: the action, then a device lookup for the outputs Kandji does not return ----
 
 /// The device outputs the lost-mode cards compose from `GET /devices/{id}`.
-fn lost_mode_outputs(s: &TestServer, d: &kandji_connector::simulator::Device) -> Value {
+fn lost_mode_outputs(s: &TestApp, d: &kandji_connector::simulator::Device) -> Value {
     json!({
         "device_id": id(d),
         "device_name": d.device_name,
@@ -850,7 +847,7 @@ async fn secrets_are_read_uncached_and_mac_only_ones_pass_kandjis_400() {
 // ---- Get Device, Update Device ----
 
 /// Get Device (Basic)'s `device` group for a device, from the tenant's records.
-fn basic_device(s: &TestServer, d: &kandji_connector::simulator::Device) -> Value {
+fn basic_device(s: &TestApp, d: &kandji_connector::simulator::Device) -> Value {
     let t = s.sim.tenant();
     json!({
         "device_id": id(d),
