@@ -52,55 +52,6 @@ fn ids_of(records: &Value, key: &str) -> Vec<String> {
 
 const FIRST_300: &str = "first_300_records";
 
-/// The Stream result sets of the new list cards need a helper flow: without one they answer 422
-/// naming `options.helper_flow` and send nothing (they stream in tests/streams.rs).
-#[tokio::test]
-async fn stream_result_sets_without_a_helper_flow_answer_422_and_send_nothing() {
-    let s = start().await;
-    let (mac, bp, item) = {
-        let t = s.sim.tenant();
-        (
-            t.first_device_of("Mac").unwrap().device_id.to_string(),
-            t.blueprints[0].id.to_string(),
-            t.library_items[0].id.to_string(),
-        )
-    };
-    for (card, inputs, rs) in [
-        ("list_users", json!({}), "stream_all_matching_records"),
-        ("list_tags", json!({}), "stream_all_records"),
-        ("list_custom_apps", json!({}), "stream_all_records"),
-        (
-            "list_device_activity",
-            json!({"device_id": mac}),
-            "stream_all_records",
-        ),
-        (
-            "list_library_items",
-            json!({"blueprint_id": bp}),
-            "stream_all_records",
-        ),
-        (
-            "list_library_item_activity",
-            json!({"library_item_id": item}),
-            "stream_all_records",
-        ),
-        (
-            "list_library_item_statuses",
-            json!({"library_item_id": item}),
-            "stream_all_records",
-        ),
-    ] {
-        let r = s.invoke(card, inputs, json!({"result_set": rs})).await;
-        assert_eq!(
-            r.problem(422),
-            vec!["options.helper_flow"],
-            "{card}: {}",
-            r.body
-        );
-    }
-    take(&s, 0);
-}
-
 // ---- Tags ----
 
 #[tokio::test]

@@ -57,33 +57,6 @@ fn device_record(raw: &Value) -> Value {
     normalised(raw, DEVICE_DATES, &["/user"])
 }
 
-/// The Stream result sets need a helper flow: without one they answer 422 naming
-/// `options.helper_flow`, and send nothing (streaming itself is tested in tests/streams.rs).
-#[tokio::test]
-async fn stream_result_sets_without_a_helper_flow_answer_422_and_send_nothing() {
-    let s = start().await;
-    let ade = s.sim.tenant().ade_integrations[0].id.to_string();
-    for (card, inputs, rs) in [
-        ("list_devices", json!({}), "stream_matching_records"),
-        ("list_blueprints", json!({}), "stream_all_records"),
-        ("list_ade_integrations", json!({}), "stream_all_records"),
-        (
-            "list_ade_devices",
-            json!({"ade_token_id": ade}),
-            "stream_all_records",
-        ),
-    ] {
-        let r = s.invoke(card, inputs, json!({"result_set": rs})).await;
-        assert_eq!(
-            r.problem(422),
-            vec!["options.helper_flow"],
-            "{card}: {}",
-            r.body
-        );
-    }
-    take(&s, 0);
-}
-
 // ---- List Devices ----
 
 #[tokio::test]

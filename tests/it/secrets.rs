@@ -2,53 +2,33 @@
 //! the process logged at debug level, and no error body, contains a token, an API key, a PIN, a
 //! FileVault key or a bypass code.
 
-use std::process::Stdio;
-use std::time::Duration;
-
+use crate::harness::Binary;
 use kandji_connector::simulator::{self, Fault, Platform, SimConfig};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 
 const API_KEY: &str = "leak-test-key-9f8e7d6c5b4a3210";
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs_or_an_error_body() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = simulator::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         SimConfig::default(),
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     let secret_key = "q8dXzK0m3nQ1r2s3t4u5v6w7x8y9z0A1B2C3D4E5F6s="; // base64 of 32 bytes
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kandji-connector"))
-        .arg("serve")
-        .env("KANDJI_CONNECTOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("KANDJI_CONNECTOR_API_KEYS", API_KEY)
-        .env("KANDJI_CONNECTOR_SECRET_KEY", secret_key)
-        .env(
+    let mut server = Binary::serve(&[
+        ("KANDJI_CONNECTOR_API_KEYS", API_KEY.to_string()),
+        ("KANDJI_CONNECTOR_SECRET_KEY", secret_key.to_string()),
+        (
             "KANDJI_CONNECTOR_DATABASE_URL",
             format!("sqlite://{}/t.db?mode=rwc", dir.path().display()),
-        )
-        .env("KANDJI_CONNECTOR_LOG", "trace")
-        .env("KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS", "1500")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the server");
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    for _ in 0..100 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ),
+        ("KANDJI_CONNECTOR_LOG", "trace".to_string()),
+        ("KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS", "1500".to_string()),
+    ])
+    .await;
+    let (url, http) = (server.url.clone(), server.http.clone());
     let post = |path: String, body: Value| {
         let http = http.clone();
         let url = url.clone();
@@ -182,23 +162,8 @@ async fn no_secret_reaches_the_logs_or_an_error_body() {
         .1,
     );
 
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    let mut logs = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .await
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .await
-        .unwrap();
+    server.kill().await;
+    let logs = server.logs();
     assert!(
         logs.len() > 1000 && logs.contains("DEBUG"),
         "the server logged too little to check: {logs}"

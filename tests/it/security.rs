@@ -1,9 +1,7 @@
 //! Trust boundaries as a caller and an operator see them: scopes, key files, the secret key at
 //! start-up and its rotation, and abuse limits that refuse clearly and keep serving others.
 
-use std::time::Duration;
-
-use crate::harness::{API_KEY, TestApp};
+use crate::harness::{API_KEY, Binary, TestApp};
 use kandji_connector::api::auth::{ApiKey, Scope};
 use kandji_connector::simulator::{self, Platform, SimConfig};
 use reqwest::Method;
@@ -196,34 +194,10 @@ async fn abuse_limits_refuse_clearly_and_keep_serving_others() {
     assert_eq!(s.sim.request_count(), 0);
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_kandji-connector")
-}
-
-async fn wait_healthy(url: &str) -> bool {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    for _ in 0..100 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Keys from a file work; a wrong secret key stops start-up with a clear message; rotation keeps
 /// every connection working.
 #[tokio::test]
 async fn key_files_wrong_secret_key_and_rotation() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = simulator::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         SimConfig::default(),
@@ -242,19 +216,20 @@ async fn key_files_wrong_secret_key_and_rotation() {
     let key_file = dir.path().join("secret");
     std::fs::write(&key_file, format!("{old_key}\n")).unwrap();
 
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut server = tokio::process::Command::new(bin())
-        .arg("serve")
-        .env("KANDJI_CONNECTOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("KANDJI_CONNECTOR_API_KEYS_FILE", &keys_file)
-        .env("KANDJI_CONNECTOR_SECRET_KEY_FILE", &key_file)
-        .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(wait_healthy(&url).await);
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let keys = (
+        "KANDJI_CONNECTOR_API_KEYS_FILE",
+        keys_file.display().to_string(),
+    );
+    let mut server = Binary::serve(&[
+        keys.clone(),
+        (
+            "KANDJI_CONNECTOR_SECRET_KEY_FILE",
+            key_file.display().to_string(),
+        ),
+        ("KANDJI_CONNECTOR_DATABASE_URL", db.clone()),
+    ])
+    .await;
+    let (url, http) = (server.url.clone(), server.http.clone());
     let r = http
         .post(format!("{url}/v1/connections"))
         .bearer_auth("file-key-admin-00000000000")
@@ -304,7 +279,7 @@ async fn key_files_wrong_secret_key_and_rotation() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    server.kill().await.unwrap();
+    server.kill().await;
 
     // The stored token is not readable in the database file.
     let bytes = std::fs::read(dir.path().join("k.db")).unwrap();
@@ -315,12 +290,8 @@ async fn key_files_wrong_secret_key_and_rotation() {
     );
 
     // A wrong secret key stops start-up, saying so.
-    let out = tokio::process::Command::new(bin())
-        .arg("serve")
-        .env(
-            "KANDJI_CONNECTOR_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+    let out = Binary::command(&["serve"])
+        .env("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")
         .env("KANDJI_CONNECTOR_API_KEYS_FILE", &keys_file)
         .env("KANDJI_CONNECTOR_SECRET_KEY", new_key)
         .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
@@ -333,8 +304,7 @@ async fn key_files_wrong_secret_key_and_rotation() {
     assert!(!stderr.contains(new_key) && !stderr.contains(old_key));
 
     // Rotate, then start with the new key: the connection still works.
-    let out = tokio::process::Command::new(bin())
-        .arg("rotate-secret-key")
+    let out = Binary::command(&["rotate-secret-key"])
         .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
         .env("KANDJI_CONNECTOR_SECRET_KEY", old_key)
         .env("KANDJI_CONNECTOR_NEW_SECRET_KEY", new_key)
@@ -346,18 +316,13 @@ async fn key_files_wrong_secret_key_and_rotation() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let _server = tokio::process::Command::new(bin())
-        .arg("serve")
-        .env("KANDJI_CONNECTOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("KANDJI_CONNECTOR_API_KEYS_FILE", &keys_file)
-        .env("KANDJI_CONNECTOR_SECRET_KEY", new_key)
-        .env("KANDJI_CONNECTOR_DATABASE_URL", &db)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(wait_healthy(&url).await);
+    let server = Binary::serve(&[
+        keys,
+        ("KANDJI_CONNECTOR_SECRET_KEY", new_key.to_string()),
+        ("KANDJI_CONNECTOR_DATABASE_URL", db),
+    ])
+    .await;
+    let url = server.url.clone();
     let mac = sim
         .tenant()
         .first_device_of(Platform::Mac.as_str())
@@ -380,10 +345,7 @@ async fn key_files_wrong_secret_key_and_rotation() {
 
 #[tokio::test]
 async fn serve_refuses_to_start_without_its_settings() {
-    let out = tokio::process::Command::new(bin())
-        .arg("serve")
-        .env_remove("KANDJI_CONNECTOR_API_KEYS")
-        .env_remove("KANDJI_CONNECTOR_SECRET_KEY")
+    let out = Binary::command(&["serve"])
         .env("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")
         .output()
         .await
@@ -399,8 +361,7 @@ async fn serve_refuses_to_start_without_its_settings() {
         stderr.contains("openssl rand"),
         "says how to fix it: {stderr}"
     );
-    let out = tokio::process::Command::new(bin())
-        .arg("serve")
+    let out = Binary::command(&["serve"])
         .env("KANDJI_CONNECTOR_API_KEYS", "short")
         .env("KANDJI_CONNECTOR_SECRET_KEY", "not-base64!")
         .output()

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::card_fixtures;
+use crate::harness::kandji::take;
 use crate::harness::{
     API_KEY, Answer, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
     eventually, helper_flow,
@@ -79,7 +81,7 @@ fn kandji_queries(server: &TestApp, path_suffix: &str) -> Vec<String> {
 async fn start_on<'a>(
     db: &TestDb,
     sim: SimConfig,
-    tweak: impl FnOnce(&mut kandji_connector::config::Config) + 'a,
+    tweak: impl FnOnce(&mut kandji_connector::config::Config) + Send + 'a,
 ) -> TestApp {
     TestApp::builder()
         .sim(sim)
@@ -694,6 +696,35 @@ async fn running_streams_are_capped(db: TestDb) {
         .await;
     assert_eq!(r.body["state"], "cancelled");
     server.start_stream("list_devices", json!({}), opts).await;
+}
+
+/// Every stream result set of every card in the catalog needs a helper flow: without one it
+/// answers 422 naming `options.helper_flow` and sends nothing (each card with its fixture's
+/// inputs, tests/fixtures/cards).
+#[tokio::test]
+async fn stream_result_sets_without_a_helper_flow_answer_422_and_send_nothing() {
+    let s = TestApp::start().await;
+    let mut streams = Vec::new();
+    for card in card_fixtures::catalog(&s).await {
+        let view = s.get(&format!("/v1/cards/{card}")).await.ok();
+        for rs in view["result_sets"].as_array().unwrap() {
+            let rs = rs["id"].as_str().unwrap();
+            if !rs.starts_with("stream_") {
+                continue;
+            }
+            let inputs = card_fixtures::fixture(&s, &card).inputs;
+            let r = s.invoke(&card, inputs, json!({"result_set": rs})).await;
+            assert_eq!(
+                r.problem(422),
+                vec!["options.helper_flow"],
+                "{card}: {}",
+                r.body
+            );
+            streams.push(format!("{card}.{rs}"));
+        }
+    }
+    assert!(!streams.is_empty(), "the catalog has stream result sets");
+    take(&s, 0);
 }
 
 /// Every forbidden callback URL gets a 422 naming options.helper_flow.url, and nothing is sent:

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{API_KEY, Resp, TestApp};
 use chrono::{DateTime, Utc};
 use kandji_connector::config::Config;
-use kandji_connector::simulator::{Fault, Platform, SimConfig};
+use kandji_connector::simulator::{Fault, Platform};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -253,7 +253,7 @@ pub struct TestAppBuilder<'a> {
     sim: Sim,
     database_url: Option<String>,
     cipher: Option<TokenCipher>,
-    tweaks: Vec<Box<dyn FnOnce(&mut Config) + 'a>>,
+    tweaks: Vec<Box<dyn FnOnce(&mut Config) + Send + 'a>>,
     connection: bool,
     requests_per_hour: Option<u64>,
 }
@@ -297,7 +297,7 @@ impl<'a> TestAppBuilder<'a> {
     }
 
     /// Any change to the configuration; applied after the builder's own settings.
-    pub fn config(mut self, tweak: impl FnOnce(&mut Config) + 'a) -> Self {
+    pub fn config(mut self, tweak: impl FnOnce(&mut Config) + Send + 'a) -> Self {
         self.tweaks.push(Box::new(tweak));
         self
     }

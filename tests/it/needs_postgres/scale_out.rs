@@ -17,7 +17,7 @@ async fn replica(
     pg: &PgSchema,
     sim: &SimHandle,
     cipher: &TokenCipher,
-    tweak: impl FnOnce(&mut Config),
+    tweak: impl FnOnce(&mut Config) + Send,
 ) -> TestApp {
     TestApp::builder()
         .shared_sim(sim)
