@@ -248,12 +248,15 @@ enum Sim {
     Shared(SimHandle),
 }
 
+/// A change to the configuration, applied when the app starts.
+type Tweak<'a> = Box<dyn FnOnce(&mut Config) + Send + 'a>;
+
 /// How a `TestApp` starts; `TestApp::builder()`.
 pub struct TestAppBuilder<'a> {
     sim: Sim,
     database_url: Option<String>,
     cipher: Option<TokenCipher>,
-    tweaks: Vec<Box<dyn FnOnce(&mut Config) + Send + 'a>>,
+    tweaks: Vec<Tweak<'a>>,
     connection: bool,
     requests_per_hour: Option<u64>,
 }
