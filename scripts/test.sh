@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, card definitions, dependency audit, then every test
-# (cargo-nextest, then the doctests, which nextest does not run).
+# The whole test suite: formatting, lints, card definitions, dependency audit, every test
+# (cargo-nextest, then the doctests, which nextest does not run), then the container image's build
+# (scripts/image-check.sh, no Docker daemon needed).
 #
 # A test that needs an outside program carries `needs_<name>` in its name (e.g.
 # `needs_postgres::scale_out::…`, `store::inventory_round_trip::needs_postgres`). Each such
@@ -70,6 +71,7 @@ done
 
 cargo nextest run --locked ${filter:+-E "$filter"}
 cargo test --locked --doc
+bash scripts/image-check.sh
 
 if ((${#missing[@]})); then
     echo "MISSING requirements: ${missing[*]}: their tests were skipped, not run (see the summary above)"

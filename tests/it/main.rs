@@ -16,6 +16,8 @@ mod cards_custom;
 mod cards_devices;
 mod cards_lists;
 mod catalog;
+mod deployment;
+mod healthcheck;
 mod needs_postgres;
 mod readme;
 mod resilience;
