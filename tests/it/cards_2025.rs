@@ -10,21 +10,6 @@ use kandji_connector::simulator::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-fn devices(n: usize) -> SimConfig {
-    SimConfig {
-        devices: n,
-        ..SimConfig::default()
-    }
-}
-
-/// Kandji's date text as a Date output; `""` and null as null.
-fn date(v: &Value) -> Value {
-    match v.as_str() {
-        None | Some("") => Value::Null,
-        Some(s) => json!(rfc_of(s)),
-    }
-}
-
 /// Records with these date fields normalised, as the card's `record_schema` does.
 fn with_dates(records: &Value, dates: &[&str]) -> Value {
     let mut out = records.clone();

@@ -933,14 +933,6 @@ async fn get_device_basic_normalises_dates_and_an_unassigned_user() {
     );
 }
 
-/// Kandji's date text as a Date output; `""` and absent as null.
-fn date(v: &Value) -> Value {
-    match v.as_str() {
-        None | Some("") => Value::Null,
-        Some(s) => json!(rfc_of(s)),
-    }
-}
-
 /// Kandji's `"True"`/`"False"` strings as booleans.
 fn boolean(v: &Value) -> Value {
     match v.as_str() {

@@ -3,23 +3,8 @@
 //! tenant's host), how many, the records the caller got, and Kandji's errors passed through.
 
 use crate::harness::kandji::*;
-use kandji_connector::simulator::{Fault, SimConfig};
+use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
-
-fn devices(n: usize) -> SimConfig {
-    SimConfig {
-        devices: n,
-        ..SimConfig::default()
-    }
-}
-
-/// Kandji's date text as a Date output; `""` as null.
-fn date(v: &Value) -> Value {
-    match v.as_str() {
-        None | Some("") => Value::Null,
-        Some(s) => json!(rfc_of(s)),
-    }
-}
 
 /// A record with these (pointer) date fields normalised and these `""` fields nulled, as the
 /// card's `record_schema` does.

@@ -840,31 +840,16 @@ async fn helper_flow_stays_secret(db: TestDb) {
     ] {
         assert!(!everything.contains(secret), "{secret} returned");
     }
+    const OTHER: &str = "other-key-0123456789abcdef";
+    let stream = format!("/v1/streams/{id}");
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        server
+            .send(method, &stream, None, Some(OTHER))
+            .await
+            .problem(404);
+    }
     let other = server
-        .send(
-            reqwest::Method::GET,
-            &format!("/v1/streams/{id}"),
-            None,
-            Some("other-key-0123456789abcdef"),
-        )
-        .await;
-    other.problem(404);
-    let other = server
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/streams/{id}"),
-            None,
-            Some("other-key-0123456789abcdef"),
-        )
-        .await;
-    other.problem(404);
-    let other = server
-        .send(
-            reqwest::Method::GET,
-            "/v1/streams",
-            None,
-            Some("other-key-0123456789abcdef"),
-        )
+        .send(reqwest::Method::GET, "/v1/streams", None, Some(OTHER))
         .await;
     assert_eq!(other.body["streams"], json!([]));
     let anon = server

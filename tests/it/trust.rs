@@ -1,9 +1,9 @@
 //! Device trust (issue 6): "is this device managed?" by serial number, from the synced inventory,
 //! through the `get_device_trust` card and `GET /v1/connections/{id}/device-trust`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{API_KEY, Resp, TestApp};
+use crate::harness::{API_KEY, Resp, TestApp, TestDb, eventually};
 use chrono::{DateTime, Utc};
 use kandji_connector::config::Config;
 use kandji_connector::simulator::{Fault, Platform};
@@ -22,13 +22,8 @@ fn fast_sync(c: &mut Config) {
 }
 
 async fn patch(s: &TestApp, connection: &str, body: Value) -> Resp {
-    s.send(
-        Method::PATCH,
-        &format!("/v1/connections/{connection}"),
-        Some(body),
-        Some(API_KEY),
-    )
-    .await
+    s.patch(&format!("/v1/connections/{connection}"), body)
+        .await
 }
 
 async fn inventory(s: &TestApp) -> Value {
@@ -39,15 +34,13 @@ async fn inventory(s: &TestApp) -> Value {
 
 /// Polls the connection's inventory until `done` holds (10 s at most).
 async fn wait_inventory(s: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let inv = inventory(s).await;
-        if done(&inv) {
-            return inv;
-        }
-        assert!(Instant::now() < deadline, "waited 10 s for {what}: {inv}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut inv = Value::Null;
+    eventually(what, Duration::from_secs(10), async || {
+        inv = inventory(s).await;
+        done(&inv)
+    })
+    .await;
+    inv
 }
 
 /// Turns the sync on and waits for its first full sync.
@@ -365,20 +358,14 @@ async fn a_device_kandji_no_longer_lists_leaves_the_index_at_the_next_sync() {
 
 #[tokio::test]
 async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("trust.db").display()
-    );
+    // Both servers on one store, with one secret key.
+    let db = TestDb::sqlite();
     let (cipher, _) = kandji_connector::store::TokenCipher::generate();
-    let same_store = |c: &mut Config| {
-        c.database_url = db.clone();
-        c.cipher = cipher.clone();
-        slow_sync(c);
-    };
     let first = TestApp::builder()
         .devices(700)
-        .config(same_store)
+        .db(&db)
+        .cipher(&cipher)
+        .config(slow_sync)
         .start()
         .await;
     let inv = sync_on(&first).await;
@@ -400,7 +387,9 @@ async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
     // A second server on the same store, as after a restart.
     let restarted = TestApp::builder()
         .devices(1)
-        .config(same_store)
+        .db(&db)
+        .cipher(&cipher)
+        .config(slow_sync)
         .start()
         .await;
     let on = |path: &str| format!("/v1/connections/{}{path}", first.connection);
@@ -435,20 +424,17 @@ async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
 
 #[tokio::test]
 async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("trust.db").display()
-    );
+    // Both servers on one store, with one secret key.
+    let db = TestDb::sqlite();
     let (cipher, _) = kandji_connector::store::TokenCipher::generate();
     let same_store = |c: &mut Config| {
-        c.database_url = db.clone();
-        c.cipher = cipher.clone();
         c.kandji.total_timeout = Duration::from_millis(500);
         slow_sync(c);
     };
     let first = TestApp::builder()
         .devices(900)
+        .db(&db)
+        .cipher(&cipher)
         .config(same_store)
         .start()
         .await;
@@ -480,6 +466,8 @@ async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
 
     let restarted = TestApp::builder()
         .devices(1)
+        .db(&db)
+        .cipher(&cipher)
         .config(same_store)
         .start()
         .await;

@@ -46,6 +46,22 @@ pub fn rfc_of(kandji: &str) -> String {
     rfc(&t.with_timezone(&Utc))
 }
 
+/// A simulated tenant of `n` devices.
+pub fn devices(n: usize) -> SimConfig {
+    SimConfig {
+        devices: n,
+        ..SimConfig::default()
+    }
+}
+
+/// Kandji's date text as the engine writes a Date output; `""` and null as null.
+pub fn date(v: &Value) -> Value {
+    match v.as_str() {
+        None | Some("") => Value::Null,
+        Some(s) => serde_json::json!(rfc_of(s)),
+    }
+}
+
 /// `METHOD /path?query` of a recorded request.
 pub fn line(r: &RecordedRequest) -> String {
     match &r.query {
