@@ -413,33 +413,22 @@ async fn connections_verify_normalise_and_never_return_the_token() {
     assert_eq!(r.body["budget"]["requests_per_hour"], 10000);
 
     let r = s
-        .send(
-            Method::PATCH,
+        .patch(
             &format!("/v1/connections/{id}"),
-            Some(json!({"name": "renamed", "requests_per_hour": 3600})),
-            Some(API_KEY),
+            json!({"name": "renamed", "requests_per_hour": 3600}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["name"], "renamed");
     assert_eq!(r.body["requests_per_hour"], 3600);
     let r = s
-        .send(
-            Method::PATCH,
+        .patch(
             &format!("/v1/connections/{id}"),
-            Some(json!({"api_token": "00000000-0000-4000-8000-000000000bad"})),
-            Some(API_KEY),
+            json!({"api_token": "00000000-0000-4000-8000-000000000bad"}),
         )
         .await;
     assert_eq!(r.problem(422), ["api_token"]);
-    let r = s
-        .send(
-            Method::DELETE,
-            &format!("/v1/connections/{id}"),
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let r = s.delete(&format!("/v1/connections/{id}")).await;
     assert_eq!(r.status, 204);
     s.get(&format!("/v1/connections/{id}")).await.problem(404);
 }

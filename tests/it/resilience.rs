@@ -174,11 +174,9 @@ async fn a_budget_of_3600_an_hour_spaces_invocations_a_second_apart() {
         .start()
         .await;
     let r = s
-        .send(
-            reqwest::Method::PATCH,
+        .patch(
             &format!("/v1/connections/{}", s.connection),
-            Some(json!({"requests_per_hour": 3600})),
-            Some(API_KEY),
+            json!({"requests_per_hour": 3600}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -231,11 +229,9 @@ async fn a_spent_budget_answers_429_with_retry_after_and_sends_nothing() {
         .config(|c| c.kandji.budget_wait = Duration::from_millis(200))
         .start()
         .await;
-    s.send(
-        reqwest::Method::PATCH,
+    s.patch(
         &format!("/v1/connections/{}", s.connection),
-        Some(json!({"requests_per_hour": 2})),
-        Some(API_KEY),
+        json!({"requests_per_hour": 2}),
     )
     .await;
     let id = a_mac(&s);

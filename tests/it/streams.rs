@@ -601,14 +601,7 @@ async fn cancel_stops_deliveries(db: TestDb) {
         receiver.hit_count() >= 20
     })
     .await;
-    let r = server
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/streams/{id}"),
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let r = server.delete(&format!("/v1/streams/{id}")).await;
     let acked = Instant::now();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["state"], "cancelled");
@@ -632,35 +625,14 @@ async fn cancel_stops_deliveries(db: TestDb) {
     assert!(hits.len() < 600);
 
     // cancelling again is harmless; a finished stream cannot be cancelled
-    let again = server
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/streams/{id}"),
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let again = server.delete(&format!("/v1/streams/{id}")).await;
     assert_eq!(again.status, 200);
     receiver.answer_all(Answer::Ok);
     let done = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}, "record_limit": 2})).await;
     server.finished(&done, Duration::from_secs(10)).await;
-    let r = server
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/streams/{done}"),
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let r = server.delete(&format!("/v1/streams/{done}")).await;
     r.problem(409);
-    let r = server
-        .send(
-            reqwest::Method::DELETE,
-            "/v1/streams/str_nope",
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let r = server.delete("/v1/streams/str_nope").await;
     r.problem(404);
 }
 
@@ -686,14 +658,7 @@ async fn running_streams_are_capped(db: TestDb) {
     let r = server.invoke("list_devices", json!({}), opts.clone()).await;
     r.problem(429);
     assert!(r.headers.get("retry-after").is_some());
-    let r = server
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/streams/{first}"),
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let r = server.delete(&format!("/v1/streams/{first}")).await;
     assert_eq!(r.body["state"], "cancelled");
     server.start_stream("list_devices", json!({}), opts).await;
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{API_KEY, Resp, TestApp, TestDb, eventually};
+use crate::harness::{Resp, TestApp, TestDb, eventually};
 use chrono::{DateTime, Utc};
 use kandji_connector::config::Config;
 use kandji_connector::simulator::{Fault, Platform};
@@ -703,14 +703,7 @@ async fn connections_turn_the_sync_on_and_off() {
         r.body
     );
 
-    let r = s
-        .send(
-            Method::DELETE,
-            &format!("/v1/connections/{id}"),
-            None,
-            Some(API_KEY),
-        )
-        .await;
+    let r = s.delete(&format!("/v1/connections/{id}")).await;
     assert_eq!(r.status, 204);
     let r = s
         .get(&format!(
