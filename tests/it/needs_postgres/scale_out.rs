@@ -381,14 +381,17 @@ async fn replicas_share_one_inventory_sync() {
         )
         .await;
     }
-    let states = [
-        inventory(&a).await["state"].clone(),
-        inventory(&b).await["state"].clone(),
-    ];
-    assert!(
-        states.contains(&json!("following")),
-        "one replica follows: {states:?}"
-    );
+    // A replica that has just loaded the inventory says `following` after its first round (a
+    // quarter interval): wait for it rather than catch it between the two.
+    let mut states = Vec::new();
+    eventually("one replica follows", Duration::from_secs(5), async || {
+        states = vec![
+            inventory(&a).await["state"].clone(),
+            inventory(&b).await["state"].clone(),
+        ];
+        states.contains(&json!("following"))
+    })
+    .await;
 
     // Over several intervals, one sweep an interval between them, not one each.
     sim.clear_requests();
@@ -469,11 +472,16 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
         )
         .await;
     }
-    let follower = if inventory(&a).await["state"] == "following" {
-        &a
-    } else {
-        &b
-    };
+    let mut follows = [false, false];
+    eventually("one replica follows", Duration::from_secs(5), async || {
+        follows = [
+            inventory(&a).await["state"] == "following",
+            inventory(&b).await["state"] == "following",
+        ];
+        follows.contains(&true)
+    })
+    .await;
+    let follower = if follows[0] { &a } else { &b };
     let r = follower
         .patch(&format!("/v1/connections/{conn}"), patch(false))
         .await;
