@@ -5,7 +5,7 @@ mod compile;
 mod model;
 mod plan;
 
-pub use compile::{CATEGORIES, snake};
+pub use compile::snake;
 pub use model::*;
 pub use plan::*;
 
