@@ -511,3 +511,90 @@ pub fn headers_json(h: &HeaderMap) -> Value {
     }
     Value::Object(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::catalog::Catalog;
+
+    /// (method, path, query) of each request.
+    fn shapes(requests: &[KandjiRequest]) -> Vec<(String, String, Vec<(String, String)>)> {
+        requests
+            .iter()
+            .map(|r| {
+                (
+                    r.method.to_string(),
+                    r.path.as_str().into(),
+                    r.query.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn planned_requests_are_what_the_run_would_send_first() {
+        let catalog = Catalog::load(None).unwrap();
+        let plan = |id: &str, inputs: Value, options: Value| {
+            prepare(catalog.get(id).unwrap(), &inputs, &options)
+                .unwrap()
+                .planned_requests()
+        };
+        let first_200 = json!({"result_set": "first_200_matching_records"});
+        assert_eq!(
+            shapes(&plan(
+                "list_devices",
+                json!({"serial_number": "C02"}),
+                first_200
+            )),
+            [(
+                "GET".into(),
+                "/devices".into(),
+                pairs(&[("serial_number", "C02"), ("limit", "200"), ("offset", "0")])
+            )],
+            "a list's first page asks for the result set's limit"
+        );
+        assert_eq!(
+            shapes(&plan(
+                "turn_on_lost_mode",
+                json!({"device_id": "d-1", "lock_message": "Lost"}),
+                json!({})
+            )),
+            [
+                (
+                    "POST".into(),
+                    "/devices/d-1/action/enablelostmode".into(),
+                    vec![]
+                ),
+                ("GET".into(), "/devices/d-1".into(), vec![]),
+            ],
+            "the command, then the lookup of the device"
+        );
+        assert_eq!(
+            shapes(&plan(
+                "get_blueprint",
+                json!({"blueprint_name": "Sales"}),
+                json!({})
+            )),
+            [(
+                "GET".into(),
+                "/blueprints".into(),
+                pairs(&[("name", "Sales"), ("limit", "300"), ("offset", "0")])
+            )],
+            "a pick reads whole pages"
+        );
+        let trust = plan(
+            "get_device_trust",
+            json!({"serial_number": "C02"}),
+            json!({}),
+        );
+        assert!(trust.is_empty(), "a resolver decides what it sends");
+    }
+}
