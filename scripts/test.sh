@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, card definitions, dependency audit, then every test.
+# The whole test suite: formatting, lints, card definitions, dependency audit, every test, then the
+# container image's build (scripts/image-check.sh, no Docker daemon needed).
 # Tests that need PostgreSQL read KANDJI_CONNECTOR_TEST_POSTGRES_URL and say they were skipped without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,3 +9,4 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- cards check
 bash scripts/deny.sh
 cargo test --locked
+bash scripts/image-check.sh

@@ -94,6 +94,9 @@ fn init_tracing() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // reqwest is built without a default TLS provider; every subcommand that makes an HTTP client
+    // (the health check included) needs one installed first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Cards { command } => cards(command),
