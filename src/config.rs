@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
@@ -12,7 +13,13 @@ use crate::store::TokenCipher;
 use crate::streams::{CallbackPolicy, StreamConfig};
 use crate::trust::TrustConfig;
 
-/// Settings of `serve` (and `demo`), each from an environment variable or its flag.
+/// Where the store is when `KANDJI_CONNECTOR_DATABASE_URL` is not set (`serve` and
+/// `rotate-secret-key`; the README's table says the same, and a test holds it to that).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://kandji-connector.db?mode=rwc";
+
+/// Settings of `serve` (and `demo`), each from an environment variable or its flag. The API
+/// keys, the secret key and the database URL (which may hold a password) are secrets: `Debug`
+/// shows them as `[REDACTED]`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -24,7 +31,7 @@ pub struct ServeArgs {
     pub listen: String,
     /// Comma-separated API keys that callers send as `Authorization: Bearer <key>`.
     #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS", hide_env_values = true)]
-    pub api_keys: Option<String>,
+    pub api_keys: Option<SecretString>,
     /// A file of API keys, one entry a line (same format; `#` starts a comment), e.g. a container secret.
     #[arg(long, env = "KANDJI_CONNECTOR_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
@@ -32,12 +39,13 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "KANDJI_CONNECTOR_DATABASE_URL",
-        default_value = "sqlite://kandji-connector.db?mode=rwc"
+        hide_env_values = true,
+        default_value = DEFAULT_DATABASE_URL
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
     /// Base64 of 32 random bytes; stored Kandji tokens are encrypted with it.
     #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     /// A file holding the secret key (e.g. a container secret).
     #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
@@ -236,7 +244,8 @@ impl ServeArgs {
             }
         };
         let mut api_keys = Vec::new();
-        match parse_api_keys(self.api_keys.as_deref().unwrap_or(""), ',') {
+        let keys = self.api_keys.as_ref().map(ExposeSecret::expose_secret);
+        match parse_api_keys(keys.unwrap_or(""), ',') {
             Ok(k) => api_keys.extend(k),
             Err(e) => problems.push(format!("KANDJI_CONNECTOR_API_KEYS: {e}")),
         }
@@ -260,21 +269,21 @@ impl ServeArgs {
                 "KANDJI_CONNECTOR_API_KEYS is not set: give one or more comma-separated keys callers will send as `Authorization: Bearer <key>` (e.g. `openssl rand -hex 32`), or KANDJI_CONNECTOR_API_KEYS_FILE".into(),
             );
         }
-        let secret_key = match (&self.secret_key, &self.secret_key_file) {
-            (Some(k), _) if !k.is_empty() => Some(k.clone()),
+        let secret_key: Option<SecretString> = match (&self.secret_key, &self.secret_key_file) {
+            (Some(k), _) if !k.expose_secret().is_empty() => Some(k.clone()),
             (_, Some(path)) => match std::fs::read_to_string(path) {
-                Ok(k) => Some(k.trim().to_string()),
+                Ok(k) => Some(k.trim().into()),
                 Err(e) => {
                     problems.push(format!(
                         "KANDJI_CONNECTOR_SECRET_KEY_FILE: cannot read {}: {e}",
                         path.display()
                     ));
-                    Some(String::new())
+                    Some("".into())
                 }
             },
             _ => None,
         };
-        let cipher = match secret_key.as_deref() {
+        let cipher = match secret_key.as_ref().map(ExposeSecret::expose_secret) {
             None | Some("") => {
                 problems.push(
                     "KANDJI_CONNECTOR_SECRET_KEY is not set: give the base64 of 32 random bytes (e.g. `openssl rand -base64 32`); it encrypts the stored Kandji tokens, so keep it and back it up".into(),
@@ -289,13 +298,14 @@ impl ServeArgs {
                 }
             },
         };
-        if !(self.database_url.starts_with("sqlite:")
-            || self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
+        let database_url = self.database_url.expose_secret();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
         {
             problems.push(format!(
                 "KANDJI_CONNECTOR_DATABASE_URL={:?} is not supported: use sqlite://path.db or postgres://…",
-                redact_url(&self.database_url)
+                redact_url(database_url)
             ));
         }
         if let Some(dir) = &self.cards_dir
@@ -376,7 +386,7 @@ impl ServeArgs {
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
             max_concurrent_requests: self.max_concurrent_requests,
-            database_url: self.database_url,
+            database_url: database_url.to_string(),
             cipher: cipher.expect("checked"),
             cards_dir: self.cards_dir,
             kandji: ClientConfig {
@@ -397,5 +407,58 @@ impl ServeArgs {
                 stale_after: self.inventory_stale_after_ms.map(Duration::from_millis),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let key = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1leGFjdGx5ISE=";
+        let cli = Cli::try_parse_from([
+            "kandji-connector",
+            "--api-keys",
+            "api-key-0123456789abcdef catalog:read",
+            "--secret-key",
+            key,
+            "--database-url",
+            "postgres://app:hunter2-pw@db.internal/connector",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.serve);
+        for secret in ["api-key-0123456789abcdef", key, "hunter2-pw", "db.internal"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let config = cli.serve.into_config().unwrap();
+        assert_eq!(config.api_keys.len(), 1);
+        assert_eq!(
+            config.database_url,
+            "postgres://app:hunter2-pw@db.internal/connector"
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
+    }
+
+    #[test]
+    fn the_default_database_url_is_the_documented_one() {
+        let cli = Cli::try_parse_from(["kandji-connector"]).unwrap();
+        assert_eq!(cli.serve.database_url.expose_secret(), DEFAULT_DATABASE_URL);
+        let readme = include_str!("../README.md");
+        assert!(
+            readme.contains(&format!(
+                "| `KANDJI_CONNECTOR_DATABASE_URL` | `{DEFAULT_DATABASE_URL}` |"
+            )),
+            "the README's table does not give {DEFAULT_DATABASE_URL} as the default"
+        );
     }
 }

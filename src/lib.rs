@@ -41,10 +41,12 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         kandji = kandji.with_shared_budget(store.clone());
     }
     let catalog = Arc::new(catalog);
+    let tenants = kandji::TenantCache::new(store.clone());
     let streams = streams::Streams::new(
         config.streams,
         store.clone(),
         kandji.clone(),
+        tenants.clone(),
         catalog.clone(),
     )?;
     let resumed = streams
@@ -54,7 +56,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     if resumed > 0 {
         tracing::info!(streams = resumed, "resumed running streams");
     }
-    let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone())
+    let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone(), tenants.clone())
         .await
         .context("cannot load the device inventories")?;
     let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
@@ -73,7 +75,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         ),
         api_keys: config.api_keys,
         max_concurrent_requests: config.max_concurrent_requests.max(1),
-        tenants: api::tenants::TenantCache::default(),
+        tenants,
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
     }))

@@ -1,12 +1,13 @@
-//! The command line: serve, demo, simulate, cards check.
+//! The command line: serve, demo, simulate, healthcheck, rotate-secret-key, cards, openapi.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kandji_connector::config::ServeArgs;
+use kandji_connector::config::{DEFAULT_DATABASE_URL, ServeArgs};
 use kandji_connector::{catalog, simulator};
+use secrecy::{ExposeSecret, SecretString};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -55,16 +56,20 @@ enum Command {
         #[arg(
             long,
             env = "KANDJI_CONNECTOR_DATABASE_URL",
-            default_value = "sqlite://kandji-connector.db?mode=rwc"
+            hide_env_values = true,
+            default_value = DEFAULT_DATABASE_URL
         )]
-        database_url: String,
+        database_url: SecretString,
         /// The current key (base64 of 32 bytes).
         #[arg(long, env = "KANDJI_CONNECTOR_SECRET_KEY", hide_env_values = true)]
-        secret_key: String,
+        secret_key: SecretString,
         /// The new key (base64 of 32 bytes).
         #[arg(long, env = "KANDJI_CONNECTOR_NEW_SECRET_KEY", hide_env_values = true)]
-        new_secret_key: String,
+        new_secret_key: SecretString,
     },
+    /// Print the OpenAPI document generated from the routes (`docs/openapi.json` is its output:
+    /// `cargo run -- openapi > docs/openapi.json`).
+    Openapi,
     /// Card definitions.
     Cards {
         #[command(subcommand)]
@@ -100,6 +105,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Cards { command } => cards(command),
+        Command::Openapi => {
+            print!("{}", kandji_connector::api::openapi::document_json());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => {
             init_tracing();
             let config = match args.into_config() {
@@ -157,13 +166,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn rotate(database_url: &str, current: &str, new: &str) -> anyhow::Result<()> {
+async fn rotate(
+    database_url: &SecretString,
+    current: &SecretString,
+    new: &SecretString,
+) -> anyhow::Result<()> {
     use kandji_connector::store::{self, TokenCipher};
-    let current = TokenCipher::from_base64(current)
+    let current = TokenCipher::from_base64(current.expose_secret())
         .map_err(|e| anyhow::anyhow!("KANDJI_CONNECTOR_SECRET_KEY: {e}"))?;
-    let new = TokenCipher::from_base64(new)
+    let new = TokenCipher::from_base64(new.expose_secret())
         .map_err(|e| anyhow::anyhow!("KANDJI_CONNECTOR_NEW_SECRET_KEY: {e}"))?;
-    let store = store::open(database_url, current).await?;
+    let store = store::open(database_url.expose_secret(), current).await?;
     let n = store.rotate_secret_key(&new).await?;
     store.close().await;
     println!(

@@ -1,54 +1,111 @@
 //! The catalog (`/v1/cards`) and invocations (`/v1/cards/{id}/invoke`).
 
-use axum::Extension;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Caller, Scope};
-use super::tenants::TenantError;
+use super::openapi::{BudgetSpent, InFlight, InternalError, KandjiTimeout, KandjiUnreachable};
 use super::{AppJson, AppState};
 use crate::catalog::{Card, ResultSetKind};
-use crate::engine::{self, RunError};
-use crate::error::{FieldError, Problem};
-use crate::kandji::{KandjiError, Tenant};
+use crate::engine;
+use crate::error::{FieldError, Problem, ProblemBody, UnshownFailure};
+use crate::kandji::TenantError;
 use crate::store::IdempotencyClaim;
-use crate::streams::{StartError, StreamRequest};
-use sha2::{Digest, Sha256};
+use crate::streams::StreamRequest;
 
-pub fn catalog_routes() -> Router<AppState> {
-    Router::new()
-        .route("/cards", get(list_cards))
-        .route("/cards/{id}", get(get_card))
+pub fn catalog_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_cards))
+        .routes(routes!(get_card))
 }
 
-pub fn invoke_routes() -> Router<AppState> {
-    Router::new().route("/cards/{id}/invoke", post(invoke))
+pub fn invoke_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(invoke))
 }
 
-fn summary(card: &Card) -> Value {
-    let d = &card.def;
-    json!({
-        "id": d.id,
-        "title": d.title,
-        "description": d.description,
-        "category": d.category,
-        "result_sets": d.result_sets.iter().map(|r| json!({"id": r.id, "label": r.label})).collect::<Vec<_>>(),
-        "returns_secrets": card.returns_secrets,
-    })
+/// One way a list card can answer; pass its `id` as `options.result_set`.
+#[derive(Serialize, ToSchema)]
+struct ResultSetSummary<'a> {
+    #[schema(examples("first_200_matching_records"))]
+    id: &'a str,
+    #[schema(examples("First 200 Matching Records"))]
+    label: &'a str,
 }
 
-async fn list_cards(State(app): State<AppState>) -> impl IntoResponse {
-    let cards: Vec<Value> = app.catalog.iter().map(|c| summary(c)).collect();
-    axum::Json(json!({ "cards": cards }))
+#[derive(Serialize, ToSchema)]
+struct CardSummary<'a> {
+    /// Stable snake_case identifier, used in the card's URLs.
+    #[schema(examples("lock_device"))]
+    id: &'a str,
+    #[schema(examples("Lock Device"))]
+    title: &'a str,
+    description: &'a str,
+    /// Grouping for the designer's menu.
+    #[schema(examples("Device actions"))]
+    category: &'a str,
+    /// For list cards, the result sets `options.result_set` may pick; empty for other cards.
+    result_sets: Vec<ResultSetSummary<'a>>,
+    /// Whether some output is a secret (PIN, FileVault key, bypass code); such invocations are
+    /// answered with `Cache-Control: no-store`.
+    returns_secrets: bool,
+}
+
+impl<'a> CardSummary<'a> {
+    fn of(card: &'a Card) -> Self {
+        let d = &card.def;
+        Self {
+            id: &d.id,
+            title: &d.title,
+            description: &d.description,
+            category: &d.category,
+            result_sets: d
+                .result_sets
+                .iter()
+                .map(|r| ResultSetSummary {
+                    id: &r.id,
+                    label: &r.label,
+                })
+                .collect(),
+            returns_secrets: card.returns_secrets,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct CardList<'a> {
+    cards: Vec<CardSummary<'a>>,
+}
+
+/// A card's summary plus its schemas.
+#[derive(Serialize, ToSchema)]
+struct CardDetail<'a> {
+    #[serde(flatten)]
+    summary: CardSummary<'a>,
+    /// JSON Schema (2020-12) of `inputs`; always `additionalProperties: false`. Every property
+    /// has a `title` (the designer's label).
+    #[schema(value_type = Object)]
+    input_schema: &'a Value,
+    /// JSON Schema of `options` (e.g. `result_set`); `{"type": "object", "properties": {}}` for
+    /// a card without options.
+    #[schema(value_type = Object)]
+    options_schema: Value,
+    /// JSON Schema of `outputs`. `x-secret: true` marks a secret; `x-result-sets` lists the
+    /// result sets an output appears for; `x-when` shows an output only when an option has a
+    /// value. `status_code` is always present and `error` is added when Kandji answered 4xx/5xx.
+    #[schema(value_type = Object)]
+    output_schema: Value,
 }
 
 /// What a designer needs to build a form: the card's schemas, without the engine's wiring.
-pub fn designer_view(card: &Card) -> Value {
+fn designer_view(card: &Card) -> CardDetail<'_> {
     fn strip(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
@@ -62,33 +119,118 @@ pub fn designer_view(card: &Card) -> Value {
         }
     }
     let d = &card.def;
-    let mut out = summary(card);
-    let m = out.as_object_mut().expect("object");
-    m.insert("input_schema".into(), d.input_schema.clone());
-    m.insert(
-        "options_schema".into(),
-        d.options_schema
+    CardDetail {
+        summary: CardSummary::of(card),
+        input_schema: &d.input_schema,
+        options_schema: d
+            .options_schema
             .clone()
             .unwrap_or(json!({"type": "object", "properties": {}})),
-    );
-    m.insert("output_schema".into(), strip(&d.output_schema));
-    out
-}
-
-async fn get_card(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    match app.catalog.get(&id) {
-        Some(card) => axum::Json(designer_view(card)).into_response(),
-        None => Problem::not_found(format!("no card {id:?}")).into_response(),
+        output_schema: strip(&d.output_schema),
     }
 }
 
-#[derive(Deserialize)]
+/// List the cards
+///
+/// Every card of the catalog, in catalog order, without its schemas.
+#[utoipa::path(get, path = "/cards", tag = "cards", operation_id = "listCards", responses(
+    (status = 200, description = "The catalog.", body = CardList, example = json!({"cards": [
+        {
+            "id": "list_devices",
+            "title": "List Devices",
+            "description": "Get a list of all enrolled devices. Optional query parameters can be specified to filter the results. All search fields are optional.",
+            "category": "Devices",
+            "result_sets": [
+                {"id": "first_matching_record", "label": "First Matching Record"},
+                {"id": "first_200_matching_records", "label": "First 200 Matching Records"},
+                {"id": "stream_matching_records", "label": "Stream Matching Records"},
+            ],
+            "returns_secrets": false,
+        },
+        {
+            "id": "lock_device",
+            "title": "Lock Device",
+            "description": "Send an MDM command to lock a device. For a Mac computer, a 6-digit PIN will be returned.",
+            "category": "Device actions",
+            "result_sets": [],
+            "returns_secrets": true,
+        },
+    ]})),
+))]
+async fn list_cards(State(app): State<AppState>) -> Response {
+    let cards = app.catalog.iter().map(|c| CardSummary::of(c)).collect();
+    Json(CardList { cards }).into_response()
+}
+
+/// The card's id, in the path.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+#[allow(dead_code)]
+struct CardId(
+    /// The card's id, as listed by `GET /v1/cards`.
+    #[param(example = "lock_device")]
+    String,
+);
+
+/// Get one card with its schemas
+///
+/// What a designer needs to build the card's form: the summary plus `input_schema`,
+/// `options_schema` and `output_schema` (JSON Schema 2020-12). The engine's wiring (`x-source`)
+/// is stripped from the output schema; `x-secret`, `x-result-sets` and `x-when` remain (see
+/// docs/card-format.md).
+#[utoipa::path(get, path = "/cards/{id}", tag = "cards", operation_id = "getCard", params(CardId), responses(
+    (status = 200, description = "The card.", body = CardDetail, example = json!({
+        "id": "lock_device",
+        "title": "Lock Device",
+        "description": "Send an MDM command to lock a device. For a Mac computer, a 6-digit PIN will be returned.",
+        "category": "Device actions",
+        "result_sets": [],
+        "returns_secrets": true,
+        "input_schema": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["device_id"],
+            "properties": {"device_id": {
+                "title": "Device ID", "type": "string", "minLength": 1,
+                "description": "Kandji-specific device ID of the Mac computer to send the MDM command to",
+            }},
+        },
+        "options_schema": {"type": "object", "properties": {}},
+        "output_schema": {"type": "object", "properties": {
+            "pin": {"title": "PIN", "type": ["string", "null"], "description": "Lock PIN for Mac computer", "x-secret": true},
+            "status_code": {"title": "Status Code", "type": "integer", "description": "HTTP status Kandji answered with"},
+        }},
+    })),
+))]
+async fn get_card(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let card = app.catalog.get(&id).ok_or_else(|| no_card(&id))?;
+    Ok(Json(designer_view(card)).into_response())
+}
+
+fn no_card(id: &str) -> Problem {
+    Problem::not_found(format!("no card {id:?}"))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = InvokeRequest)]
 pub struct InvokeBody {
+    /// Id of the connection (Kandji tenant) to run the card against.
+    #[schema(examples("conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b"))]
     pub connection: String,
+    /// The card's inputs, validated against its `input_schema`. Defaults to `{}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object, default = json!({}))]
     pub inputs: Value,
+    /// The card's options, validated against its `options_schema` (e.g. `{"result_set":
+    /// "first_matching_record"}`). Defaults to `{}`; a card without options accepts none. For a
+    /// stream result set, also `helper_flow` and `record_limit` (see `HelperFlow`); they are
+    /// refused with any other result set.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object, default = json!({}))]
     pub options: Value,
 }
 
@@ -96,88 +238,293 @@ fn empty_object() -> Value {
     json!({})
 }
 
+/// Where a stream delivers (`options.helper_flow`). Never returned and stored only encrypted;
+/// erased when the stream ends. (Read by `StreamRequest::take`; documented here.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(super) struct HelperFlow {
+    /// https URL each record is POSTed to. Plain http and non-public targets only for
+    /// hosts/networks in `KANDJI_CONNECTOR_CALLBACK_ALLOW`. Redirects are not followed.
+    #[schema(format = "uri")]
+    url: String,
+    /// Standard Webhooks secret: `whsec_` and the base64 of a 24 to 64 byte key. When given,
+    /// every callback carries `webhook-signature`.
+    #[schema(pattern = "^whsec_")]
+    secret: Option<String>,
+    /// Any JSON (at most 16 KiB), passed through as `state` in every callback.
+    state: Option<Value>,
+}
+
+/// An invocation's answer.
+#[derive(Serialize, ToSchema)]
+struct InvokeResponse {
+    #[schema(value_type = Outputs)]
+    outputs: serde_json::Map<String, Value>,
+}
+
+/// The card's outputs, as described by its `output_schema` (only those shown for the chosen
+/// result set and options), plus `status_code` and, on 4xx/5xx from Kandji, `error`. Values are
+/// coerced to their declared types. (Built by the engine; documented here.)
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Outputs {
+    /// The HTTP status Kandji answered with (404 too when a card's name lookup matched no
+    /// record).
+    #[schema(examples(200))]
+    status_code: u16,
+    /// Kandji's message, present only when `status_code` is 400 or more.
+    #[schema(examples("Not found."), nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The card's own outputs.
+    #[serde(flatten)]
+    outputs: std::collections::HashMap<String, Value>,
+}
+
+/// A stream result set's answer: the stream was recorded and started.
+#[derive(Serialize, ToSchema)]
+struct StreamStarted {
+    stream_id: String,
+    status_url: String,
+}
+
 const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 
+/// The Idempotency-Key header.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct IdempotencyKey {
+    /// Makes the invocation safe to retry: a repeat with the same key and body within 24 hours
+    /// gets the first answer again (with `Idempotent-Replayed: true`) without touching Kandji;
+    /// the same key with a different body gets 422 (`idempotency_mismatch`). Keys are scoped to
+    /// the API key. 1 to 255 visible ASCII characters.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        nullable = false
+    )]
+    idempotency_key: Option<String>,
+}
+
+/// Invoke a card against a connection
+///
+/// Validates `inputs` and `options` against the card's schemas and rules, sends the card's request(s) to the connection's Kandji tenant, and maps Kandji's answer to the card's outputs.
+///
+/// Whenever Kandji answered, the result is 200 with `outputs`, even when Kandji answered 4xx or 5xx: `outputs.status_code` is Kandji's HTTP status and `outputs.error` is Kandji's message when that status is 400 or more. Branch on `outputs.status_code`, not on the HTTP status of this response.
+///
+/// List cards take `options.result_set`, one of the card's `result_sets` ids. A result set of kind `stream` (e.g. List Devices' `stream_matching_records`, List Blueprints' `stream_all_records`; `GET /v1/cards/{id}` shows each card's) also takes `options.helper_flow` (`{"url", "secret": "whsec_…", "state"}`, see `HelperFlow`) and `options.record_limit` (absent: every record; 0: none), and is answered at once with 202 and the stream's id and `status_url` (also in `Location`). The stream then POSTs each record to `helper_flow.url` as `{"stream_id", "index", "record", "state"}` with Standard Webhooks headers (`webhook-id` stable per record, `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA256>` when a secret was given); see `GET /v1/streams/{id}`. The callback URL must be https unless its host or network is listed in `KANDJI_CONNECTOR_CALLBACK_ALLOW`, and may not be or resolve to a loopback, private, link-local or otherwise non-public address (422 at `options.helper_flow.url`, before anything is sent).
+///
+/// Each request to Kandji draws on the connection's hourly budget (`requests_per_hour`); when none is available within a short wait, the invocation stops there with 429 and `Retry-After`. A stream result set is also refused with 429 while `KANDJI_CONNECTOR_MAX_STREAMS` streams run. Safe requests (GETs) are retried on transient failures and on Kandji's 429; commands are not re-sent after a 5xx or a timeout.
+///
+/// The response of a card that returns secrets (`returns_secrets: true`, e.g. a lock PIN or a FileVault recovery key) carries `Cache-Control: no-store`.
+///
+/// Cards whose outputs are secrets (FileVault key, PINs, bypass codes, recovery lock password) also need the `secrets:read` scope.
+#[utoipa::path(
+    post,
+    path = "/cards/{id}/invoke",
+    tag = "cards",
+    operation_id = "invokeCard",
+    params(CardId, IdempotencyKey),
+    request_body(content = InvokeBody, examples(
+        ("lock_device" = (summary = "POST /v1/cards/lock_device/invoke", value = json!({
+            "connection": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
+            "inputs": {"device_id": "4b6b1d43-2a9e-4c56-9d8f-0e5b3c7a1f22"},
+            "options": {},
+        }))),
+        ("list_devices_first_match" = (summary = "POST /v1/cards/list_devices/invoke (first matching record)", value = json!({
+            "connection": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
+            "inputs": {"serial_number": "C02XK1ZZJG5H"},
+            "options": {"result_set": "first_matching_record"},
+        }))),
+        ("list_devices_first_200" = (summary = "POST /v1/cards/list_devices/invoke (first 200 matching records)", value = json!({
+            "connection": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
+            "inputs": {"platform": "Mac"},
+            "options": {"result_set": "first_200_matching_records"},
+        }))),
+        ("list_devices_stream" = (summary = "POST /v1/cards/list_devices/invoke (stream every Mac to a helper flow)", value = json!({
+            "connection": "conn_5f0c2b7d9a8e4c1f8b3a6d2e1c0f9a7b",
+            "inputs": {"platform": "Mac"},
+            "options": {
+                "result_set": "stream_matching_records",
+                "record_limit": 5000,
+                "helper_flow": {
+                    "url": "https://acme.workflows.okta.com/api/flo/3f2a9c/invoke?clientToken=…",
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "state": {"run": "offboarding-42"},
+                },
+            },
+        }))),
+    )),
+    responses(
+        (status = 200, description = "Kandji answered (with any status); its answer mapped to the card's outputs.", body = InvokeResponse,
+            headers(("Cache-Control" = String, description = "`no-store` on the responses of cards that return secrets (`returns_secrets: true`); absent otherwise.")),
+            examples(
+                ("lock_device" = (summary = "lock_device: Kandji accepted the command (sent with Cache-Control: no-store)", value = json!({"outputs": {"pin": "482913", "status_code": 200}}))),
+                ("lock_device_unknown_device" = (summary = "lock_device: Kandji answered 404", value = json!({"outputs": {"pin": null, "status_code": 404, "error": "Not found."}}))),
+                ("list_devices_first_match" = (summary = "list_devices with options.result_set = first_matching_record", value = json!({"outputs": {
+                    "status_code": 200,
+                    "device_id": "4b6b1d43-2a9e-4c56-9d8f-0e5b3c7a1f22",
+                    "device_name": "Ada's MacBook Pro",
+                    "model": "MacBook Pro (14-inch, 2023)",
+                    "serial_number": "C02XK1ZZJG5H",
+                    "platform": "Mac",
+                    "os_version": "14.5",
+                    "last_check_in": "2024-06-03T09:12:44.512000+00:00",
+                    "user": {"email": "ada@example.com", "name": "Ada Lovelace", "id": "7c1e2f5a-3b4d-4e6f-8a9b-0c1d2e3f4a5b", "is_archived": false},
+                    "asset_tag": null,
+                    "blueprint_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d",
+                    "agent_installed": true,
+                    "is_missing": false,
+                    "is_removed": false,
+                    "agent_version": "4.2.1",
+                    "first_enrollment": "2023-11-20T15:02:10.000000+00:00",
+                    "last_enrollment": "2023-11-20T15:02:10.000000+00:00",
+                    "blueprint_name": "Engineering",
+                }}))),
+                ("list_devices_first_200" = (summary = "list_devices with options.result_set = first_200_matching_records", value = json!({"outputs": {
+                    "status_code": 200,
+                    "devices": [{
+                        "device_id": "4b6b1d43-2a9e-4c56-9d8f-0e5b3c7a1f22",
+                        "device_name": "Ada's MacBook Pro",
+                        "serial_number": "C02XK1ZZJG5H",
+                        "platform": "Mac",
+                        "os_version": "14.5",
+                        "last_check_in": "2024-06-03T09:12:44.512000+00:00",
+                    }],
+                }}))),
+            ),
+        ),
+        (status = 202, description = "A stream result set: the stream was recorded and started.", body = StreamStarted,
+            headers(("Location" = String, description = "The stream's status URL.")),
+            example = json!({
+                "stream_id": "str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
+                "status_url": "/v1/streams/str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f",
+            }),
+        ),
+        (status = 404, description = "No card has this id.", body = ProblemBody, content_type = "application/problem+json", example = json!({
+            "type": "about:blank", "title": "Not found", "status": 404, "detail": "no card \"lock_devices\"",
+        })),
+        (status = 409, response = InFlight),
+        (status = 422, description = "The request is invalid; `errors` names every offending field: an unknown `connection` (`loc: [\"connection\"]`), a missing, unknown or ill-typed input (`loc: [\"inputs\", <name>]`) or option (`loc: [\"options\", <name>]`, e.g. an unknown `result_set`), a value that cannot go in Kandji's URL, a body with unknown top-level fields, or an Idempotency-Key that is malformed or was used with another body. Offending values are never echoed back.",
+            body = ProblemBody, content_type = "application/problem+json", examples(
+                ("lock_device" = (summary = "lock_device with an unknown connection and no device_id", value = json!({
+                    "type": "about:blank", "title": "Invalid request", "status": 422,
+                    "detail": "connection: no such connection; inputs.device_id: is required",
+                    "errors": [
+                        {"loc": ["connection"], "msg": "no such connection", "type": "unknown_connection"},
+                        {"loc": ["inputs", "device_id"], "msg": "is required", "type": "required"},
+                    ],
+                }))),
+                ("list_devices" = (summary = "list_devices without options.result_set", value = json!({
+                    "type": "about:blank", "title": "Invalid request", "status": 422,
+                    "detail": "options.result_set: is required",
+                    "errors": [{"loc": ["options", "result_set"], "msg": "is required", "type": "required"}],
+                }))),
+            ),
+        ),
+        (status = 429, response = BudgetSpent),
+        (status = 500, response = InternalError),
+        (status = 501, description = "The card needs something this connector cannot do.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, response = KandjiUnreachable),
+        (status = 503, description = "The connector is shutting down and takes no new stream, or its database cannot be reached (`Store unavailable`); retry after `Retry-After` seconds.",
+            body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
+            example = json!({"type": "about:blank", "title": "Shutting down", "status": 503, "detail": "the connector is shutting down; start the stream again"}),
+        ),
+        (status = 504, response = KandjiTimeout),
+    ),
+)]
 async fn invoke(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     AppJson(raw): AppJson<Value>,
-) -> Response {
+) -> Result<Response, Problem> {
     let secret = app.catalog.get(&id).is_some_and(|c| c.returns_secrets);
-    if secret && let Err(p) = caller.require(Scope::SecretsRead) {
-        return p.into_response();
+    if secret {
+        caller.require(Scope::SecretsRead)?;
     }
     let Some(key) = headers.get("idempotency-key") else {
-        return respond(invoke_inner(&app, &id, &caller, raw).await, secret);
+        let answer = invoke_inner(&app, &id, &caller, raw).await?;
+        return Ok(respond(answer, secret));
     };
-    let key = match key
+    let key = key
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
-    {
-        Some(k) => k.to_string(),
-        None => {
-            return Problem::invalid(vec![FieldError::new(
+        .ok_or_else(|| {
+            Problem::invalid(vec![FieldError::new(
                 &["headers", "Idempotency-Key"],
                 "must be 1 to 255 visible ASCII characters",
                 "idempotency_key",
             )])
-            .into_response();
-        }
-    };
+        })?;
     // serde_json's maps are ordered, so the same body always hashes the same.
     let hash = hex(&Sha256::digest(format!("{id}\n{raw}").as_bytes()));
     let not_before = chrono::Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
-    let claim = match app
+    let claim = app
         .store
-        .idempotency_claim(&caller.key_id, &key, &hash, not_before)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return Problem::store(&e).into_response(),
-    };
+        .idempotency_claim(&caller.key_id, key, &hash, not_before)
+        .await?;
     match claim {
-        IdempotencyClaim::Mismatch => Problem::invalid(vec![FieldError::new(
+        IdempotencyClaim::Mismatch => Err(Problem::invalid(vec![FieldError::new(
             &["headers", "Idempotency-Key"],
             "this key was already used with a different request",
             "idempotency_mismatch",
-        )])
-        .into_response(),
-        IdempotencyClaim::InFlight => Problem::new(StatusCode::CONFLICT, "Request in progress")
-            .detail("a request with this Idempotency-Key is still running; retry shortly")
-            .into_response(),
+        )])),
+        IdempotencyClaim::InFlight => {
+            Err(Problem::new(StatusCode::CONFLICT, "Request in progress")
+                .detail("a request with this Idempotency-Key is still running; retry shortly"))
+        }
         IdempotencyClaim::Done { status, response } => {
             let mut resp = replay(status, &response, secret);
-            resp.headers_mut().insert(
-                "idempotent-replayed",
-                header::HeaderValue::from_static("true"),
-            );
-            resp
+            resp.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(resp)
         }
         IdempotencyClaim::Claimed => {
             let result = invoke_inner(&app, &id, &caller, raw).await;
-            let reached_kandji = match &result {
-                Ok(_) => true,
-                Err(p) => matches!(
-                    p.status,
-                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
-                ),
+            // Only an answer that reached Kandji is kept (a repeat must not act twice); any
+            // other leaves the key free for a retry.
+            let saved = match &result {
+                Ok((status, body)) => Some((status.as_u16(), body.to_string())),
+                Err(p)
+                    if matches!(
+                        p.status,
+                        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                    ) =>
+                {
+                    Some((p.status.as_u16(), p.body_json().to_string()))
+                }
+                Err(_) => None,
             };
-            if reached_kandji {
-                let (status, body) = match &result {
-                    Ok((status, v)) => (status.as_u16(), v.clone()),
-                    Err(p) => (p.status.as_u16(), p.body_json()),
-                };
-                let _ = app
+            let stored = match saved {
+                Some((status, body)) => app
                     .store
-                    .idempotency_complete(&caller.key_id, &key, status, &body.to_string())
-                    .await;
-            } else {
-                let _ = app.store.idempotency_release(&caller.key_id, &key).await;
+                    .idempotency_complete(&caller.key_id, key, status, &body)
+                    .await
+                    .map_err(|e| ("the idempotency record could not be saved", e)),
+                None => app
+                    .store
+                    .idempotency_release(&caller.key_id, key)
+                    .await
+                    .map_err(|e| ("the idempotency key could not be released", e)),
+            };
+            let mut resp = match result {
+                Ok(answer) => respond(answer, secret),
+                Err(p) => p.into_response(),
+            };
+            if let Err((what, e)) = stored {
+                resp.extensions_mut().insert(UnshownFailure {
+                    what,
+                    cause: e.to_string(),
+                });
             }
-            respond(result, secret)
+            Ok(resp)
         }
     }
 }
@@ -186,36 +533,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn respond(result: Result<(StatusCode, Value), Problem>, secret: bool) -> Response {
-    match result {
-        Ok((status, body)) => {
-            let location = stream_location(status, &body);
-            let mut resp = (status, axum::Json(body)).into_response();
-            if let Some(l) = location {
-                resp.headers_mut().insert(header::LOCATION, l);
-            }
-            if secret {
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    header::HeaderValue::from_static("no-store"),
-                );
-            }
-            resp
-        }
-        Err(p) => p.into_response(),
-    }
+fn respond((status, body): (StatusCode, Value), secret: bool) -> Response {
+    let resp = (status, Json(&body)).into_response();
+    with_headers(resp, &body, secret)
 }
 
-/// A started stream's status URL, for the `Location` header of its 202.
-fn stream_location(status: StatusCode, body: &Value) -> Option<header::HeaderValue> {
-    if status != StatusCode::ACCEPTED {
-        return None;
-    }
-    body.get("status_url")
-        .and_then(Value::as_str)
-        .and_then(|u| header::HeaderValue::from_str(u).ok())
-}
-
+/// The first answer again, as it was stored.
 fn replay(status: u16, body: &str, secret: bool) -> Response {
     let ct = if (200..300).contains(&status) {
         "application/json"
@@ -228,16 +551,26 @@ fn replay(status: u16, body: &str, secret: bool) -> Response {
     )
         .into_response();
     resp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
-    let parsed = serde_json::from_str(body).unwrap_or(Value::Null);
-    if let Some(l) = stream_location(resp.status(), &parsed) {
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    with_headers(
+        resp,
+        &serde_json::from_str(body).unwrap_or(Value::Null),
+        secret,
+    )
+}
+
+/// A started stream's `Location`, and `Cache-Control: no-store` on a card that returns secrets.
+fn with_headers(mut resp: Response, body: &Value, secret: bool) -> Response {
+    let location = (resp.status() == StatusCode::ACCEPTED)
+        .then(|| body.get("status_url").and_then(Value::as_str))
+        .flatten()
+        .and_then(|u| HeaderValue::from_str(u).ok());
+    if let Some(l) = location {
         resp.headers_mut().insert(header::LOCATION, l);
     }
     if secret {
-        resp.headers_mut().insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
 }
@@ -249,19 +582,20 @@ async fn invoke_inner(
     caller: &Caller,
     raw: Value,
 ) -> Result<(StatusCode, Value), Problem> {
-    let card = app
-        .catalog
-        .get(id)
-        .ok_or_else(|| Problem::not_found(format!("no card {id:?}")))?;
+    let card = app.catalog.get(id).ok_or_else(|| no_card(id))?;
     let body: InvokeBody = super::extract::from_value(raw)?;
     let mut errors = Vec::new();
-    let tenant = match tenant_for(app, &body.connection).await {
+    let tenant = match app.tenants.get(&body.connection).await {
         Ok(t) => Some(t),
-        Err(TenantError::Unknown(e)) => {
-            errors.push(e);
+        Err(TenantError::Unknown) => {
+            errors.push(FieldError::new(
+                &["connection"],
+                "no such connection",
+                "unknown_connection",
+            ));
             None
         }
-        Err(TenantError::Store(e)) => return Err(Problem::store(&e)),
+        Err(TenantError::Store(e)) => return Err(e.into()),
     };
     // A stream result set's helper_flow and record_limit are the connector's options, not the
     // card's: take them out (checking the callback URL) before the card's options are validated.
@@ -280,7 +614,7 @@ async fn invoke_inner(
         .map_err(|e| errors.extend(e))
         .ok();
     let (Some(prepared), Some(tenant), true) = (prepared, tenant, errors.is_empty()) else {
-        return Err(Problem::invalid(errors));
+        return Err(errors.into());
     };
     if let (Some(request), Some(rs)) = (stream, &prepared.result_set) {
         let started = app
@@ -294,50 +628,13 @@ async fn invoke_inner(
                 Value::Object(prepared.options.clone()),
                 request,
             )
-            .await
-            .map_err(|e| match e {
-                StartError::ShuttingDown => {
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
-                        .detail("the connector is shutting down; start the stream again")
-                        .retry_after(5)
-                }
-                StartError::TooMany(n) => {
-                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many streams")
-                        .detail(format!("{n} streams are running, the most this connector runs at once; wait for one to finish or cancel one"))
-                        .retry_after(30)
-                }
-                StartError::Store(e) => Problem::store(&e),
-            })?;
-        let body = json!({
-            "stream_id": started.id,
-            "status_url": super::streams::status_url(&started.id),
-        });
-        return Ok((StatusCode::ACCEPTED, body));
+            .await?;
+        let body = StreamStarted {
+            status_url: super::streams::status_url(&started.id),
+            stream_id: started.id,
+        };
+        return Ok((StatusCode::ACCEPTED, json!(body)));
     }
-    let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers)
-        .await
-        .map_err(|e| match e {
-            RunError::Unsupported(m) => Problem::not_implemented(m),
-            RunError::Invalid(errors) => Problem::invalid(errors),
-            RunError::Kandji(k) => kandji_problem(&k),
-        })?;
-    Ok((StatusCode::OK, json!({ "outputs": outputs })))
-}
-
-/// The connection's tenant, through the short-lived cache.
-pub async fn tenant_for(app: &AppState, connection: &str) -> Result<Tenant, TenantError> {
-    app.tenants.get(app.store.as_ref(), connection).await
-}
-
-pub fn kandji_problem(e: &KandjiError) -> Problem {
-    match e {
-        KandjiError::Timeout(_) => Problem::new(StatusCode::GATEWAY_TIMEOUT, "Kandji did not answer in time").detail(e.to_string()),
-        KandjiError::Unreachable(_) | KandjiError::TooLarge(_) => {
-            Problem::new(StatusCode::BAD_GATEWAY, "Kandji could not be reached").detail(e.to_string())
-        }
-        KandjiError::InvalidRequest(m) => Problem::bad_request(m.clone()),
-        KandjiError::Throttled(wait) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "Kandji request budget spent")
-            .detail("this connection's share of the tenant's hourly Kandji quota is used up for now; retry later")
-            .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64),
-    }
+    let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers).await?;
+    Ok((StatusCode::OK, json!(InvokeResponse { outputs })))
 }

@@ -1,14 +1,35 @@
 //! HTTP routes, grouped by resource, and the cross-cutting layers (auth, limits, errors, tracing).
+//!
+//! ## Adding a route
+//! 1. Write the handler in its resource's module with `#[utoipa::path(...)]` above it: method,
+//!    path (relative to where the module's routes are nested: `/v1` routes omit `/v1`), tag,
+//!    `operation_id`, a doc comment (first line: summary; the rest: description), params, request
+//!    body and its responses (problems through the reusable responses of [`openapi`], e.g.
+//!    `(status = 502, response = KandjiUnreachable)`; the 400/401/403/404/413/429/503 that
+//!    every operation of its kind can answer are added by [`openapi::document`]). Bodies are
+//!    `ToSchema` types the handler really serialises, so the schemas follow the code.
+//! 2. Register it in the module's `routes()` with `.routes(routes!(handler))` (handlers of one
+//!    path and several methods: `routes!(get_x, delete_x)`). Never `.route(...)`: `routes!` is
+//!    the only way in, so an undocumented handler does not compile.
+//! 3. A new resource's `routes()` is merged in `routes_with` below, under the scope layer it
+//!    needs; everything under `/v1` gets the API-key layer (and its operations the bearer
+//!    scheme in the document). A route outside `/v1` (e.g. `/metrics`, a console at `/`) is
+//!    added next to `/healthz` there.
+//! 4. Regenerate the committed document: `cargo run -- openapi > docs/openapi.json` (a test
+//!    fails until it matches).
+//!
+//! Handlers return `Result<_, Problem>` and use `?`: see `errors` for the conversions.
 
 pub mod auth;
 mod cards;
 mod connections;
+mod errors;
 mod extract;
 mod health;
+pub mod openapi;
 #[cfg(test)]
 mod openapi_check;
 mod streams;
-pub mod tenants;
 mod trust;
 
 use std::sync::Arc;
@@ -16,16 +37,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode, header};
-use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
 use crate::engine::Resolvers;
-use crate::error::Problem;
-use crate::kandji::KandjiClient;
+use crate::error::{Problem, log_problems};
+use crate::kandji::{KandjiClient, TenantCache};
 use crate::store::Store;
 use crate::streams::Streams;
 use crate::trust::Trust;
@@ -47,54 +70,49 @@ pub struct App {
     pub max_concurrent_requests: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
-    pub tenants: tenants::TenantCache,
+    /// Connections resolved to tenants (shared with the streams and the inventory syncs).
+    pub tenants: TenantCache,
 }
 
 pub type AppState = Arc<App>;
 
-pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+/// Every route with its documentation, before the API-key layer: the unauthenticated ones, and
+/// those under `/v1` with the scope each needs.
+fn routes() -> OpenApiRouter<AppState> {
+    routes_with(|v1| v1)
+}
+
+fn routes_with(
+    authenticate: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    use auth::{Scope, any_scope_layer};
+    let scoped = |r: OpenApiRouter<AppState>, scopes: Vec<Scope>| {
+        r.route_layer(axum::middleware::from_fn(any_scope_layer(scopes)))
+    };
+    let v1 = OpenApiRouter::new()
+        .merge(scoped(cards::catalog_routes(), vec![Scope::CatalogRead]))
+        .merge(scoped(cards::invoke_routes(), vec![Scope::CardsInvoke]))
+        .merge(scoped(connections::routes(), vec![Scope::Admin]))
+        // A key that may run cards may also ask the same question through the Get Device
+        // Trust card, so cards:invoke opens this route too; trust:read opens only this route.
+        .merge(scoped(
+            trust::routes(),
+            vec![Scope::TrustRead, Scope::CardsInvoke],
+        ))
+        .merge(scoped(streams::routes(), vec![Scope::CardsInvoke]));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::serve_document))
+        .nest(openapi::V1, authenticate(v1))
+}
 
 /// The whole HTTP API; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .merge(
-            cards::catalog_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
-                auth::Scope::CatalogRead,
-            ))),
-        )
-        .merge(
-            cards::invoke_routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
-                auth::Scope::CardsInvoke,
-            ))),
-        )
-        .merge(
-            streams::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
-                auth::Scope::CardsInvoke,
-            ))),
-        )
-        .merge(
-            // A key that may run cards may also ask the same question through the Get Device
-            // Trust card, so cards:invoke opens this route too; trust:read opens only this route.
-            trust::routes().route_layer(axum::middleware::from_fn(auth::any_scope_layer(vec![
-                auth::Scope::TrustRead,
-                auth::Scope::CardsInvoke,
-            ]))),
-        )
-        .merge(
-            connections::routes().route_layer(axum::middleware::from_fn(auth::scope_layer(
-                auth::Scope::Admin,
-            ))),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ));
+    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key);
+    let (router, _) = routes_with(|v1| v1.route_layer(auth)).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(openapi))
-        .nest("/v1", v1)
+    router
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
@@ -106,6 +124,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             state.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(log_problems))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -114,8 +133,4 @@ pub fn router(state: AppState) -> Router {
             header::COOKIE,
         ]))
         .with_state(state)
-}
-
-async fn openapi() -> impl axum::response::IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
 }

@@ -30,13 +30,21 @@ struct BudgetState {
     pause_until: Option<Instant>,
 }
 
-/// What `GET /v1/connections/{id}` shows about a connection's budget.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The connection's Kandji request budget as the connector tracks it (per connector process),
+/// as `GET /v1/connections/{id}` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BudgetReport {
+    /// The cap in force: the connection's `requests_per_hour`, or the default of 10,000
+    /// (Kandji's documented limit) when that is null.
+    #[schema(minimum = 1)]
     pub requests_per_hour: u32,
+    /// Requests sent to Kandji for this connection in the last 60 minutes.
     pub used_last_hour: u32,
+    /// Requests still available in the rolling hour.
     pub remaining_this_hour: u32,
-    /// Seconds until the oldest request of the last hour leaves the window and frees a slot.
+    /// Seconds until the oldest request of the last hour leaves the window and frees a slot;
+    /// null when none was sent.
+    #[schema(required = true)]
     pub next_refill_in_seconds: Option<u64>,
 }
 

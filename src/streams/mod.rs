@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::error::FieldError;
-use crate::kandji::KandjiClient;
+use crate::kandji::{KandjiClient, TenantCache};
 use crate::store::{
     DeliveryFailure, NewStream, Store, StoreError, Stream, StreamCheckpoint, StreamState,
 };
@@ -306,6 +306,7 @@ pub(crate) struct Shared {
     pub config: StreamConfig,
     pub store: Arc<dyn Store>,
     pub kandji: KandjiClient,
+    pub tenants: TenantCache,
     pub catalog: Arc<Catalog>,
     pub client: CallbackClient,
 }
@@ -339,6 +340,7 @@ impl Streams {
         config: StreamConfig,
         store: Arc<dyn Store>,
         kandji: KandjiClient,
+        tenants: TenantCache,
         catalog: Arc<Catalog>,
     ) -> anyhow::Result<Arc<Self>> {
         store.set_stream_lease(config.lease);
@@ -352,6 +354,7 @@ impl Streams {
                 config,
                 store,
                 kandji,
+                tenants,
                 catalog,
                 client,
             }),

@@ -18,7 +18,7 @@ use super::delivery::{Attempt, CallbackClient};
 use super::signing::WebhookSecret;
 use super::{HelperFlow, Shared, webhook_id};
 use crate::engine::{self, Pager};
-use crate::kandji::{ApiBaseUrl, KandjiClient, Tenant, Wait};
+use crate::kandji::{KandjiClient, Tenant, TenantError, Wait};
 use crate::store::{DeliveryFailure, StreamCheckpoint, StreamJob, StreamState};
 
 /// Why a runner was asked to stop before the end.
@@ -327,21 +327,16 @@ async fn setup(shared: &Shared, job: &StreamJob) -> Result<Setup, String> {
         .list()
         .cloned()
         .ok_or("the card's request does not list records")?;
-    let conn = shared
-        .store
-        .get_connection(&s.connection_id)
+    let tenant = shared
+        .tenants
+        .get(&s.connection_id)
         .await
-        .map_err(|e| format!("the store could not be read: {e}"))?
-        .ok_or_else(|| format!("the connection {:?} no longer exists", s.connection_id))?;
-    let token = shared
-        .store
-        .connection_token(&s.connection_id)
-        .await
-        .map_err(|e| format!("the connection's token could not be read: {e}"))?
-        .ok_or_else(|| format!("the connection {:?} no longer exists", s.connection_id))?;
-    let base = ApiBaseUrl::parse(&conn.api_url)
-        .map_err(|e| format!("the connection's API URL is not valid: {e}"))?;
-    let tenant = Tenant::new(conn.id, base, token, conn.requests_per_hour);
+        .map_err(|e| match e {
+            TenantError::Unknown => {
+                format!("the connection {:?} no longer exists", s.connection_id)
+            }
+            TenantError::Store(e) => format!("the connection could not be read: {e}"),
+        })?;
     let helper = HelperFlow::open(&job.helper_flow, &shared.config.allow)?;
     let mut pager = Pager::new(prepared.request.clone(), list);
     // A stream waits for the connection's Kandji budget as long as it takes.

@@ -30,11 +30,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
+use utoipa::ToSchema;
 
-use crate::api::tenants::TenantCache;
 use crate::engine::{self, Resolved, Resolver, RunError};
 use crate::error::FieldError;
-use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, Tenant, Wait};
+use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, Tenant, TenantCache, Wait};
 use crate::store::{InventoryDevice, InventorySync, Store, StoreError};
 
 /// The client's counts label of live lookups.
@@ -73,8 +73,9 @@ impl TrustConfig {
     }
 }
 
-/// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where an answer came from. `inventory`: the synced inventory, no request to Kandji. `live`:
+/// one `GET /api/v1/devices?serial_number=` for this lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The synced inventory (no request to Kandji).
@@ -83,33 +84,51 @@ pub enum Source {
     Live,
 }
 
-/// The answer to "is this device managed?", as the endpoint and the card show it.
-#[derive(Debug, Clone, Serialize)]
+/// Whether a device is managed. `managed` means enrolled (Kandji lists the device), MDM
+/// enabled, and neither missing nor removed. The device fields are null when `found` is false.
+/// (The answer of the endpoint and of the `get_device_trust` card.)
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = DeviceTrust)]
 pub struct TrustAnswer {
     /// As asked.
     pub serial_number: String,
-    /// Kandji lists a device with this serial number.
+    /// Kandji lists a device with this serial number (exact match, not case sensitive).
     pub found: bool,
     /// Found, MDM enabled, and neither missing nor removed.
     pub managed: bool,
+    #[schema(required = true)]
     pub mdm_enabled: Option<bool>,
+    #[schema(required = true)]
     pub agent_installed: Option<bool>,
+    #[schema(required = true)]
     pub is_missing: Option<bool>,
+    #[schema(required = true)]
     pub is_removed: Option<bool>,
+    #[schema(required = true, examples("Mac"))]
     pub platform: Option<String>,
+    #[schema(required = true)]
     pub os_version: Option<String>,
+    #[schema(required = true)]
     pub last_check_in: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub device_id: Option<String>,
+    #[schema(required = true)]
     pub blueprint_name: Option<String>,
-    /// When Kandji last confirmed this answer (null: never).
+    /// When Kandji last confirmed this answer: the device's last sync or live lookup, or for a
+    /// serial number the inventory lacks, its last completed sync. null: never.
+    #[schema(required = true)]
     pub checked_at: Option<DateTime<Utc>>,
     /// Seconds since `checked_at`.
+    #[schema(required = true)]
     pub age_seconds: Option<u64>,
     pub source: Source,
-    /// Whether the connector's latest exchange with Kandji on this connection succeeded.
+    /// Whether the latest exchange with Kandji on this connection succeeded. When Kandji cannot
+    /// be reached, the inventory answers (`source: inventory`) with this false instead of
+    /// failing.
     pub kandji_available: bool,
-    /// Not confirmed recently enough to rely on: Kandji is unavailable, or the answer is older
-    /// than the stale limit (by default twice the sync interval).
+    /// Not confirmed recently enough to rely on: Kandji is unavailable, or `checked_at` is
+    /// older than `KANDJI_CONNECTOR_INVENTORY_STALE_AFTER_MS` (by default twice the sync
+    /// interval).
     pub stale: bool,
 }
 
@@ -162,27 +181,34 @@ pub enum LookupError {
     KandjiStatus { status: u16, body: Value },
 }
 
-/// What `GET /v1/connections/{id}` shows of a connection's inventory.
-#[derive(Debug, Clone, Serialize)]
+/// A connection's device inventory, as `GET /v1/connections/{id}` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InventoryStatus {
-    /// `syncing`, `idle`, `waiting_for_budget`, `failing`, or `following` (another replica
-    /// syncs; this one loads its results from the store).
-    pub state: &'static str,
+    #[schema(inline)]
+    pub state: Phase,
     pub devices: usize,
-    /// Heap bytes of the in-memory index (estimated from its allocations).
+    /// Heap bytes of the in-memory index, estimated from its allocations.
     pub index_bytes: usize,
+    /// Whether the latest exchange with Kandji on this connection (a sync page or a live
+    /// lookup) succeeded.
     pub kandji_available: bool,
+    #[schema(required = true)]
     pub last_sync: Option<SyncReport>,
+    #[schema(required = true)]
     pub current_sync: Option<SyncProgress>,
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A completed sync.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SyncReport {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub duration_ms: u64,
+    /// Devices Kandji listed.
     pub devices: u64,
+    /// Requests sent to Kandji, retries included.
     pub kandji_calls: u64,
 }
 
@@ -198,15 +224,22 @@ impl From<&InventorySync> for SyncReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The sync under way.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SyncProgress {
     pub started_at: DateTime<Utc>,
     pub devices: u64,
     pub kandji_calls: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+/// Where a connection's inventory sync stands. `waiting_for_budget`: less than the reserve
+/// (`KANDJI_CONNECTOR_INVENTORY_BUDGET_RESERVE`) of the hour's budget is left, so the sync waits
+/// and leaves it to cards and streams. `failing`: the last sync failed; it is retried after 5 s,
+/// 10 s, ... (at most the sync interval). `following`: another replica holds this connection's
+/// sync lease and syncs; this one loads each completed sync from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
     Idle,
     Syncing,
     WaitingForBudget,
@@ -291,13 +324,7 @@ impl Inventory {
         };
         let st = self.state();
         InventoryStatus {
-            state: match st.phase {
-                Phase::Idle => "idle",
-                Phase::Syncing => "syncing",
-                Phase::WaitingForBudget => "waiting_for_budget",
-                Phase::Failing => "failing",
-                Phase::Following => "following",
-            },
+            state: st.phase,
             devices,
             index_bytes,
             kandji_available: self.available(),
@@ -367,13 +394,14 @@ impl Trust {
         config: TrustConfig,
         store: Arc<dyn Store>,
         kandji: KandjiClient,
+        tenants: TenantCache,
     ) -> Result<Arc<Self>, StoreError> {
         let trust = Arc::new(Self {
             shared: Arc::new(Shared {
                 config,
                 store,
                 kandji,
-                tenants: TenantCache::default(),
+                tenants,
             }),
             inventories: RwLock::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),

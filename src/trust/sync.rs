@@ -25,10 +25,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Inventory, Phase, Shared, SyncProgress, now};
-use crate::api::tenants::TenantError;
 use crate::catalog::{ListPlan, Paging};
 use crate::engine::{Pager, error_message};
-use crate::kandji::{ApiPath, KandjiRequest, Tenant, Wait};
+use crate::kandji::{ApiPath, KandjiRequest, Tenant, TenantError, Wait};
 use crate::store::{InventoryDevice, InventorySync};
 
 /// Kandji's largest page of `/devices`.
@@ -126,12 +125,8 @@ async fn follow(shared: &Shared, inv: &Inventory) -> Result<(), String> {
 /// One full pass over Kandji's device list.
 async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), String> {
     let conn = inv.connection_id.as_str();
-    let tenant = shared
-        .tenants
-        .get(shared.store.as_ref(), conn)
-        .await
-        .map_err(|e| match e {
-            TenantError::Unknown(e) => e.msg,
+    let tenant = shared.tenants.get(conn).await.map_err(|e| match e {
+            TenantError::Unknown => e.to_string(),
             TenantError::Store(e) => {
                 tracing::warn!(connection = conn, error = %e, "inventory sync: cannot read the connection");
                 "the connector's database could not be read".to_string()
