@@ -12,7 +12,7 @@
 //! `budget_share` of the connection's rate, and pauses while less than `budget_reserve` of the
 //! hour's budget is left, so cards and streams keep working while it runs.
 //!
-//! Only the replica holding the connection's sync lease (see `Store::inventory_lease`) sweeps;
+//! Only the replica holding the connection's sync lease (`Coordination::inventory_lease`) sweeps;
 //! the others follow: every quarter interval they try the lease (so one takes over within
 //! about a quarter interval of the lease expiring, when the holder stopped renewing it) and
 //! otherwise reload the inventory from the store when a newer sync completed.
