@@ -11,6 +11,7 @@ mod harness;
 
 mod api;
 mod card_fixtures;
+mod card_rules;
 mod cards_2025;
 mod cards_custom;
 mod cards_devices;
