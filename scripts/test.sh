@@ -1,12 +1,82 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, card definitions, dependency audit, every test, then the
-# container image's build (scripts/image-check.sh, no Docker daemon needed).
-# Tests that need PostgreSQL read KANDJI_CONNECTOR_TEST_POSTGRES_URL and say they were skipped without it.
+# The whole test suite: formatting, lints, card definitions, dependency audit, every test
+# (cargo-nextest, then the doctests, which nextest does not run), then the container image's build
+# (scripts/image-check.sh, no Docker daemon needed).
+#
+# A test that needs an outside program carries `needs_<name>` in its name (e.g.
+# `needs_postgres::scale_out::…`, `store::inventory_round_trip::needs_postgres`). Each such
+# program is a line of REQUIREMENTS below. A requirement that is missing has its tests left out
+# with a nextest filter, so nextest's summary counts them as skipped (never as passed), a line
+# says what is missing, and with CI=true the run fails. Inside the tests nothing is skipped: run
+# without this script and without the program, such a test fails saying what it needs.
+#
+# Environment: KANDJI_CONNECTOR_TEST_POSTGRES_URL (default: the local PostgreSQL below);
+# KANDJI_CONNECTOR_TEST_WITHOUT="postgres …" treats those requirements as missing without
+# probing (to see the skipped path); CI=true makes a missing requirement fail the run (and runs
+# the install command of an installable one first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+export KANDJI_CONNECTOR_TEST_POSTGRES_URL="${KANDJI_CONNECTOR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+# --- Probes: each succeeds when its program answers. ----------------------------------------
+probe_postgres() {
+    local url="$KANDJI_CONNECTOR_TEST_POSTGRES_URL"
+    if command -v pg_isready >/dev/null; then
+        pg_isready -q -t 3 -d "$url"
+    else
+        # No client tools: a TCP connection to the URL's host and port.
+        local rest="${url#*://}"; rest="${rest#*@}"; rest="${rest%%/*}"
+        local host="${rest%%:*}" port="5432"
+        [[ "$rest" == *:* ]] && port="${rest##*:}"
+        timeout 3 bash -c "</dev/tcp/$host/$port" 2>/dev/null
+    fi
+}
+
+# --- Requirements, one a line: name | probe | nextest filter of the tests that need it |
+# --- how to install it (run when CI=true; empty: not installed by this script).
+REQUIREMENTS=(
+    "postgres|probe_postgres|test(needs_postgres)|"
+)
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- cards check
 bash scripts/deny.sh
-cargo test --locked
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+
+missing=()
+filter=""
+for line in "${REQUIREMENTS[@]}"; do
+    IFS='|' read -r name probe expr install <<<"$line"
+    available=false
+    if [[ " ${KANDJI_CONNECTOR_TEST_WITHOUT:-} " != *" $name "* ]]; then
+        if "$probe"; then
+            available=true
+        elif [[ "${CI:-}" == "true" && -n "$install" ]]; then
+            echo "requirement $name: not found, installing: $install"
+            bash -c "$install" && "$probe" && available=true
+        fi
+    fi
+    if [[ "$available" != true ]]; then
+        missing+=("$name")
+        filter="${filter:+$filter and }not ($expr)"
+        echo "MISSING requirement: $name: the tests matching '$expr' are skipped${install:+ (install: $install)}"
+    fi
+done
+
+cargo nextest run --locked ${filter:+-E "$filter"}
+cargo test --locked --doc
 bash scripts/image-check.sh
+
+if ((${#missing[@]})); then
+    echo "MISSING requirements: ${missing[*]}: their tests were skipped, not run (see the summary above)"
+    if [[ "${CI:-}" == "true" ]]; then
+        echo "CI=true: a run that skips tests for want of a requirement fails"
+        exit 1
+    fi
+fi

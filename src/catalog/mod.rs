@@ -1,8 +1,13 @@
-//! Card definitions: loading, validation against `schemas/card.schema.json`, and the Card types.
+//! Card definitions: loading, validation against `schemas/card.schema.json` and the rules of
+//! [`compile`], and the Card types: as written ([`model`]) and compiled ([`plan`]).
 
+mod compile;
 mod model;
+mod plan;
 
+pub use compile::snake;
 pub use model::*;
+pub use plan::*;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -123,6 +128,11 @@ fn meta_validator() -> jsonschema::Validator {
 }
 
 impl Card {
+    /// One card from the bytes of its file (named `file`), checked as [`Catalog::load`] does.
+    pub fn from_json(file: &str, bytes: &[u8]) -> Result<Card, Vec<CardError>> {
+        Card::parse(&meta_validator(), file, bytes)
+    }
+
     fn parse(
         meta: &jsonschema::Validator,
         file: &str,
@@ -151,7 +161,7 @@ impl Card {
                 format!("the id {:?} must match the file name", def.id),
             ));
         }
-        let compile = |schema: &Value, pointer: &str, errors: &mut Vec<CardError>| {
+        let validator = |schema: &Value, pointer: &str, errors: &mut Vec<CardError>| {
             match jsonschema::options()
                 .should_validate_formats(false)
                 .build(schema)
@@ -167,194 +177,24 @@ impl Card {
                 }
             }
         };
-        let input_validator = compile(&def.input_schema, "/input_schema", &mut errors);
+        let input_validator = validator(&def.input_schema, "/input_schema", &mut errors);
         let options_validator = def
             .options_schema
             .as_ref()
-            .and_then(|s| compile(s, "/options_schema", &mut errors));
-        errors.extend(def.check_references(file));
-        if !errors.is_empty() {
-            return Err(errors);
+            .and_then(|s| validator(s, "/options_schema", &mut errors));
+        let plan = compile::compile(file, &def).map_err(|e| errors.extend(e));
+        match (plan, input_validator) {
+            (Ok(plan), Some(input_validator)) if errors.is_empty() => Ok(Card {
+                returns_secrets: def.has_secret_outputs(),
+                plan,
+                def,
+                raw,
+                input_validator,
+                options_validator,
+            }),
+            _ => Err(errors),
         }
-        Ok(Card {
-            returns_secrets: def.has_secret_outputs(),
-            def,
-            raw,
-            input_validator: input_validator.expect("compiled"),
-            options_validator,
-        })
     }
-}
-
-/// Cross-references the meta-schema cannot express: placeholders, templates and result-set ids
-/// must name inputs, options and result sets the card declares.
-impl CardDef {
-    fn check_references(&self, file: &str) -> Vec<CardError> {
-        let mut errors = Vec::new();
-        let inputs = self.input_names();
-        let options: Vec<String> = self
-            .options_schema
-            .as_ref()
-            .and_then(|s| s.get("properties"))
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        for (i, rule) in self.rules.iter().enumerate() {
-            for name in &rule.at_least_one {
-                if !inputs.contains(name) {
-                    errors.push(CardError::new(
-                        file,
-                        format!("/rules/{i}"),
-                        format!("{name:?} is not an input"),
-                    ));
-                }
-            }
-        }
-        let check_template = |v: &Value, ptr: String, errors: &mut Vec<CardError>| {
-            for (name, is_option) in template_refs(v) {
-                let known = if is_option {
-                    options.contains(&name)
-                } else {
-                    inputs.contains(&name)
-                };
-                if !known {
-                    errors.push(CardError::new(
-                        file,
-                        ptr.clone(),
-                        format!("{name:?} is not declared"),
-                    ));
-                }
-            }
-        };
-        for (i, req) in self.requests.iter().enumerate() {
-            let base = format!("/requests/{i}");
-            if let Some(path) = &req.path {
-                for name in path_placeholders(path) {
-                    if !inputs.contains(&name) {
-                        errors.push(CardError::new(
-                            file,
-                            format!("{base}/path"),
-                            format!("{{{name}}} is not an input"),
-                        ));
-                    }
-                }
-            }
-            for (k, v) in &req.query {
-                check_template(v, format!("{base}/query/{k}"), &mut errors);
-            }
-            if let Some(body) = &req.body {
-                if let Some(t) = &body.template {
-                    check_template(t, format!("{base}/body/template"), &mut errors);
-                }
-                if let Some(name) = &body.input
-                    && !inputs.contains(name)
-                {
-                    errors.push(CardError::new(
-                        file,
-                        format!("{base}/body/input"),
-                        format!("{name:?} is not an input"),
-                    ));
-                }
-            }
-            for (k, v) in &req.args {
-                check_template(v, format!("{base}/args/{k}"), &mut errors);
-            }
-            if let Some(pick) = &req.pick {
-                for (k, v) in &pick.r#where {
-                    check_template(v, format!("{base}/pick/where/{k}"), &mut errors);
-                }
-            }
-            for (field, name) in [
-                ("relative_url_input", &req.relative_url_input),
-                ("query_input", &req.query_input),
-                ("headers_input", &req.headers_input),
-            ] {
-                if let Some(name) = name
-                    && !inputs.contains(name)
-                {
-                    errors.push(CardError::new(
-                        file,
-                        format!("{base}/{field}"),
-                        format!("{name:?} is not an input"),
-                    ));
-                }
-            }
-        }
-        for (i, l) in self.lookups.iter().enumerate() {
-            for name in path_placeholders(&l.path) {
-                if !inputs.contains(&name) {
-                    errors.push(CardError::new(
-                        file,
-                        format!("/lookups/{i}/path"),
-                        format!("{{{name}}} is not an input"),
-                    ));
-                }
-            }
-        }
-        let result_set_ids: Vec<&str> = self.result_sets.iter().map(|r| r.id.as_str()).collect();
-        if let Some(props) = self
-            .output_schema
-            .get("properties")
-            .and_then(Value::as_object)
-        {
-            for (key, prop) in props {
-                if let Some(ids) = prop.get("x-result-sets").and_then(Value::as_array) {
-                    for id in ids.iter().filter_map(Value::as_str) {
-                        if !result_set_ids.contains(&id) {
-                            errors.push(CardError::new(
-                                file,
-                                format!("/output_schema/properties/{key}/x-result-sets"),
-                                format!("{id:?} is not one of the card's result sets"),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        if !self.result_sets.is_empty() && !options.iter().any(|o| o == "result_set") {
-            errors.push(CardError::new(
-                file,
-                "/options_schema",
-                "a card with result sets needs a result_set option",
-            ));
-        }
-        errors
-    }
-}
-
-/// `{name}` placeholders of a path template.
-pub fn path_placeholders(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while let Some(start) = rest.find('{') {
-        let Some(end) = rest[start..].find('}') else {
-            break;
-        };
-        out.push(rest[start + 1..start + end].to_string());
-        rest = &rest[start + end + 1..];
-    }
-    out
-}
-
-/// Inputs (false) and options (true) a template refers to.
-fn template_refs(v: &Value) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    match v {
-        Value::Object(m) => {
-            if let Some(Value::String(name)) = m.get("$input") {
-                out.push((name.clone(), false));
-            } else if let Some(Value::String(name)) = m.get("$option") {
-                out.push((name.clone(), true));
-            } else {
-                for v in m.values() {
-                    out.extend(template_refs(v));
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| out.extend(template_refs(v))),
-        _ => {}
-    }
-    out
 }
 
 /// The catalog as a Markdown table: id, title, category, result sets.

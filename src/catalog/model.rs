@@ -1,13 +1,15 @@
-//! The Card types, as read from a card file.
+//! The Card types, as read from a card file (compiled into a [`super::Plan`] at load).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A loaded card: its definition, the file as written (served to designers) and compiled validators.
+/// A loaded card: its definition, the file as written (served to designers), its compiled plan
+/// (what the engine runs) and compiled validators.
 pub struct Card {
     pub def: CardDef,
+    pub plan: super::Plan,
     pub raw: Value,
     pub input_validator: jsonschema::Validator,
     pub options_validator: Option<jsonschema::Validator>,
@@ -194,14 +196,6 @@ pub struct Lookup {
 }
 
 impl CardDef {
-    pub fn input_names(&self) -> Vec<String> {
-        self.input_schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
     pub fn result_set(&self, id: &str) -> Option<&ResultSet> {
         self.result_sets.iter().find(|r| r.id == id)
     }

@@ -1,65 +1,68 @@
 //! Kandji's answer -> the card's outputs: sources, type coercion, Kandji's error messages.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use crate::catalog::When;
+use super::Prepared;
+use crate::catalog::{JsonType, OutputPlan, Shape, Source};
 
-/// Everything an output's `x-source` can name.
-pub struct Answer<'a> {
+/// What an invocation got back (from Kandji or a resolver), before it becomes outputs: everything
+/// an output's source can name besides the inputs and options.
+#[derive(Debug, Default)]
+pub struct Answer {
     pub status: u16,
     pub headers: Value,
     /// Kandji's body: JSON when it parsed, else its text, else null.
     pub body: Value,
+    /// Kandji's message when it answered 4xx/5xx (or the connector's, for a pick that failed).
     pub error: Option<String>,
-    pub inputs: &'a Map<String, Value>,
-    pub options: &'a Map<String, Value>,
     pub records: Option<Vec<Value>>,
     pub count: Option<u64>,
-    pub lookups: HashMap<String, Value>,
-    pub result_set: Option<String>,
+    /// The lookups' bodies, by their index in the card's plan (`None`: not made, or failed).
+    pub lookups: Vec<Option<Value>>,
 }
 
-impl Answer<'_> {
-    fn resolve(&self, source: &str) -> Option<Value> {
-        if source.is_empty() || source.starts_with('/') {
+impl Answer {
+    /// An answer with this status and body; its error is Kandji's message when it is 4xx/5xx.
+    pub fn new(status: u16, headers: Value, body: Value) -> Self {
+        Self {
+            error: (status >= 400).then(|| error_message(status, &body)),
+            status,
+            headers,
+            body,
+            ..Self::default()
+        }
+    }
+
+    fn resolve(&self, source: &Source, p: &Prepared<'_>) -> Option<Value> {
+        match source {
             // An error body is Kandji's message (in `$error`, raw in `$body`), never the record
             // the output describes: `{"content": ["This field may not be blank."]}` is no note.
-            if self.status >= 400 {
-                return None;
-            }
-            return self.body.pointer(source).cloned();
-        }
-        let (head, ptr) = match source.find('/') {
-            Some(i) => (&source[..i], &source[i..]),
-            None => (source, ""),
-        };
-        let at = |v: &Value| v.pointer(ptr).cloned();
-        match head {
-            "$status" => Some(Value::from(self.status)),
-            "$headers" => Some(self.headers.clone()),
-            "$body" | "$picked" => at(&self.body),
-            "$error" => self.error.clone().map(Value::String),
-            "$inputs" => map_pointer(self.inputs, ptr),
-            "$options" => map_pointer(self.options, ptr),
-            "$records" => self.records.clone().map(Value::Array),
-            "$record" => self.records.as_ref().and_then(|r| r.first()).and_then(at),
-            "$count" => self.count.map(Value::from),
-            other => self.lookups.get(other.trim_start_matches('$')).and_then(at),
+            Source::Pointer(_) if self.status >= 400 => None,
+            Source::Pointer(ptr) | Source::Body(ptr) => self.body.pointer(ptr).cloned(),
+            Source::Status => Some(Value::from(self.status)),
+            Source::Headers => Some(self.headers.clone()),
+            Source::Error => self.error.clone().map(Value::String),
+            Source::Inputs(ptr) => map_pointer(&p.inputs, ptr),
+            Source::Options(ptr) => map_pointer(&p.options, ptr),
+            Source::Records => self.records.clone().map(Value::Array),
+            Source::Record(ptr) => self.records.as_ref()?.first()?.pointer(ptr).cloned(),
+            Source::Count => self.count.map(Value::from),
+            Source::Lookup { index, pointer } => self
+                .lookups
+                .get(*index)?
+                .as_ref()?
+                .pointer(pointer)
+                .cloned(),
         }
     }
 
     /// The card's outputs for this answer.
-    pub fn outputs(&self, output_schema: &Value) -> Map<String, Value> {
+    pub fn outputs(&self, p: &Prepared<'_>) -> Map<String, Value> {
         let mut out = Map::new();
-        if let Some(props) = output_schema.get("properties").and_then(Value::as_object) {
-            for (key, prop) in props {
-                if !self.shown(prop) {
-                    continue;
-                }
-                out.insert(key.clone(), self.output(prop, None));
+        for o in &p.card.plan.outputs {
+            if shown(o, p) {
+                out.insert(o.key.clone(), self.output(o, None, p));
             }
         }
         out.insert("status_code".into(), Value::from(self.status));
@@ -69,69 +72,44 @@ impl Answer<'_> {
         out
     }
 
-    fn shown(&self, prop: &Value) -> bool {
-        if let Some(ids) = prop.get("x-result-sets").and_then(Value::as_array) {
-            let Some(rs) = &self.result_set else {
-                return false;
-            };
-            if !ids.iter().any(|i| i.as_str() == Some(rs)) {
-                return false;
-            }
-        }
-        if let Some(when) = prop
-            .get("x-when")
-            .and_then(|w| serde_json::from_value::<When>(w.clone()).ok())
-        {
-            return when_matches(&when, self.inputs, self.options);
-        }
-        true
-    }
-
-    /// One output: from its sources (relative to `parent` for "/ptr" sources of a nested group).
-    fn output(&self, prop: &Value, parent: Option<&Value>) -> Value {
-        let sources: Vec<&str> = match prop.get("x-source") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
+    /// One output: from its sources (pointers relative to `parent` for a group's members).
+    fn output(&self, o: &OutputPlan, parent: Option<&Value>, p: &Prepared<'_>) -> Value {
         let mut value = Value::Null;
-        for s in &sources {
-            let raw = match parent {
-                Some(p) if s.is_empty() || s.starts_with('/') => p.pointer(s).cloned(),
-                _ => self.resolve(s),
+        for s in &o.sources {
+            let raw = match (parent, s) {
+                (Some(parent), Source::Pointer(ptr)) => parent.pointer(ptr).cloned(),
+                _ => self.resolve(s, p),
             };
             if let Some(v) = raw {
-                let c = coerce(v, prop);
-                if !c.is_null() && type_matches(&c, prop) {
+                let c = coerce(v, &o.shape);
+                if !c.is_null() && o.shape.admits(&c) {
                     value = c;
                     break;
                 }
             }
         }
-        // A group whose members have their own sources is built member by member.
-        if let Some(members) = prop.get("properties").and_then(Value::as_object)
-            && members.values().any(|m| m.get("x-source").is_some())
-        {
-            if value.is_null() {
-                return Value::Null;
-            }
-            let mut obj = Map::new();
-            for (k, m) in members {
-                let v = if m.get("x-source").is_some() {
-                    self.output(m, Some(&value))
-                } else {
-                    value
-                        .get(k)
-                        .cloned()
-                        .map(|v| coerce(v, m))
-                        .unwrap_or(Value::Null)
-                };
-                obj.insert(k.clone(), v);
-            }
-            return Value::Object(obj);
+        if o.members.is_empty() || value.is_null() {
+            return value;
         }
-        value
+        Value::Object(
+            o.members
+                .iter()
+                .map(|m| (m.key.clone(), self.output(m, Some(&value), p)))
+                .collect(),
+        )
     }
+}
+
+/// `x-result-sets` and `x-when`.
+fn shown(o: &OutputPlan, p: &Prepared<'_>) -> bool {
+    if let Some(ids) = &o.result_sets
+        && !p.result_set.as_ref().is_some_and(|rs| ids.contains(&rs.id))
+    {
+        return false;
+    }
+    o.when
+        .as_ref()
+        .is_none_or(|w| w.holds(&p.inputs, &p.options))
 }
 
 /// A JSON pointer into a map without cloning the map.
@@ -148,63 +126,24 @@ fn map_pointer(map: &Map<String, Value>, ptr: &str) -> Option<Value> {
     map.get(&key)?.pointer(tail).cloned()
 }
 
-pub fn when_matches(
-    when: &When,
-    inputs: &Map<String, Value>,
-    options: &Map<String, Value>,
-) -> bool {
-    if let Some(name) = &when.present {
-        return inputs.get(name).is_some_and(|v| !v.is_null());
-    }
-    if let (Some(opt), Some(eq)) = (&when.option, &when.equals) {
-        return options.get(opt) == Some(eq);
-    }
-    true
-}
-
-fn types_of(schema: &Value) -> Vec<&str> {
-    match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => vec![],
-    }
-}
-
-fn type_matches(v: &Value, schema: &Value) -> bool {
-    let types = types_of(schema);
-    types.is_empty()
-        || types.iter().any(|t| match *t {
-            "string" => v.is_string(),
-            "integer" => v.is_i64() || v.is_u64(),
-            "number" => v.is_number(),
-            "boolean" => v.is_boolean(),
-            "object" => v.is_object(),
-            "array" => v.is_array(),
-            "null" => v.is_null(),
-            _ => true,
-        })
-}
-
 /// Normalises Kandji's quirks towards the declared type: `"True"` -> true, `""` -> null for
 /// non-strings, numeric strings -> numbers, dates -> RFC 3339; recurses into properties and items.
-pub fn coerce(v: Value, schema: &Value) -> Value {
-    let types = types_of(schema);
-    if types.is_empty() && schema.get("properties").is_none() && schema.get("items").is_none() {
+pub fn coerce(v: Value, shape: &Shape) -> Value {
+    if shape.passthrough {
         return v;
     }
-    let wants = |t: &str| types.contains(&t);
-    let is_date = schema.get("format").and_then(Value::as_str) == Some("date-time");
+    let wants = |t| shape.wants(t);
+    let text = wants(JsonType::String);
     match v {
-        Value::String(s) if s.is_empty() && !wants("string") => Value::Null,
-        Value::String(s) if s.is_empty() && is_date => Value::Null,
-        Value::String(s) if wants("boolean") && !wants("string") => {
+        Value::String(s) if s.is_empty() && (!text || shape.date) => Value::Null,
+        Value::String(s) if wants(JsonType::Boolean) && !text => {
             match s.to_ascii_lowercase().as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
                 _ => Value::String(s),
             }
         }
-        Value::String(s) if (wants("integer") || wants("number")) && !wants("string") => {
+        Value::String(s) if (wants(JsonType::Integer) || wants(JsonType::Number)) && !text => {
             if let Ok(i) = s.trim().parse::<i64>() {
                 Value::from(i)
             } else if let Ok(f) = s.trim().parse::<f64>() {
@@ -215,21 +154,19 @@ pub fn coerce(v: Value, schema: &Value) -> Value {
                 Value::String(s)
             }
         }
-        Value::String(s) if is_date => Value::String(rfc3339(&s).unwrap_or(s)),
-        Value::Number(n) if wants("string") && !wants("integer") && !wants("number") => {
+        Value::String(s) if shape.date => Value::String(rfc3339(&s).unwrap_or(s)),
+        Value::Number(n) if text && !wants(JsonType::Integer) && !wants(JsonType::Number) => {
             Value::String(n.to_string())
         }
         Value::Object(mut m) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (k, ps) in props {
-                    if let Some(val) = m.remove(k) {
-                        m.insert(k.clone(), coerce(val, ps));
-                    }
+            for (k, member) in &shape.properties {
+                if let Some(val) = m.remove(k) {
+                    m.insert(k.clone(), coerce(val, member));
                 }
             }
             Value::Object(m)
         }
-        Value::Array(a) => match schema.get("items") {
+        Value::Array(a) => match &shape.items {
             Some(items) => Value::Array(a.into_iter().map(|x| coerce(x, items)).collect()),
             None => Value::Array(a),
         },
@@ -334,7 +271,12 @@ fn html_text(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Card;
     use serde_json::json;
+
+    fn coerce(v: Value, schema: &Value) -> Value {
+        super::coerce(v, &Shape::of(schema))
+    }
 
     #[test]
     fn coercions() {
@@ -383,26 +325,26 @@ mod tests {
 
     #[test]
     fn an_error_body_fills_no_output_but_body_and_error() {
-        let (inputs, options) = (Map::new(), Map::new());
-        let answer = Answer {
-            status: 400,
-            headers: json!({}),
-            body: json!({"content": ["This field may not be blank."]}),
-            error: Some("content: This field may not be blank.".into()),
-            inputs: &inputs,
-            options: &options,
-            records: None,
-            count: None,
-            lookups: HashMap::new(),
-            result_set: None,
-        };
-        let schema = json!({"properties": {
-            "note": {"type": ["object", "null"], "x-source": ""},
-            "content": {"type": ["array", "null"], "x-source": "/content"},
-            "body": {"type": ["object", "null"], "x-source": "$body"},
-        }});
+        let card = json!({
+            "id": "get_note", "title": "Get Note", "description": "A note.", "category": "Notes",
+            "input_schema": {"type": "object", "additionalProperties": false, "properties": {}},
+            "requests": [{"method": "GET", "path": "/notes"}],
+            "output_schema": {"type": "object", "properties": {
+                "note": {"title": "Note", "type": ["object", "null"], "x-source": ""},
+                "content": {"title": "Content", "type": ["array", "null"], "x-source": "/content"},
+                "body": {"title": "Body", "type": ["object", "null"], "x-source": "$body"},
+                "status_code": {"title": "Status Code", "type": "integer", "x-source": "$status"},
+            }}
+        });
+        let card = Card::from_json("get_note.json", card.to_string().as_bytes()).unwrap();
+        let p = super::super::prepare(&card, &json!({}), &json!({})).unwrap();
+        let answer = Answer::new(
+            400,
+            json!({}),
+            json!({"content": ["This field may not be blank."]}),
+        );
         assert_eq!(
-            Value::Object(answer.outputs(&schema)),
+            Value::Object(answer.outputs(&p)),
             json!({
                 "note": null,
                 "content": null,

@@ -4,11 +4,12 @@
 //! (`{"device_id", "activity": {count, next, results}}`): it is the object holding the records.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::catalog::{ListDef, Paging};
+use crate::catalog::{ListPlan, Paging};
 use crate::kandji::{KandjiClient, KandjiError, KandjiRequest, KandjiResponse, Tenant, Wait};
 
 use super::outputs::coerce;
@@ -24,7 +25,7 @@ pub struct Page {
 
 pub struct Pager {
     base: KandjiRequest,
-    list: ListDef,
+    list: Arc<ListPlan>,
     offset: usize,
     page: usize,
     next_query: Option<String>,
@@ -39,7 +40,7 @@ pub struct Pager {
 }
 
 impl Pager {
-    pub fn new(base: KandjiRequest, list: ListDef) -> Self {
+    pub fn new(base: KandjiRequest, list: Arc<ListPlan>) -> Self {
         Self {
             base,
             list,
@@ -60,7 +61,7 @@ impl Pager {
     }
 
     pub fn page_size(&self) -> usize {
-        self.list.page_size()
+        self.list.page_size
     }
 
     /// Resumes an offset/page cursor (streams restart from a checkpoint).
@@ -78,11 +79,11 @@ impl Pager {
 
     /// The request for the next page, asking for at most `want` records where the style takes
     /// a size, with that size; `None` once the list is done.
-    fn request(&mut self, want: usize) -> Option<(KandjiRequest, usize)> {
+    pub(super) fn request(&mut self, want: usize) -> Option<(KandjiRequest, usize)> {
         if self.done {
             return None;
         }
-        let size = want.clamp(1, self.list.page_size());
+        let size = want.clamp(1, self.list.page_size);
         let mut req = self.base.clone();
         let follow = self.next_query.take();
         match (self.list.paging, follow) {
@@ -92,7 +93,7 @@ impl Pager {
             }
             (Paging::Offset | Paging::Drf, _) => {
                 req.query
-                    .push((self.list.size_param().to_string(), size.to_string()));
+                    .push((self.list.size_param.clone(), size.to_string()));
                 req.query.push(("offset".into(), self.offset.to_string()));
             }
             (Paging::Page, None) => {
@@ -118,8 +119,8 @@ impl Pager {
     /// `count` if the envelope has one, and where the next page is.
     fn absorb(&mut self, body: &Value, size: usize) -> (Vec<Value>, Option<u64>) {
         let (mut records, envelope) = self.records_of(body);
-        if let Some(schema) = &self.list.record_schema {
-            records = records.into_iter().map(|r| coerce(r, schema)).collect();
+        if let Some(shape) = &self.list.record_shape {
+            records = records.into_iter().map(|r| coerce(r, shape)).collect();
         }
         let count = envelope
             .and_then(|e| e.get("count"))
@@ -191,7 +192,7 @@ impl Pager {
     /// `count` describe the list (`/activity` for `/activity/results`, the body for `/results`,
     /// none for a bare array).
     fn records_of<'b>(&self, body: &'b Value) -> (Vec<Value>, Option<&'b Value>) {
-        for p in self.list.records.as_slice() {
+        for p in &self.list.records {
             if let Some(Value::Array(a)) = body.pointer(p) {
                 let envelope = p
                     .rfind('/')
@@ -215,7 +216,7 @@ impl Pager {
     }
 
     fn holds_an_envelope_key(&self, m: &serde_json::Map<String, Value>) -> bool {
-        self.list.records.as_slice().iter().any(|p| {
+        self.list.records.iter().any(|p| {
             p.strip_prefix('/')
                 .and_then(|rest| rest.split('/').next())
                 .map(|key| key.replace("~1", "/").replace("~0", "~"))
@@ -253,27 +254,13 @@ pub fn parse_body(resp: &KandjiResponse) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Pointers;
     use crate::kandji::ApiPath;
     use serde_json::json;
 
-    fn pager(path: &str, paging: Paging, records: Pointers) -> Pager {
+    fn pager(path: &str, paging: Paging, records: &[&str]) -> Pager {
         let mut base = KandjiRequest::get(ApiPath::from_template(path, |_| None).unwrap());
         base.query.push(("email".into(), "ada".into()));
-        Pager::new(
-            base,
-            ListDef {
-                paging,
-                records,
-                page_size: Some(300),
-                size_param: None,
-                record_schema: None,
-            },
-        )
-    }
-
-    fn one(p: &str) -> Pointers {
-        Pointers::One(p.to_string())
+        Pager::new(base, Arc::new(ListPlan::new(paging, records, 300)))
     }
 
     /// (path, query pairs, raw query) of a request.
@@ -293,7 +280,7 @@ mod tests {
 
     #[test]
     fn cursor_sends_no_paging_params_and_follows_next_on_the_tenants_host() {
-        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        let mut p = pager("/users", Paging::Cursor, &["/results"]);
         let (req, _) = p.request(1).unwrap();
         assert_eq!(
             shape(&req),
@@ -330,14 +317,14 @@ mod tests {
     #[test]
     fn cursor_stops_on_a_repeated_next_an_empty_page_or_a_lost_cursor() {
         let next = json!({"next": "/api/v1/users?cursor=AAA", "results": [{"id": "a"}]});
-        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        let mut p = pager("/users", Paging::Cursor, &["/results"]);
         p.request(300).unwrap();
         p.absorb(&next, 300);
         p.request(300).unwrap();
         p.absorb(&next, 300);
         assert!(p.is_done(), "the same cursor twice is a loop");
 
-        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        let mut p = pager("/users", Paging::Cursor, &["/results"]);
         p.request(300).unwrap();
         p.absorb(
             &json!({"next": "/api/v1/users?cursor=AAA", "results": []}),
@@ -346,11 +333,11 @@ mod tests {
         assert!(p.is_done(), "an empty page ends the list");
 
         // Resumed past the first page without a next query: nothing to ask for.
-        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        let mut p = pager("/users", Paging::Cursor, &["/results"]);
         p.resume(300, 2, None);
         assert!(p.request(300).is_none());
         assert!(p.is_done());
-        let mut p = pager("/users", Paging::Cursor, one("/results"));
+        let mut p = pager("/users", Paging::Cursor, &["/results"]);
         p.resume(300, 2, Some("cursor=BBB".into()));
         assert_eq!(
             p.request(300).unwrap().0.raw_query.as_deref(),
@@ -360,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_nested_envelope_gives_next_and_count() {
-        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        let mut p = pager("/devices/x/activity", Paging::Drf, &["/activity/results"]);
         let (req, size) = p.request(300).unwrap();
         assert_eq!(size, 300);
         assert_eq!(
@@ -395,7 +382,7 @@ mod tests {
 
     #[test]
     fn an_envelope_key_outside_the_envelope_is_ignored_and_an_envelope_is_no_record() {
-        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        let mut p = pager("/devices/x/activity", Paging::Drf, &["/activity/results"]);
         p.request(300).unwrap();
         let (records, count) = p.absorb(
             &json!({"count": 7, "next": "/x?offset=1", "activity": {"next": null, "results": [{"id": 1}]}}),
@@ -405,12 +392,12 @@ mod tests {
         assert!(p.is_done());
 
         // An envelope without its records is an empty page, not one record.
-        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        let mut p = pager("/devices/x/activity", Paging::Drf, &["/activity/results"]);
         p.request(300).unwrap();
         let (records, _) = p.absorb(&json!({"device_id": "x", "activity": {"count": 0}}), 300);
         assert!(records.is_empty());
         // A single object where a list was expected is still one record.
-        let mut p = pager("/devices/x/activity", Paging::Drf, one("/activity/results"));
+        let mut p = pager("/devices/x/activity", Paging::Drf, &["/activity/results"]);
         p.request(300).unwrap();
         let (records, _) = p.absorb(&json!({"id": 1}), 300);
         assert_eq!(records, [json!({"id": 1})]);
@@ -418,11 +405,7 @@ mod tests {
 
     #[test]
     fn top_level_envelopes_and_bare_arrays_page_as_before() {
-        let mut p = pager(
-            "/devices",
-            Paging::Offset,
-            Pointers::Many(vec!["".into(), "/results".into()]),
-        );
+        let mut p = pager("/devices", Paging::Offset, &["", "/results"]);
         let (req, size) = p.request(2).unwrap();
         assert_eq!(
             req.query,
@@ -439,7 +422,7 @@ mod tests {
         p.absorb(&json!([{"id": 3}]), 2);
         assert!(p.is_done(), "a short page ends an offset list");
 
-        let mut p = pager("/blueprints", Paging::Drf, one("/results"));
+        let mut p = pager("/blueprints", Paging::Drf, &["/results"]);
         p.request(300).unwrap();
         let (_, count) = p.absorb(
             &json!({"count": 5, "next": "https://accuhive.kandji.io/api/v1/blueprints?limit=2&offset=2", "results": [{}, {}]}),
@@ -451,7 +434,7 @@ mod tests {
             Some("limit=2&offset=2")
         );
 
-        let mut p = pager("/library/custom-apps", Paging::Page, one("/results"));
+        let mut p = pager("/library/custom-apps", Paging::Page, &["/results"]);
         let (req, _) = p.request(300).unwrap();
         assert_eq!(
             req.query,

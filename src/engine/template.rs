@@ -1,46 +1,43 @@
-//! Card templates: JSON values where `{"$input": name}` / `{"$option": name}` are replaced.
+//! Rendering a card's compiled templates: references replaced by the call's inputs and options.
 
 use serde_json::{Map, Value};
 
-/// Renders a template; `None` when the value is absent (its key is then dropped).
-pub fn render(
-    t: &Value,
-    inputs: &Map<String, Value>,
-    options: &Map<String, Value>,
-) -> Option<Value> {
-    match t {
-        Value::Object(m) => {
-            if let Some(Value::String(name)) = m.get("$input") {
-                let v = inputs.get(name).filter(|v| !v.is_null())?.clone();
-                return Some(match m.get("map").and_then(Value::as_object) {
-                    Some(map) => match &v {
-                        Value::String(s) => map.get(s).cloned().unwrap_or(v),
-                        _ => v,
-                    },
-                    None => v,
-                });
+use crate::catalog::Template;
+
+impl Template {
+    /// The rendered value; `None` when it is absent (its key is then dropped).
+    pub fn render(
+        &self,
+        inputs: &Map<String, Value>,
+        options: &Map<String, Value>,
+    ) -> Option<Value> {
+        match self {
+            Template::Literal(v) => Some(v.clone()),
+            Template::Input { name, map } => {
+                let v = inputs.get(name).filter(|v| !v.is_null())?;
+                Some(match (map, v) {
+                    (Some(map), Value::String(s)) => map.get(s).unwrap_or(v).clone(),
+                    _ => v.clone(),
+                })
             }
-            if let Some(Value::String(name)) = m.get("$option") {
-                return options.get(name).filter(|v| !v.is_null()).cloned();
-            }
-            let mut out = Map::new();
-            for (k, v) in m {
-                if let Some(r) = render(v, inputs, options) {
-                    out.insert(k.clone(), r);
-                }
-            }
-            Some(Value::Object(out))
+            Template::Option(name) => options.get(name).filter(|v| !v.is_null()).cloned(),
+            Template::Object(fields) => Some(Value::Object(
+                fields
+                    .iter()
+                    .filter_map(|(k, t)| Some((k.clone(), t.render(inputs, options)?)))
+                    .collect(),
+            )),
+            Template::Array(items) => Some(Value::Array(
+                items
+                    .iter()
+                    .filter_map(|t| t.render(inputs, options))
+                    .collect(),
+            )),
         }
-        Value::Array(a) => Some(Value::Array(
-            a.iter()
-                .filter_map(|v| render(v, inputs, options))
-                .collect(),
-        )),
-        other => Some(other.clone()),
     }
 }
 
-/// A scalar as Kandji expects it in a query string or form field.
+/// A scalar as Kandji expects it in a query string, form field or path segment.
 pub fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

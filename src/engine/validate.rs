@@ -47,18 +47,9 @@ pub fn validate(
         return Err(errors);
     }
     let mut filled = inputs.as_object().cloned().unwrap_or_default();
-    if let Some(props) = card
-        .def
-        .input_schema
-        .get("properties")
-        .and_then(Value::as_object)
-    {
-        for (k, p) in props {
-            if let Some(d) = p.get("default")
-                && !filled.contains_key(k)
-            {
-                filled.insert(k.clone(), d.clone());
-            }
+    for (k, d) in &card.plan.defaults {
+        if !filled.contains_key(k) {
+            filled.insert(k.clone(), d.clone());
         }
     }
     Ok(filled)

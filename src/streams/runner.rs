@@ -324,8 +324,8 @@ async fn setup(shared: &Shared, job: &StreamJob) -> Result<Setup, String> {
     })?;
     let list = prepared
         .variant
-        .list
-        .clone()
+        .list()
+        .cloned()
         .ok_or("the card's request does not list records")?;
     let tenant = shared
         .tenants

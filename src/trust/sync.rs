@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Inventory, Phase, Shared, SyncProgress, now};
-use crate::catalog::{ListDef, Paging, Pointers};
+use crate::catalog::{ListPlan, Paging};
 use crate::engine::{Pager, error_message};
 use crate::kandji::{ApiPath, KandjiRequest, Tenant, TenantError, Wait};
 use crate::store::{InventoryDevice, InventorySync};
@@ -144,13 +144,7 @@ async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), St
             kandji_calls: 0,
         });
     }
-    let list = ListDef {
-        paging: Paging::Offset,
-        records: Pointers::Many(vec![String::new(), "/results".into()]),
-        page_size: Some(PAGE_SIZE),
-        size_param: None,
-        record_schema: None,
-    };
+    let list = Arc::new(ListPlan::new(Paging::Offset, &["", "/results"], PAGE_SIZE));
     let request =
         KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
     let mut pager = Pager::new(request, list);

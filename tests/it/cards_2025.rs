@@ -1,0 +1,1136 @@
+//! The newer cards of Kandji's 2025 card list against the simulated tenant: the exact request
+//! that reached Kandji (method, path, query, body), how many, the outputs the caller got, their
+//! result sets, and Kandji's errors passed through.
+
+use crate::harness::kandji::*;
+use chrono::Duration;
+use kandji_connector::simulator::{
+    ADMIN_EMAIL, CustomApp, Fault, LibraryActivity, SimConfig, Tag, reference_now,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Records with these date fields normalised, as the card's `record_schema` does.
+fn with_dates(records: &Value, dates: &[&str]) -> Value {
+    let mut out = records.clone();
+    for r in out.as_array_mut().unwrap() {
+        for p in dates {
+            if let Some(v) = r.pointer_mut(p) {
+                *v = date(v);
+            }
+        }
+    }
+    out
+}
+
+fn ids_of(records: &Value, key: &str) -> Vec<String> {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| match &r[key] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+const FIRST_300: &str = "first_300_records";
+
+// ---- Tags ----
+
+#[tokio::test]
+async fn create_tag_posts_the_name_and_returns_the_new_tag() {
+    let s = start().await;
+    let out = s
+        .outputs("create_tag", json!({"name": "accuhive_99"}), json!({}))
+        .await;
+    let req = only(&s, "POST /api/v1/tags");
+    assert_json(&req, json!({"name": "accuhive_99"}));
+    let tag = s
+        .sim
+        .tenant()
+        .tags
+        .iter()
+        .find(|t| t.name == "accuhive_99")
+        .cloned()
+        .expect("Kandji created the tag");
+    assert_eq!(
+        out,
+        json!({"status_code": 201, "tag_id": tag.id.to_string(), "tag_name": "accuhive_99"})
+    );
+
+    // The same name again: Kandji's field error, passed through.
+    let out = s
+        .outputs("create_tag", json!({"name": "accuhive_99"}), json!({}))
+        .await;
+    let req = only(&s, "POST /api/v1/tags");
+    assert_json(&req, json!({"name": "accuhive_99"}));
+    assert_eq!(
+        out,
+        json!({
+            "status_code": 400,
+            "tag_id": null,
+            "tag_name": null,
+            "error": "name: tag with this name already exists.",
+        })
+    );
+
+    // No name: refused before anything reaches Kandji.
+    let r = s.invoke("create_tag", json!({}), json!({})).await;
+    assert_eq!(r.problem(422), ["inputs.name"]);
+    take(&s, 0);
+}
+
+#[tokio::test]
+async fn update_tag_patches_the_name_and_devices_follow() {
+    let s = start().await;
+    let (tag, carriers) = {
+        let t = s.sim.tenant();
+        let tag = t
+            .tags
+            .iter()
+            .find(|tag| t.devices.iter().any(|d| d.tags.contains(&tag.name)))
+            .cloned()
+            .expect("a tag on a device");
+        let carriers: Vec<Uuid> = t
+            .devices
+            .iter()
+            .filter(|d| d.tags.contains(&tag.name))
+            .map(|d| d.device_id)
+            .collect();
+        (tag, carriers)
+    };
+    let out = s
+        .outputs(
+            "update_tag",
+            json!({"tag_id": tag.id.to_string(), "name": "accuhive_renamed"}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &format!("PATCH /api/v1/tags/{}", tag.id));
+    assert_json(&req, json!({"name": "accuhive_renamed"}));
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "tag_name": "accuhive_renamed"})
+    );
+    {
+        let t = s.sim.tenant();
+        for d in &carriers {
+            let tags = &t.device(d).unwrap().tags;
+            assert!(tags.contains(&"accuhive_renamed".to_string()), "{tags:?}");
+            assert!(!tags.contains(&tag.name), "{tags:?}");
+        }
+    }
+
+    let nobody = unknown_id();
+    let out = s
+        .outputs(
+            "update_tag",
+            json!({"tag_id": nobody, "name": "x"}),
+            json!({}),
+        )
+        .await;
+    only(&s, &format!("PATCH /api/v1/tags/{nobody}"));
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "tag_name": null, "error": "Not found."})
+    );
+
+    // The name is required (the 2025 document lists only Tag ID; a rename needs the new name).
+    let r = s
+        .invoke("update_tag", json!({"tag_id": nobody}), json!({}))
+        .await;
+    assert_eq!(r.problem(422), ["inputs.name"]);
+    take(&s, 0);
+}
+
+#[tokio::test]
+async fn list_tags_searches_by_name_and_returns_the_first_300() {
+    let s = start().await;
+    let raw = kandji(&s, "/tags").await;
+    let out = s
+        .outputs("list_tags", json!({}), json!({"result_set": FIRST_300}))
+        .await;
+    let req = only(&s, "GET /api/v1/tags?limit=300&offset=0");
+    assert_no_body(&req);
+    assert_eq!(out, json!({"status_code": 200, "results": raw["results"]}));
+    assert!(!raw["results"].as_array().unwrap().is_empty());
+
+    // Name -> Kandji's `search` (contains).
+    let raw = kandji(&s, "/tags?search=hq").await;
+    let out = s
+        .outputs(
+            "list_tags",
+            json!({"name": "hq"}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(&s, "GET /api/v1/tags?search=hq&limit=300&offset=0");
+    let names: Vec<String> = ids_of(&out["results"], "name");
+    assert_eq!(names, ["hq-sf", "hq-nyc"]);
+    assert_eq!(out, json!({"status_code": 200, "results": raw["results"]}));
+
+    // More than 300 tags: exactly the first 300, from one request.
+    {
+        let mut t = s.sim.tenant_mut();
+        for i in 0..320 {
+            t.tags.push(Tag {
+                id: Uuid::new_v4(),
+                name: format!("team-{i:03}"),
+            });
+        }
+    }
+    let out = s
+        .outputs("list_tags", json!({}), json!({"result_set": FIRST_300}))
+        .await;
+    only(&s, "GET /api/v1/tags?limit=300&offset=0");
+    let want: Vec<String> = s.sim.tenant().tags[..300]
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    assert_eq!(ids_of(&out["results"], "id"), want);
+}
+
+// ---- Users: cursor paging ----
+
+#[tokio::test]
+async fn list_users_first_matching_record_passes_every_filter() {
+    let s = start().await;
+    let (user, integration, devices_of_user) = {
+        let t = s.sim.tenant();
+        let u = t.users[0].clone();
+        let n = t.devices.iter().filter(|d| d.user_id == Some(u.id)).count();
+        (u, t.user_integration.uuid.to_string(), n)
+    };
+    assert!(devices_of_user > 0);
+    let part = user.email[..user.email.find('@').unwrap()].to_string();
+    let out = s
+        .outputs(
+            "list_users",
+            json!({
+                "archived": false,
+                "integration_id": integration,
+                "kandji_user_id": user.id.to_string(),
+                "user_email": part,
+            }),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!(
+            "GET /api/v1/users?archived=false&email={part}&id={}&integration_id={integration}",
+            user.id
+        ),
+    );
+    assert_no_body(&req);
+    let raw = kandji(&s, &format!("/users/{}", user.id)).await;
+    assert_eq!(
+        out,
+        json!({
+            "status_code": 200,
+            "active": true,
+            "archived": false,
+            "created_at": rfc(&user.created_at),
+            "department": user.department,
+            "email_address": user.email,
+            "kandji_user_id": user.id.to_string(),
+            "integration": raw["integration"],
+            "job_title": user.job_title,
+            "name": user.name,
+            "device_count": devices_of_user,
+            "updated_at": rfc(&user.updated_at),
+        })
+    );
+    assert_eq!(out["integration"]["uuid"], integration);
+
+    // Nobody matches: 200 with the outputs empty.
+    let out = s
+        .outputs(
+            "list_users",
+            json!({"user_email": "nobody-at-all"}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    only(&s, "GET /api/v1/users?email=nobody-at-all");
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["kandji_user_id"], Value::Null);
+
+    // Kandji's field error for an ID that is no UUID.
+    let out = s
+        .outputs(
+            "list_users",
+            json!({"kandji_user_id": "29360"}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    only(&s, "GET /api/v1/users?id=29360");
+    assert_eq!(out["status_code"], 400);
+    assert_eq!(out["error"], "id: Enter a valid UUID.");
+    assert_eq!(out["name"], Value::Null);
+}
+
+#[tokio::test]
+async fn list_users_first_300_follows_the_cursor_across_pages_on_the_tenants_host() {
+    // 200 devices give 90 users; 40 a page makes three cursor pages.
+    let s = start_with(SimConfig {
+        devices: 200,
+        users_page_size: 40,
+        ..SimConfig::default()
+    })
+    .await;
+    let all: Vec<String> = s
+        .sim
+        .tenant()
+        .users
+        .iter()
+        .map(|u| u.id.to_string())
+        .collect();
+    assert_eq!(all.len(), 90);
+    // Kandji's `next` names the web-app host; only its query is followed.
+    let page1 = kandji(&s, "/users").await;
+    assert_eq!(
+        page1["next"],
+        "https://accuhive.kandji.io/api/v1/users?cursor=cD00MA%3D%3D"
+    );
+    let page2 = kandji(&s, "/users?cursor=cD00MA%3D%3D").await;
+    let page3 = kandji(&s, "/users?cursor=cD04MA%3D%3D").await;
+    assert_eq!(page3["next"], Value::Null);
+
+    let out = s
+        .outputs("list_users", json!({}), json!({"result_set": FIRST_300}))
+        .await;
+    let lines: Vec<String> = take(&s, 3).iter().map(line).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /api/v1/users",
+            "GET /api/v1/users?cursor=cD00MA%3D%3D",
+            "GET /api/v1/users?cursor=cD04MA%3D%3D",
+        ]
+    );
+    assert_eq!(ids_of(&out["users"], "id"), all);
+    let mut want = Vec::new();
+    for page in [&page1, &page2, &page3] {
+        want.extend(
+            with_dates(&page["results"], &["/created_at", "/updated_at"])
+                .as_array()
+                .unwrap()
+                .clone(),
+        );
+    }
+    assert_eq!(out, json!({"status_code": 200, "users": want}));
+
+    // A filter travels in Kandji's `next`, which the connector follows verbatim.
+    let active: Vec<String> = s
+        .sim
+        .tenant()
+        .users
+        .iter()
+        .filter(|u| !u.archived)
+        .map(|u| u.id.to_string())
+        .collect();
+    assert!(active.len() > 80 && active.len() < 90, "{}", active.len());
+    let out = s
+        .outputs(
+            "list_users",
+            json!({"archived": false}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let lines: Vec<String> = take(&s, 3).iter().map(line).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /api/v1/users?archived=false",
+            "GET /api/v1/users?archived=false&cursor=cD00MA%3D%3D",
+            "GET /api/v1/users?archived=false&cursor=cD04MA%3D%3D",
+        ]
+    );
+    assert_eq!(ids_of(&out["users"], "id"), active);
+    assert!(
+        out["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["archived"] == false)
+    );
+
+    // First Matching Record reads one page only.
+    let out = s
+        .outputs(
+            "list_users",
+            json!({}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    only(&s, "GET /api/v1/users");
+    assert_eq!(out["kandji_user_id"], all[0]);
+}
+
+#[tokio::test]
+async fn list_users_first_300_of_kandjis_300_a_page_is_one_request() {
+    let s = start_with(devices(700)).await;
+    let all: Vec<String> = s
+        .sim
+        .tenant()
+        .users
+        .iter()
+        .map(|u| u.id.to_string())
+        .collect();
+    assert!(all.len() > 300, "{}", all.len());
+    let out = s
+        .outputs("list_users", json!({}), json!({"result_set": FIRST_300}))
+        .await;
+    only(&s, "GET /api/v1/users");
+    assert_eq!(ids_of(&out["users"], "id"), all[..300]);
+}
+
+// ---- Secrets ----
+
+#[tokio::test]
+async fn get_mac_recovery_lock_password_is_a_secret_read_uncached() {
+    let s = start().await;
+    let mac = id(&device(&s, "Mac"));
+    let raw = kandji(&s, &format!("/devices/{mac}/secrets/recoverypassword")).await;
+    let password = raw["recovery_password"].as_str().unwrap().to_string();
+    assert_eq!(password.len(), 5 + 5 + 4 * 4 + 5);
+    let r = s
+        .invoke(
+            "get_mac_recovery_lock_password",
+            json!({"device_id": mac}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(no_store(&r), "the recovery password was answered cacheable");
+    let req = only(
+        &s,
+        &format!("GET /api/v1/devices/{mac}/secrets/recoverypassword"),
+    );
+    assert_no_body(&req);
+    assert_eq!(
+        r.body["outputs"],
+        json!({"recovery_password": password, "status_code": 200})
+    );
+    // The card says so to designers too.
+    let card = s.get("/v1/cards/get_mac_recovery_lock_password").await;
+    assert_eq!(
+        card.body["output_schema"]["properties"]["recovery_password"]["x-secret"], true,
+        "{}",
+        card.body
+    );
+
+    // An iPhone has none: Kandji's 400, passed through.
+    let iphone = id(&device(&s, "iPhone"));
+    let out = s
+        .outputs(
+            "get_mac_recovery_lock_password",
+            json!({"device_id": iphone}),
+            json!({}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/devices/{iphone}/secrets/recoverypassword"),
+    );
+    assert_eq!(
+        out,
+        json!({"recovery_password": null, "status_code": 400, "error": "This secret is only available for Mac computers."})
+    );
+}
+
+#[tokio::test]
+async fn get_mac_recovery_lock_password_needs_the_secrets_scope() {
+    use kandji_connector::api::auth::{ApiKey, Scope};
+    const NO_SECRETS: &str = "no-secrets-key-0123456789";
+    let s = crate::harness::TestApp::builder()
+        .config(|c| {
+            c.api_keys.push(ApiKey::with_scopes(
+                &secrecy::SecretString::from(NO_SECRETS.to_string()),
+                vec![Scope::CatalogRead, Scope::CardsInvoke],
+            ))
+        })
+        .start()
+        .await;
+    let mac = id(&device(&s, "Mac"));
+    let r = s
+        .send(
+            reqwest::Method::POST,
+            "/v1/cards/get_mac_recovery_lock_password/invoke",
+            Some(json!({"connection": s.connection, "inputs": {"device_id": mac}})),
+            Some(NO_SECRETS),
+        )
+        .await;
+    r.problem(403);
+    take(&s, 0);
+    // The same key runs the other new cards.
+    let r = s
+        .send(
+            reqwest::Method::POST,
+            "/v1/cards/get_threats_summary/invoke",
+            Some(json!({"connection": s.connection, "inputs": {}})),
+            Some(NO_SECRETS),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    take(&s, 1);
+}
+
+// ---- Threats ----
+
+#[tokio::test]
+async fn get_threats_summary_reads_the_counts_and_passes_404_and_401_through() {
+    let s = start_with(devices(200)).await;
+    let raw = kandji(&s, "/threat-details").await;
+    let (total, malware, pup) = (
+        raw["count"].as_u64().unwrap(),
+        raw["malware_count"].as_u64().unwrap(),
+        raw["pup_count"].as_u64().unwrap(),
+    );
+    assert!(malware > 0 && pup > 0, "{raw}");
+    assert_eq!(total, malware + pup);
+    let out = s.outputs("get_threats_summary", json!({}), json!({})).await;
+    let req = only(&s, "GET /api/v1/threat-details?limit=1");
+    assert_no_body(&req);
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "total_count": total, "malware_count": malware, "pup_count": pup})
+    );
+
+    // A token without permission to read threats: Kandji's 401, as the card documents.
+    s.sim.push_faults(
+        Some("/threat-details"),
+        vec![Fault::Status {
+            status: 401,
+            retry_after: None,
+            body: Some(
+                json!({"detail": "You do not have permission to perform this action."}).to_string(),
+            ),
+        }],
+    );
+    let out = s.outputs("get_threats_summary", json!({}), json!({})).await;
+    only(&s, "GET /api/v1/threat-details?limit=1");
+    assert_eq!(
+        out,
+        json!({
+            "status_code": 401,
+            "total_count": null,
+            "malware_count": null,
+            "pup_count": null,
+            "error": "You do not have permission to perform this action.",
+        })
+    );
+
+    // A tenant without EDR: 404.
+    s.sim.tenant_mut().edr_enabled = false;
+    let out = s.outputs("get_threats_summary", json!({}), json!({})).await;
+    only(&s, "GET /api/v1/threat-details?limit=1");
+    assert_eq!(
+        out,
+        json!({
+            "status_code": 404,
+            "total_count": null,
+            "malware_count": null,
+            "pup_count": null,
+            "error": "Not found.",
+        })
+    );
+}
+
+// ---- Device activity: a nested envelope ----
+
+#[tokio::test]
+async fn list_device_activity_reads_the_nested_envelope() {
+    let s = start().await;
+    let mac = device(&s, "Mac");
+    let dev = id(&mac);
+    {
+        let mut t = s.sim.tenant_mut();
+        for _ in 0..3 {
+            t.record_command(mac.device_id, "RestartDevice", "RestartDevice");
+        }
+    }
+    let raw = kandji(&s, &format!("/devices/{dev}/activity")).await;
+    assert_eq!(raw["activity"]["count"], 4);
+    let out = s
+        .outputs(
+            "list_device_activity",
+            json!({"device_id": dev}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!("GET /api/v1/devices/{dev}/activity?limit=300&offset=0"),
+    );
+    assert_no_body(&req);
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "results": with_dates(&raw["activity"]["results"], &["/created_at"])})
+    );
+    assert_eq!(out["results"][0]["action_type"], "enrollment");
+
+    // A short page whose `next` (inside `activity`, on the web-app host) is followed.
+    let results = raw["activity"]["results"].as_array().unwrap();
+    s.sim.push_faults(
+        Some("/activity"),
+        vec![Fault::Status {
+            status: 200,
+            retry_after: None,
+            body: Some(
+                json!({
+                    "device_id": dev,
+                    "activity": {
+                        "count": 4,
+                        "next": format!("https://accuhive.kandji.io/api/v1/devices/{dev}/activity?limit=2&offset=2"),
+                        "previous": null,
+                        "results": &results[..2],
+                    },
+                })
+                .to_string(),
+            ),
+        }],
+    );
+    let out = s
+        .outputs(
+            "list_device_activity",
+            json!({"device_id": dev}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let lines: Vec<String> = take(&s, 2).iter().map(line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("GET /api/v1/devices/{dev}/activity?limit=300&offset=0"),
+            format!("GET /api/v1/devices/{dev}/activity?limit=2&offset=2"),
+        ]
+    );
+    assert_eq!(
+        out["results"],
+        with_dates(&raw["activity"]["results"], &["/created_at"])
+    );
+
+    // More than 300 entries: exactly 300, from one request.
+    {
+        let mut t = s.sim.tenant_mut();
+        for _ in 0..320 {
+            t.record_command(mac.device_id, "DeviceInformation", "DeviceInformation");
+        }
+    }
+    let raw = kandji(&s, &format!("/devices/{dev}/activity?limit=300")).await;
+    assert_eq!(raw["activity"]["count"], 324);
+    let out = s
+        .outputs(
+            "list_device_activity",
+            json!({"device_id": dev}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/devices/{dev}/activity?limit=300&offset=0"),
+    );
+    assert_eq!(
+        out["results"],
+        with_dates(&raw["activity"]["results"], &["/created_at"])
+    );
+
+    let nobody = unknown_id();
+    let out = s
+        .outputs(
+            "list_device_activity",
+            json!({"device_id": nobody}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/devices/{nobody}/activity?limit=300&offset=0"),
+    );
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "results": null, "error": "Not found."})
+    );
+}
+
+// ---- Library items ----
+
+#[tokio::test]
+async fn list_library_items_lists_a_blueprints_items() {
+    let s = start().await;
+    let bp = s.sim.tenant().blueprints[0].clone();
+    let raw = kandji(&s, &format!("/blueprints/{}/list-library-items", bp.id)).await;
+    let out = s
+        .outputs(
+            "list_library_items",
+            json!({"blueprint_id": bp.id.to_string()}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!(
+            "GET /api/v1/blueprints/{}/list-library-items?limit=300&offset=0",
+            bp.id
+        ),
+    );
+    assert_no_body(&req);
+    assert_eq!(out, json!({"status_code": 200, "results": raw["results"]}));
+    let want: Vec<Value> = {
+        let t = s.sim.tenant();
+        bp.library_item_ids
+            .iter()
+            .map(|i| json!({"id": i.to_string(), "name": t.library_item(i).unwrap().name}))
+            .collect()
+    };
+    assert_eq!(out["results"], Value::Array(want));
+
+    let nobody = unknown_id();
+    let out = s
+        .outputs(
+            "list_library_items",
+            json!({"blueprint_id": nobody}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/blueprints/{nobody}/list-library-items?limit=300&offset=0"),
+    );
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "results": null, "error": "Not found."})
+    );
+}
+
+#[tokio::test]
+async fn assign_and_remove_library_item_post_the_ids_and_return_the_blueprints_items() {
+    let s = start().await;
+    let (classic, map, app) = {
+        let t = s.sim.tenant();
+        let classic = t.blueprints.iter().find(|b| b.kind == "classic").unwrap();
+        let map = t.blueprints.iter().find(|b| b.kind == "map").unwrap();
+        (classic.clone(), map.clone(), t.custom_apps[0].id)
+    };
+    assert!(!classic.library_item_ids.contains(&app));
+    let strings =
+        |ids: &[Uuid]| -> Vec<String> { ids.iter().map(Uuid::to_string).collect::<Vec<_>>() };
+    let assign_path = format!("POST /api/v1/blueprints/{}/assign-library-item", classic.id);
+    let remove_path = format!("POST /api/v1/blueprints/{}/remove-library-item", classic.id);
+
+    // Assign to a Classic Blueprint: only the Library Item ID is sent.
+    let out = s
+        .outputs(
+            "assign_library_item",
+            json!({"library_item_id": app.to_string(), "blueprint_id": classic.id.to_string()}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &assign_path);
+    assert_json(&req, json!({"library_item_id": app.to_string()}));
+    let mut after = classic.library_item_ids.clone();
+    after.push(app);
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "library_item_ids": strings(&after)})
+    );
+    assert_eq!(
+        s.sim
+            .tenant()
+            .blueprint(&classic.id)
+            .unwrap()
+            .library_item_ids,
+        after
+    );
+
+    // Again: Kandji's plain-text 400.
+    let out = s
+        .outputs(
+            "assign_library_item",
+            json!({"library_item_id": app.to_string(), "blueprint_id": classic.id.to_string()}),
+            json!({}),
+        )
+        .await;
+    only(&s, &assign_path);
+    assert_eq!(
+        out,
+        json!({"status_code": 400, "library_item_ids": null, "error": "Library Item already exists on Blueprint"})
+    );
+
+    // A node on a Classic Blueprint is refused.
+    let node = Uuid::new_v4().to_string();
+    let out = s
+        .outputs(
+            "assign_library_item",
+            json!({"library_item_id": app.to_string(), "blueprint_id": classic.id.to_string(), "assignment_node_id": node}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &assign_path);
+    assert_json(
+        &req,
+        json!({"library_item_id": app.to_string(), "assignment_node_id": node}),
+    );
+    assert_eq!(
+        out,
+        json!({"status_code": 400, "library_item_ids": null, "error": "assignment_node_id cannot be provided for Classic Blueprint"})
+    );
+
+    // An Assignment Map takes the node.
+    let out = s
+        .outputs(
+            "assign_library_item",
+            json!({"library_item_id": app.to_string(), "blueprint_id": map.id.to_string(), "assignment_node_id": node}),
+            json!({}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!("POST /api/v1/blueprints/{}/assign-library-item", map.id),
+    );
+    assert_json(
+        &req,
+        json!({"library_item_id": app.to_string(), "assignment_node_id": node}),
+    );
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(
+        out["library_item_ids"].as_array().unwrap().last().unwrap(),
+        &json!(app.to_string())
+    );
+
+    // Remove: the remaining items.
+    let out = s
+        .outputs(
+            "remove_library_item",
+            json!({"blueprint_id": classic.id.to_string(), "library_item_id": app.to_string()}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &remove_path);
+    assert_json(&req, json!({"library_item_id": app.to_string()}));
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "remaining_library_items": strings(&classic.library_item_ids)})
+    );
+    let out = s
+        .outputs(
+            "remove_library_item",
+            json!({"blueprint_id": classic.id.to_string(), "library_item_id": app.to_string()}),
+            json!({}),
+        )
+        .await;
+    only(&s, &remove_path);
+    assert_eq!(
+        out,
+        json!({"status_code": 400, "remaining_library_items": null, "error": "Library Item does not exist on Blueprint"})
+    );
+    // Remove from the map, at its node.
+    let out = s
+        .outputs(
+            "remove_library_item",
+            json!({"blueprint_id": map.id.to_string(), "library_item_id": app.to_string(), "assignment_node_id": node}),
+            json!({}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!("POST /api/v1/blueprints/{}/remove-library-item", map.id),
+    );
+    assert_json(
+        &req,
+        json!({"library_item_id": app.to_string(), "assignment_node_id": node}),
+    );
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "remaining_library_items": strings(&map.library_item_ids)})
+    );
+
+    // Both IDs are required; nothing reaches Kandji without them.
+    let r = s
+        .invoke(
+            "remove_library_item",
+            json!({"blueprint_id": classic.id.to_string()}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.problem(422), ["inputs.library_item_id"]);
+    let r = s
+        .invoke(
+            "assign_library_item",
+            json!({"library_item_id": app.to_string()}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.problem(422), ["inputs.blueprint_id"]);
+    take(&s, 0);
+
+    // Every change shows in the item's activity, newest first.
+    let out = s
+        .outputs(
+            "list_library_item_activity",
+            json!({"library_item_id": app.to_string()}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    take(&s, 1);
+    let kinds: Vec<String> = ids_of(&out["results"], "activity_type");
+    assert_eq!(
+        kinds[..4],
+        ["library_item_assignment_changed"; 4].map(String::from)
+    );
+    assert_eq!(out["results"][0]["user_email"], ADMIN_EMAIL);
+}
+
+#[tokio::test]
+async fn list_custom_apps_first_300() {
+    let s = start().await;
+    let raw = kandji(&s, "/library/custom-apps").await;
+    assert_eq!(raw["count"], 4);
+    let out = s
+        .outputs(
+            "list_custom_apps",
+            json!({}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let req = only(&s, "GET /api/v1/library/custom-apps");
+    assert_no_body(&req);
+    let dates = ["/file_updated", "/created_at", "/updated_at"];
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "results": with_dates(&raw["results"], &dates)})
+    );
+    let first = &out["results"][0];
+    let app = s.sim.tenant().custom_apps[0].clone();
+    assert_eq!(first["id"], app.id.to_string());
+    assert_eq!(first["name"], "ms_company_portal");
+    assert_eq!(first["install_type"], "package");
+    assert_eq!(first["created_at"], rfc(&app.created_at));
+
+    // More than one page of Custom Apps: the first 300, from Kandji's first page.
+    {
+        let mut t = s.sim.tenant_mut();
+        let base = t.custom_apps[0].clone();
+        for i in 0..310 {
+            t.custom_apps.push(CustomApp {
+                id: Uuid::new_v4(),
+                name: format!("custom_app_{i:03}"),
+                created_at: reference_now() - Duration::days(i),
+                ..base.clone()
+            });
+        }
+    }
+    let out = s
+        .outputs(
+            "list_custom_apps",
+            json!({}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(&s, "GET /api/v1/library/custom-apps");
+    let want: Vec<String> = s.sim.tenant().custom_apps[..300]
+        .iter()
+        .map(|a| a.id.to_string())
+        .collect();
+    assert_eq!(ids_of(&out["results"], "id"), want);
+    // Kandji's second page is there, `page=2` on the web-app host.
+    let raw = kandji(&s, "/library/custom-apps").await;
+    assert_eq!(
+        raw["next"],
+        "https://accuhive.kandji.io/api/v1/library/custom-apps?page=2"
+    );
+}
+
+#[tokio::test]
+async fn list_library_item_activity_is_newest_first_and_at_most_300() {
+    let s = start().await;
+    let item = s.sim.tenant().library_items[0].clone();
+    let raw = kandji(&s, &format!("/library/library-items/{}/activity", item.id)).await;
+    let out = s
+        .outputs(
+            "list_library_item_activity",
+            json!({"library_item_id": item.id.to_string()}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!(
+            "GET /api/v1/library/library-items/{}/activity?limit=300&offset=0",
+            item.id
+        ),
+    );
+    assert_no_body(&req);
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "results": with_dates(&raw["results"], &["/activity_time"])})
+    );
+    let results = out["results"].as_array().unwrap();
+    assert!(results.len() >= 2);
+    assert_eq!(
+        results.last().unwrap()["activity_type"],
+        "library_item_created"
+    );
+    let times: Vec<&str> = results
+        .iter()
+        .map(|r| r["activity_time"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted, "newest first");
+
+    // More than 300 entries: exactly the 300 newest, from one request.
+    {
+        let mut t = s.sim.tenant_mut();
+        let admin = t.admin_id;
+        let list = t.library_activity.get_mut(&item.id).unwrap();
+        let start = reference_now();
+        for i in 0..320 {
+            list.push(LibraryActivity {
+                id: 50_000 + i,
+                activity_time: start + Duration::minutes(i as i64),
+                activity_type: "library_item_edited",
+                user_id: admin,
+                user_email: ADMIN_EMAIL.to_string(),
+                details: Some(vec![format!("Version: {i} → {}", i + 1)]),
+            });
+        }
+    }
+    let out = s
+        .outputs(
+            "list_library_item_activity",
+            json!({"library_item_id": item.id.to_string()}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    take(&s, 1);
+    let got = ids_of(&out["results"], "id");
+    let want: Vec<String> = (20..320).rev().map(|i| (50_000 + i).to_string()).collect();
+    assert_eq!(got, want);
+
+    let nobody = unknown_id();
+    let out = s
+        .outputs(
+            "list_library_item_activity",
+            json!({"library_item_id": nobody}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/library/library-items/{nobody}/activity?limit=300&offset=0"),
+    );
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "results": null, "error": "Not found."})
+    );
+}
+
+#[tokio::test]
+async fn list_library_item_statuses_lists_every_device_in_scope() {
+    let s = start_with(devices(800)).await;
+    let (liftoff, policy, macs) = {
+        let t = s.sim.tenant();
+        let find = |kind: &str| t.library_items.iter().find(|l| l.kind == kind).unwrap().id;
+        (
+            find("kandji-setup"),
+            find("threat-security-policy"),
+            t.devices_of("Mac").count(),
+        )
+    };
+    assert!(macs > 300, "{macs}");
+    let statuses = ["/reported_at", "/last_audit_run", "/control_reported_at"];
+
+    // Every Mac has Liftoff: more than 300 statuses, the first 300 in one request.
+    let raw = kandji(
+        &s,
+        &format!("/library/library-items/{liftoff}/status?limit=300&offset=0"),
+    )
+    .await;
+    assert_eq!(raw["count"].as_u64().unwrap() as usize, macs);
+    let out = s
+        .outputs(
+            "list_library_item_statuses",
+            json!({"library_item_id": liftoff.to_string()}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!("GET /api/v1/library/library-items/{liftoff}/status?limit=300&offset=0"),
+    );
+    assert_no_body(&req);
+    assert_eq!(
+        out,
+        json!({"status_code": 200, "results": with_dates(&raw["results"], &statuses)})
+    );
+    assert_eq!(out["results"].as_array().unwrap().len(), 300);
+
+    // The same record as the device's own library items.
+    let first = &out["results"][0];
+    let dev = first["computer"]["id"].as_str().unwrap().to_string();
+    let items = kandji(&s, &format!("/devices/{dev}/library-items")).await;
+    let same = items["library_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["item_id"] == liftoff.to_string())
+        .unwrap();
+    assert_eq!(same["id"], first["id"]);
+    assert_eq!(same["status"], first["status"]);
+
+    // A Threat Security Policy's statuses carry the EDR status and the type.
+    let raw = kandji(
+        &s,
+        &format!("/library/library-items/{policy}/status?limit=300&offset=0"),
+    )
+    .await;
+    let out = s
+        .outputs(
+            "list_library_item_statuses",
+            json!({"library_item_id": policy.to_string()}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    take(&s, 1);
+    assert_eq!(
+        out["results"],
+        with_dates(&raw["results"], &statuses),
+        "{}",
+        out["results"][0]
+    );
+    assert!(
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["type"] == "threat-security-policy" && r.get("edr_status").is_some())
+    );
+    assert!(
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["edr_status"]["status"] == "enabled")
+    );
+
+    let nobody = unknown_id();
+    let out = s
+        .outputs(
+            "list_library_item_statuses",
+            json!({"library_item_id": nobody}),
+            json!({"result_set": FIRST_300}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/library/library-items/{nobody}/status?limit=300&offset=0"),
+    );
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "results": null, "error": "Not found."})
+    );
+}

@@ -1,0 +1,310 @@
+//! Kandji as a shared, rate-limited resource: budget, safe retries, timeouts, idempotent invocations.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{API_KEY, TestApp};
+use kandji_connector::simulator::Fault;
+use serde_json::json;
+
+fn a_mac(s: &TestApp) -> String {
+    let t = s.sim.tenant();
+    t.devices
+        .iter()
+        .find(|d| d.platform == kandji_connector::simulator::Platform::Mac)
+        .expect("a Mac")
+        .device_id
+        .to_string()
+}
+
+fn count(s: &TestApp, method: &str, path_contains: &str) -> usize {
+    s.sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.contains(path_contains))
+        .count()
+}
+
+#[tokio::test]
+async fn a_get_card_waits_out_a_429_with_retry_after() {
+    let s = TestApp::start().await;
+    let id = a_mac(&s);
+    s.sim
+        .push_faults(Some("/devices/"), vec![Fault::rate_limited(1)]);
+    let started = Instant::now();
+    let out = s
+        .outputs(
+            "get_device",
+            json!({"device_id": id}),
+            json!({"details": "basic"}),
+        )
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "did not honour Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["device"]["device_id"], id);
+    assert_eq!(count(&s, "GET", &id), 2);
+}
+
+#[tokio::test]
+async fn a_command_refused_with_429_is_sent_again_and_succeeds_once() {
+    let s = TestApp::start().await;
+    let id = a_mac(&s);
+    s.sim.push_faults(
+        Some("/action/"),
+        vec![Fault::Status {
+            status: 429,
+            retry_after: None,
+            body: None,
+        }],
+    );
+    let out = s
+        .outputs("restart_device", json!({"device_id": id}), json!({}))
+        .await;
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(
+        count(&s, "POST", "/action/restart"),
+        2,
+        "{:?}",
+        s.sim.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_command_after_a_503_is_sent_exactly_once() {
+    let s = TestApp::start().await;
+    let id = a_mac(&s);
+    s.sim
+        .push_faults(Some("/action/"), vec![Fault::status(503)]);
+    let out = s
+        .outputs("shutdown_device", json!({"device_id": id}), json!({}))
+        .await;
+    assert_eq!(out["status_code"], 503);
+    assert!(out["error"].is_string());
+    assert_eq!(count(&s, "POST", "/action/shutdown"), 1);
+}
+
+#[tokio::test]
+async fn a_get_after_two_503s_succeeds() {
+    let s = TestApp::start().await;
+    let id = a_mac(&s);
+    s.sim.push_faults(
+        Some("/secrets/"),
+        vec![Fault::status(503), Fault::status(502)],
+    );
+    let r = s
+        .invoke(
+            "get_filevault_recovery_key",
+            json!({"device_id": id}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["outputs"]["status_code"], 200);
+    assert!(r.body["outputs"]["key"].is_string());
+    assert_eq!(count(&s, "GET", "/secrets/filevaultkey"), 3);
+}
+
+#[tokio::test]
+async fn hung_answers_end_in_a_504_within_the_timeout_and_commands_are_not_resent() {
+    let s = TestApp::builder()
+        .config(|c| c.kandji.total_timeout = Duration::from_millis(800))
+        .start()
+        .await;
+    let id = a_mac(&s);
+    s.sim.push_faults(Some("/action/"), vec![Fault::Hang]);
+    let started = Instant::now();
+    let r = s
+        .invoke("lock_device", json!({"device_id": id}), json!({}))
+        .await;
+    let took = started.elapsed();
+    r.problem(504);
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    assert_eq!(
+        count(&s, "POST", "/action/lock"),
+        1,
+        "a timed-out command was re-sent"
+    );
+
+    s.sim.push_faults(
+        Some("/devices/"),
+        vec![Fault::Hang, Fault::Hang, Fault::Hang],
+    );
+    let started = Instant::now();
+    let r = s
+        .invoke(
+            "get_device",
+            json!({"device_id": id}),
+            json!({"details": "basic"}),
+        )
+        .await;
+    r.problem(504);
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_for_a_get_but_not_for_a_command() {
+    let s = TestApp::start().await;
+    let id = a_mac(&s);
+    s.sim.push_faults(Some("/apps"), vec![Fault::Drop]);
+    let out = s
+        .outputs("list_device_apps", json!({"device_id": id}), json!({}))
+        .await;
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(count(&s, "GET", "/apps"), 2);
+
+    s.sim.push_faults(Some("/action/"), vec![Fault::Drop]);
+    let r = s
+        .invoke("update_inventory", json!({"device_id": id}), json!({}))
+        .await;
+    r.problem(502);
+    assert_eq!(count(&s, "POST", "/action/updateinventory"), 1);
+}
+
+#[tokio::test]
+async fn a_budget_of_3600_an_hour_spaces_invocations_a_second_apart() {
+    let s = TestApp::builder()
+        .config(|c| c.kandji.budget_wait = Duration::from_secs(30))
+        .start()
+        .await;
+    let r = s
+        .patch(
+            &format!("/v1/connections/{}", s.connection),
+            json!({"requests_per_hour": 3600}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = a_mac(&s);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let http = s.http.clone();
+        let url = format!("{}/v1/cards/send_mdm_blank_push/invoke", s.url);
+        let body = json!({"connection": s.connection, "inputs": {"device_id": id}});
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(API_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            Instant::now()
+        }));
+    }
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    done.sort();
+    let total = done.last().unwrap().duration_since(started);
+    assert!(
+        total >= Duration::from_millis(8500),
+        "10 requests at 1/s finished in {total:?}"
+    );
+    for w in done.windows(2) {
+        let gap = w[1].duration_since(w[0]);
+        assert!(
+            gap >= Duration::from_millis(700) && gap <= Duration::from_millis(1500),
+            "gap {gap:?}"
+        );
+    }
+    assert_eq!(count(&s, "POST", "/action/blankpush"), 10);
+    let r = s.get(&format!("/v1/connections/{}", s.connection)).await;
+    assert_eq!(r.body["budget"]["requests_per_hour"], 3600);
+    assert_eq!(r.body["budget"]["used_last_hour"], 10);
+    assert_eq!(r.body["budget"]["remaining_this_hour"], 3590);
+}
+
+#[tokio::test]
+async fn a_spent_budget_answers_429_with_retry_after_and_sends_nothing() {
+    let s = TestApp::builder()
+        .config(|c| c.kandji.budget_wait = Duration::from_millis(200))
+        .start()
+        .await;
+    s.patch(
+        &format!("/v1/connections/{}", s.connection),
+        json!({"requests_per_hour": 2}),
+    )
+    .await;
+    let id = a_mac(&s);
+    let first = s
+        .invoke("send_mdm_blank_push", json!({"device_id": id}), json!({}))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = s
+        .invoke("send_mdm_blank_push", json!({"device_id": id}), json!({}))
+        .await;
+    second.problem(429);
+    let retry: u64 = second.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 60, "retry-after {retry}");
+    assert_eq!(count(&s, "POST", "/action/blankpush"), 1);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_sends_one_command() {
+    let s = TestApp::start().await;
+    let id = a_mac(&s);
+    let body = json!({"connection": s.connection, "inputs": {"device_id": id}});
+    let send = |key: &str, body: serde_json::Value| {
+        s.http
+            .post(format!("{}/v1/cards/lock_device/invoke", s.url))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", key.to_string())
+            .json(&body)
+            .send()
+    };
+    let first = send("lock-1", body.clone()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let first: serde_json::Value = first.json().await.unwrap();
+    let second = send("lock-1", body.clone()).await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.headers()["cache-control"], "no-store");
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(first, second, "the replay differs from the first answer");
+    assert!(
+        first["outputs"]["pin"]
+            .as_str()
+            .is_some_and(|p| p.len() == 6)
+    );
+    assert_eq!(
+        count(&s, "POST", "/action/lock"),
+        1,
+        "the command was sent twice"
+    );
+
+    let other = json!({"connection": s.connection, "inputs": {"device_id": a_mac_other(&s, &id)}});
+    let third = send("lock-1", other).await.unwrap();
+    assert_eq!(third.status(), 422);
+    assert_eq!(count(&s, "POST", "/action/lock"), 1);
+    // A different key is a different request.
+    let fourth = send("lock-2", body).await.unwrap();
+    assert_eq!(fourth.status(), 200);
+    assert_eq!(count(&s, "POST", "/action/lock"), 2);
+}
+
+fn a_mac_other(s: &TestApp, not: &str) -> String {
+    let t = s.sim.tenant();
+    t.devices
+        .iter()
+        .find(|d| {
+            d.platform == kandji_connector::simulator::Platform::Mac
+                && d.device_id.to_string() != not
+        })
+        .expect("two Macs")
+        .device_id
+        .to_string()
+}

@@ -1,0 +1,816 @@
+//! Device trust (issue 6): "is this device managed?" by serial number, from the synced inventory,
+//! through the `get_device_trust` card and `GET /v1/connections/{id}/device-trust`.
+
+use std::time::Duration;
+
+use crate::harness::{Resp, TestApp, TestDb, eventually};
+use chrono::{DateTime, Utc};
+use kandji_connector::config::Config;
+use kandji_connector::simulator::{Fault, Platform};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// One sync, then none during the test (so every request the simulator sees is a lookup's).
+fn slow_sync(c: &mut Config) {
+    c.trust.interval = Duration::from_secs(600);
+}
+
+/// A sync every 300 ms; answers go stale only when Kandji is unavailable (or after a minute).
+fn fast_sync(c: &mut Config) {
+    c.trust.interval = Duration::from_millis(300);
+    c.trust.stale_after = Some(Duration::from_secs(60));
+}
+
+async fn patch(s: &TestApp, connection: &str, body: Value) -> Resp {
+    s.patch(&format!("/v1/connections/{connection}"), body)
+        .await
+}
+
+async fn inventory(s: &TestApp) -> Value {
+    let r = s.get(&format!("/v1/connections/{}", s.connection)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["inventory"].clone()
+}
+
+/// Polls the connection's inventory until `done` holds (10 s at most).
+async fn wait_inventory(s: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut inv = Value::Null;
+    eventually(what, Duration::from_secs(10), async || {
+        inv = inventory(s).await;
+        done(&inv)
+    })
+    .await;
+    inv
+}
+
+/// Turns the sync on and waits for its first full sync.
+async fn sync_on(s: &TestApp) -> Value {
+    let r = patch(s, &s.connection, json!({"inventory_sync": true})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["inventory_sync"], true);
+    wait_inventory(s, "a full sync", |i| i["last_sync"].is_object()).await
+}
+
+async fn trust(s: &TestApp, serial: &str) -> Resp {
+    s.get(&format!(
+        "/v1/connections/{}/device-trust?serial_number={serial}",
+        s.connection
+    ))
+    .await
+}
+
+/// The endpoint's answer, asserting a 200.
+async fn answer(s: &TestApp, serial: &str) -> Value {
+    let r = trust(s, serial).await;
+    assert_eq!(r.status, 200, "{serial}: {}", r.body);
+    assert_eq!(
+        r.headers.get("cache-control").unwrap(),
+        "no-store",
+        "answers are not cached"
+    );
+    r.body
+}
+
+/// The card's outputs, asserting a 200.
+async fn card(s: &TestApp, serial: &str) -> Value {
+    s.outputs(
+        "get_device_trust",
+        json!({"serial_number": serial}),
+        json!({}),
+    )
+    .await
+}
+
+fn device_lists(s: &TestApp) -> Vec<kandji_connector::simulator::RecordedRequest> {
+    s.sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/devices")
+        .collect()
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+        .parse()
+        .unwrap()
+}
+
+/// Puts four Macs in the four states that matter and returns their serial numbers:
+/// [healthy, MDM off (unenrolled), missing, removed].
+fn four_states(s: &TestApp) -> [String; 4] {
+    let mut t = s.sim.tenant_mut();
+    let macs: Vec<usize> = (0..t.devices.len())
+        .filter(|&i| t.devices[i].platform == Platform::Mac)
+        .take(4)
+        .collect();
+    assert_eq!(macs.len(), 4, "the simulated tenant has four Macs");
+    for (n, &i) in macs.iter().enumerate() {
+        let d = &mut t.devices[i];
+        d.mdm_enabled = n != 1;
+        d.agent_installed = true;
+        d.is_missing = n == 2;
+        d.is_removed = n == 3;
+    }
+    macs.iter()
+        .map(|&i| t.devices[i].serial_number.to_string())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap()
+}
+
+/// What the simulated tenant says of a device, as a device-trust answer shows it.
+fn expected(s: &TestApp, serial: &str) -> Value {
+    let t = s.sim.tenant();
+    let d = t
+        .devices
+        .iter()
+        .find(|d| &*d.serial_number == serial)
+        .unwrap();
+    json!({
+        "found": true,
+        "managed": d.mdm_enabled && !d.is_missing && !d.is_removed,
+        "mdm_enabled": d.mdm_enabled,
+        "agent_installed": d.agent_installed,
+        "is_missing": d.is_missing,
+        "is_removed": d.is_removed,
+        "platform": d.platform.as_str(),
+        "os_version": d.os_version,
+        "device_id": d.device_id.to_string(),
+        "blueprint_name": t.blueprint_name(&d.blueprint_id),
+        "last_check_in": d.last_check_in.map(|t| t.timestamp_micros()),
+    })
+}
+
+/// The fields of an answer (endpoint body or card outputs) that describe the device.
+fn described(v: &Value) -> Value {
+    let mut out = json!({});
+    for k in [
+        "found",
+        "managed",
+        "mdm_enabled",
+        "agent_installed",
+        "is_missing",
+        "is_removed",
+        "platform",
+        "os_version",
+        "device_id",
+        "blueprint_name",
+    ] {
+        out[k] = v[k].clone();
+    }
+    out["last_check_in"] = match &v["last_check_in"] {
+        Value::Null => Value::Null,
+        t => json!(time(t).timestamp_micros()),
+    };
+    out
+}
+
+const NOT_FOUND: &str = "NOTINKANDJI01";
+
+fn not_found() -> Value {
+    json!({
+        "found": false, "managed": false, "mdm_enabled": null, "agent_installed": null,
+        "is_missing": null, "is_removed": null, "platform": null, "os_version": null,
+        "device_id": null, "blueprint_name": null, "last_check_in": null,
+    })
+}
+
+#[tokio::test]
+async fn managed_means_enrolled_with_mdm_on_and_neither_missing_nor_removed() {
+    let s = TestApp::builder()
+        .devices(60)
+        .config(slow_sync)
+        .start()
+        .await;
+    // A budget that does not space out the live lookups below.
+    let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let serials = four_states(&s);
+    let want_managed = [true, false, false, false];
+
+    // Sync off: every answer is live.
+    for (serial, managed) in serials.iter().zip(want_managed) {
+        let a = answer(&s, serial).await;
+        assert_eq!(described(&a), expected(&s, serial), "{a}");
+        assert_eq!(a["managed"], managed, "{serial}: {a}");
+        assert_eq!(a["source"], "live");
+        let out = card(&s, serial).await;
+        assert_eq!(described(&out), expected(&s, serial), "{out}");
+        assert_eq!(out["status_code"], 200);
+    }
+    assert_eq!(described(&answer(&s, NOT_FOUND).await), not_found());
+
+    // Sync on: the same answers, from the inventory.
+    sync_on(&s).await;
+    for (serial, managed) in serials.iter().zip(want_managed) {
+        let a = answer(&s, &serial.to_lowercase()).await;
+        assert_eq!(described(&a), expected(&s, serial), "{a}");
+        assert_eq!(a["managed"], managed);
+        assert_eq!(a["source"], "inventory");
+        assert_eq!(a["serial_number"], serial.to_lowercase(), "echoed as asked");
+        let out = card(&s, serial).await;
+        assert_eq!(described(&out), expected(&s, serial));
+        assert_eq!(out["source"], "inventory");
+        assert_eq!(out["kandji_available"], true);
+        assert_eq!(out["stale"], false);
+    }
+    let out = card(&s, NOT_FOUND).await;
+    assert_eq!(described(&out), not_found());
+}
+
+#[tokio::test]
+async fn an_index_hit_sends_nothing_to_kandji() {
+    let s = TestApp::builder()
+        .devices(700)
+        .config(slow_sync)
+        .start()
+        .await;
+    let inv = sync_on(&s).await;
+    assert_eq!(inv["devices"], 700);
+    assert_eq!(inv["last_sync"]["devices"], 700);
+    assert_eq!(
+        inv["last_sync"]["kandji_calls"], 3,
+        "700 devices are three pages of 300"
+    );
+    let synced_at = time(&inv["last_sync"]["started_at"]);
+    let serials: Vec<String> = s
+        .sim
+        .tenant()
+        .devices
+        .iter()
+        .step_by(7)
+        .map(|d| d.serial_number.to_string())
+        .collect();
+    s.sim.clear_requests();
+    for serial in &serials {
+        let a = answer(&s, &serial.to_lowercase()).await;
+        assert_eq!(a["found"], true, "{a}");
+        assert_eq!(a["source"], "inventory");
+        assert!(time(&a["checked_at"]) >= synced_at, "{a}");
+        assert!(a["age_seconds"].as_u64().unwrap() < 60);
+        assert_eq!(a["stale"], false);
+    }
+    let out = card(&s, &serials[0]).await;
+    assert_eq!(out["source"], "inventory");
+    assert_eq!(
+        s.sim.requests().len(),
+        0,
+        "{} lookups answered from the index sent {:?}",
+        serials.len() + 1,
+        s.sim.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_miss_sends_exactly_one_exact_match_lookup() {
+    let s = TestApp::builder()
+        .devices(60)
+        .config(slow_sync)
+        .start()
+        .await;
+    sync_on(&s).await;
+    // Two devices enrolled after the sync; Kandji's filter is "contains", so asking for the
+    // second's serial number also lists the first (which Kandji lists first).
+    let (first, second) = {
+        let mut t = s.sim.tenant_mut();
+        t.devices[3].serial_number = "NEWMAC00012".into();
+        t.devices[9].serial_number = "NEWMAC0001".into();
+        (
+            t.devices[3].device_id.to_string(),
+            t.devices[9].device_id.to_string(),
+        )
+    };
+    s.sim.clear_requests();
+
+    let a = answer(&s, "newmac0001").await;
+    let sent = s.sim.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].method, "GET");
+    assert_eq!(sent[0].path, "/api/v1/devices");
+    let q = sent[0].query_pairs();
+    assert!(
+        q.contains(&("serial_number".into(), "newmac0001".into())),
+        "{q:?}"
+    );
+    assert_eq!(a["found"], true);
+    assert_eq!(a["device_id"], second, "the exact match, not {first}");
+    assert_eq!(a["source"], "live");
+    assert_eq!(a["kandji_available"], true);
+    assert_eq!(a["stale"], false);
+
+    // Now the index knows it.
+    s.sim.clear_requests();
+    let again = answer(&s, "NEWMAC0001").await;
+    assert_eq!(again["source"], "inventory");
+    assert_eq!(again["device_id"], second);
+    assert_eq!(s.sim.requests().len(), 0);
+
+    // A serial number Kandji does not know: one lookup, then remembered until the next sync.
+    let a = answer(&s, NOT_FOUND).await;
+    assert_eq!(s.sim.requests().len(), 1);
+    assert_eq!((&a["found"], &a["source"]), (&json!(false), &json!("live")));
+    let again = answer(&s, NOT_FOUND).await;
+    assert_eq!(s.sim.requests().len(), 1, "{:?}", s.sim.requests());
+    assert_eq!(again["found"], false);
+    assert_eq!(again["checked_at"], a["checked_at"]);
+
+    // With the sync off, every lookup is live.
+    let r = patch(&s, &s.connection, json!({"inventory_sync": false})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(inventory(&s).await.is_null());
+    s.sim.clear_requests();
+    for _ in 0..2 {
+        assert_eq!(answer(&s, "NEWMAC0001").await["source"], "live");
+    }
+    assert_eq!(device_lists(&s).len(), 2);
+}
+
+#[tokio::test]
+async fn a_device_kandji_no_longer_lists_leaves_the_index_at_the_next_sync() {
+    let s = TestApp::builder()
+        .devices(60)
+        .config(fast_sync)
+        .start()
+        .await;
+    sync_on(&s).await;
+    let (id, serial) = {
+        let t = s.sim.tenant();
+        (
+            t.devices[5].device_id,
+            t.devices[5].serial_number.to_string(),
+        )
+    };
+    assert_eq!(answer(&s, &serial).await["source"], "inventory");
+    s.sim.tenant_mut().remove_device(&id);
+    let removed_at = Utc::now();
+    wait_inventory(&s, "a sync after the removal", |i| {
+        i["last_sync"]["started_at"]
+            .as_str()
+            .is_some_and(|t| t.parse::<DateTime<Utc>>().unwrap() > removed_at)
+    })
+    .await;
+    let a = answer(&s, &serial).await;
+    assert_eq!(a["found"], false, "{a}");
+    assert_eq!(a["managed"], false);
+    assert_eq!(a["source"], "live");
+}
+
+#[tokio::test]
+async fn a_restart_answers_from_the_persisted_index_before_its_first_sync() {
+    // Both servers on one store, with one secret key.
+    let db = TestDb::sqlite();
+    let (cipher, _) = kandji_connector::store::TokenCipher::generate();
+    let first = TestApp::builder()
+        .devices(700)
+        .db(&db)
+        .cipher(&cipher)
+        .config(slow_sync)
+        .start()
+        .await;
+    let inv = sync_on(&first).await;
+    let synced_at = time(&inv["last_sync"]["started_at"]);
+    let serials: Vec<String> = first
+        .sim
+        .tenant()
+        .devices
+        .iter()
+        .step_by(50)
+        .map(|d| d.serial_number.to_string())
+        .collect();
+    // From now on Kandji never finishes a device list: no sync can complete.
+    first
+        .sim
+        .push_faults(Some("/api/v1/devices"), vec![Fault::Hang; 100]);
+    first.sim.clear_requests();
+
+    // A second server on the same store, as after a restart.
+    let restarted = TestApp::builder()
+        .devices(1)
+        .db(&db)
+        .cipher(&cipher)
+        .config(slow_sync)
+        .start()
+        .await;
+    let on = |path: &str| format!("/v1/connections/{}{path}", first.connection);
+    let status = restarted.get(&on("")).await;
+    assert_eq!(status.body["inventory_sync"], true);
+    let inv = &status.body["inventory"];
+    assert_eq!(inv["devices"], 700, "{inv}");
+    assert_eq!(inv["state"], "syncing", "{inv}");
+    assert_eq!(time(&inv["last_sync"]["started_at"]), synced_at);
+    for serial in &serials {
+        let r = restarted
+            .get(&on(&format!("/device-trust?serial_number={serial}")))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["found"], true);
+        assert_eq!(r.body["source"], "inventory");
+        assert!(time(&r.body["checked_at"]) >= synced_at);
+    }
+    let lists = device_lists(&first);
+    assert!(
+        lists
+            .iter()
+            .all(|r| !r.query_pairs().iter().any(|(k, _)| k == "serial_number")),
+        "no lookup went to Kandji: {lists:?}"
+    );
+    assert!(
+        inventory(&restarted).await.is_null(),
+        "the second server's own connection has no inventory"
+    );
+    first.sim.clear_faults();
+}
+
+#[tokio::test]
+async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
+    // Both servers on one store, with one secret key.
+    let db = TestDb::sqlite();
+    let (cipher, _) = kandji_connector::store::TokenCipher::generate();
+    let same_store = |c: &mut Config| {
+        c.kandji.total_timeout = Duration::from_millis(500);
+        slow_sync(c);
+    };
+    let first = TestApp::builder()
+        .devices(900)
+        .db(&db)
+        .cipher(&cipher)
+        .config(same_store)
+        .start()
+        .await;
+    // Two pages of 300, then Kandji fails for good.
+    let mut faults = vec![Fault::Delay(Duration::ZERO); 2];
+    faults.extend(vec![Fault::status(503); 200]);
+    first.sim.push_faults(Some("/api/v1/devices"), faults);
+    let r = patch(
+        &first,
+        &first.connection,
+        json!({"inventory_sync": true, "requests_per_hour": 3_600_000}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let inv = wait_inventory(&first, "a failed sync", |i| i["state"] == "failing").await;
+    assert_eq!(inv["devices"], 600, "{inv}");
+    assert!(inv["last_sync"].is_null());
+    let (read, unread) = {
+        let t = first.sim.tenant();
+        (
+            t.devices[599].serial_number.to_string(),
+            t.devices[600].serial_number.to_string(),
+        )
+    };
+    first.sim.clear_faults();
+    first
+        .sim
+        .push_faults(Some("/api/v1/devices"), vec![Fault::Hang; 100]);
+
+    let restarted = TestApp::builder()
+        .devices(1)
+        .db(&db)
+        .cipher(&cipher)
+        .config(same_store)
+        .start()
+        .await;
+    let on = |serial: &str| {
+        format!(
+            "/v1/connections/{}/device-trust?serial_number={serial}",
+            first.connection
+        )
+    };
+    let r = restarted.get(&on(&read)).await;
+    assert_eq!(
+        (&r.body["found"], &r.body["source"]),
+        (&json!(true), &json!("inventory")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["checked_at"].is_string());
+    // Never read, and Kandji hangs: the live lookup times out, the inventory answers that it
+    // has no such device, stale and with Kandji unavailable.
+    let r = restarted.get(&on(&unread)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["found"], false);
+    assert_eq!(r.body["kandji_available"], false);
+    assert_eq!(r.body["stale"], true);
+    assert!(
+        r.body["checked_at"].is_null(),
+        "no sync ever completed: {}",
+        r.body
+    );
+    first.sim.clear_faults();
+}
+
+#[tokio::test]
+async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
+    let s = TestApp::builder()
+        .devices(10)
+        .config(|c| {
+            slow_sync(c);
+            c.trust.stale_after = Some(Duration::from_millis(300));
+        })
+        .start()
+        .await;
+    sync_on(&s).await;
+    let serial = s.sim.tenant().devices[0].serial_number.to_string();
+    let a = answer(&s, &serial).await;
+    assert_eq!(
+        (&a["stale"], &a["kandji_available"]),
+        (&json!(false), &json!(true)),
+        "{a}"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let a = answer(&s, &serial).await;
+    assert_eq!(
+        (&a["stale"], &a["kandji_available"]),
+        (&json!(true), &json!(true)),
+        "{a}"
+    );
+    assert_eq!(a["managed"], true, "still answered");
+}
+
+#[tokio::test]
+async fn an_unreachable_kandji_still_gets_an_answer_marked_stale() {
+    let s = TestApp::builder()
+        .devices(60)
+        .config(fast_sync)
+        .start()
+        .await;
+    // A budget that does not space out the many retried requests below.
+    let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let inv = sync_on(&s).await;
+    assert_eq!(inv["kandji_available"], true);
+    let serial = s.sim.tenant().devices[0].serial_number.to_string();
+    assert_eq!(answer(&s, &serial).await["stale"], false);
+
+    s.sim
+        .push_faults(Some("/api/v1/devices"), vec![Fault::status(503); 10_000]);
+    let inv = wait_inventory(&s, "a failed sync", |i| i["kandji_available"] == false).await;
+    assert_eq!(inv["state"], "failing");
+    assert!(inv["last_error"].as_str().unwrap().contains("503"), "{inv}");
+    let last_sync = time(&inv["last_sync"]["started_at"]);
+
+    let a = answer(&s, &serial).await;
+    assert_eq!(a["found"], true, "{a}");
+    assert_eq!(a["managed"], true);
+    assert_eq!(a["source"], "inventory");
+    assert_eq!(a["kandji_available"], false);
+    assert_eq!(a["stale"], true);
+    assert!(time(&a["checked_at"]) <= Utc::now());
+
+    // A serial the index lacks: the live lookup fails, the inventory answers as of its last sync.
+    let a = answer(&s, NOT_FOUND).await;
+    assert_eq!(described(&a), not_found());
+    assert_eq!(a["source"], "inventory");
+    assert_eq!(a["kandji_available"], false);
+    assert_eq!(a["stale"], true);
+    assert!(time(&a["checked_at"]) >= last_sync, "{a}");
+
+    let out = card(&s, &serial).await;
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["managed"], true);
+    assert_eq!(out["kandji_available"], false);
+    assert_eq!(out["stale"], true);
+
+    // Kandji is back: the next sync says so.
+    s.sim.clear_faults();
+    wait_inventory(&s, "a sync that succeeds", |i| {
+        i["kandji_available"] == true && i["state"] != "failing"
+    })
+    .await;
+    let a = answer(&s, &serial).await;
+    assert_eq!(
+        (&a["kandji_available"], &a["stale"]),
+        (&json!(true), &json!(false))
+    );
+
+    // Without an inventory there is nothing to answer from: Kandji's failure shows.
+    let r = patch(&s, &s.connection, json!({"inventory_sync": false})).await;
+    assert_eq!(r.status, 200);
+    s.sim
+        .push_faults(Some("/api/v1/devices"), vec![Fault::status(503); 10_000]);
+    let r = trust(&s, &serial).await;
+    r.problem(502);
+    assert_eq!(r.body["title"], "Kandji answered 503");
+    let out = card(&s, &serial).await;
+    assert_eq!(out["status_code"], 503);
+    assert!(out["error"].is_string(), "{out}");
+    assert!(out["managed"].is_null());
+    s.sim.clear_faults();
+}
+
+#[tokio::test]
+async fn the_sync_spends_the_connections_budget_at_half_its_rate() {
+    let s = TestApp::builder()
+        .devices(1400)
+        .config(slow_sync)
+        .start()
+        .await;
+    // 36,000 an hour: one request per 100 ms; the sync takes at most half: one per 200 ms.
+    let r = patch(
+        &s,
+        &s.connection,
+        json!({"requests_per_hour": 36_000, "inventory_sync": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let inv = wait_inventory(&s, "a full sync", |i| i["last_sync"].is_object()).await;
+    let sync = &inv["last_sync"];
+    assert_eq!(sync["devices"], 1400);
+    assert_eq!(
+        sync["kandji_calls"], 5,
+        "1,400 devices: four pages of 300 and one of 200"
+    );
+    assert!(
+        sync["duration_ms"].as_u64().unwrap() >= 780,
+        "5 requests at most one per 200 ms take at least 800 ms: {sync}"
+    );
+    let budget = s
+        .get(&format!("/v1/connections/{}", s.connection))
+        .await
+        .body["budget"]
+        .clone();
+    assert_eq!(budget["used_last_hour"], 5, "{budget}");
+}
+
+#[tokio::test]
+async fn the_sync_stops_short_of_the_reserve_left_for_cards() {
+    // A reserve of 99.99% of 36,000 an hour: the sync may send 4 requests in the hour.
+    let s = TestApp::builder()
+        .devices(1400)
+        .config(|c| {
+            slow_sync(c);
+            c.trust.budget_reserve = 0.9999;
+        })
+        .start()
+        .await;
+    let r = patch(
+        &s,
+        &s.connection,
+        json!({"requests_per_hour": 36_000, "inventory_sync": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let inv = wait_inventory(&s, "the sync to wait for budget", |i| {
+        i["state"] == "waiting_for_budget"
+    })
+    .await;
+    assert!(inv["last_sync"].is_null(), "{inv}");
+    assert_eq!(inv["current_sync"]["kandji_calls"], 4, "{inv}");
+    assert_eq!(inv["current_sync"]["devices"], 1200);
+    // Cards still run on what the sync left.
+    let id = s.sim.tenant().devices[0].device_id.to_string();
+    let out = s
+        .outputs(
+            "get_device",
+            json!({"device_id": id}),
+            json!({"details": "basic"}),
+        )
+        .await;
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(device_lists(&s).len(), 4);
+}
+
+#[tokio::test]
+async fn connections_turn_the_sync_on_and_off() {
+    let s = TestApp::builder()
+        .devices(60)
+        .config(slow_sync)
+        .start()
+        .await;
+    let list = s.get("/v1/connections").await;
+    assert_eq!(list.body["connections"][0]["inventory_sync"], false);
+    assert!(inventory(&s).await.is_null());
+
+    let r = s
+        .post(
+            "/v1/connections",
+            json!({"name": "synced", "api_url": s.sim.base_url(), "api_token": s.sim.token(),
+                   "inventory_sync": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["inventory_sync"], true);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let detail = s.get(&format!("/v1/connections/{id}")).await;
+    assert!(detail.body["inventory"].is_object(), "{}", detail.body);
+
+    let r = patch(&s, &id, json!({"inventory_sync": "yes"})).await;
+    r.problem(422);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("boolean"),
+        "{}",
+        r.body
+    );
+
+    let r = s.delete(&format!("/v1/connections/{id}")).await;
+    assert_eq!(r.status, 204);
+    let r = s
+        .get(&format!(
+            "/v1/connections/{id}/device-trust?serial_number=ABC"
+        ))
+        .await;
+    r.problem(404);
+}
+
+#[tokio::test]
+async fn the_endpoint_refuses_bad_queries_and_keys_without_the_invoke_scope() {
+    const CATALOG_ONLY: &str = "catalog-only-key-0123456789";
+    let s = TestApp::builder()
+        .devices(10)
+        .config(|c| {
+            use kandji_connector::api::auth::{ApiKey, Scope};
+            c.api_keys.push(ApiKey::with_scopes(
+                &secrecy::SecretString::from(CATALOG_ONLY.to_string()),
+                vec![Scope::CatalogRead],
+            ));
+        })
+        .start()
+        .await;
+    let base = format!("/v1/connections/{}/device-trust", s.connection);
+    for (query, loc) in [
+        ("", "query.serial_number"),
+        ("?serial_number=", "query.serial_number"),
+        ("?serial_number=a%20b", "query.serial_number"),
+        ("?serial_number=ABC&serial=ABC", "query.serial"),
+    ] {
+        let r = s.get(&format!("{base}{query}")).await;
+        assert_eq!(r.problem(422), vec![loc.to_string()], "{query}");
+    }
+    let r = s
+        .get("/v1/connections/conn_nope/device-trust?serial_number=ABC")
+        .await;
+    r.problem(404);
+    let r = s
+        .send(
+            Method::GET,
+            &format!("{base}?serial_number=ABC"),
+            None,
+            Some(CATALOG_ONLY),
+        )
+        .await;
+    r.problem(403);
+    let r = s
+        .invoke(
+            "get_device_trust",
+            json!({"serial_number": "a b"}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.problem(422), vec!["inputs.serial_number".to_string()]);
+    assert_eq!(s.sim.requests().len(), 0, "nothing reached Kandji");
+}
+
+#[test]
+fn a_resolver_variant_names_a_known_resolver_and_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = |id: &str, request: Value| {
+        json!({
+            "id": id, "title": "T", "description": "D", "category": "C",
+            "input_schema": {"type": "object", "additionalProperties": false,
+                             "properties": {"s": {"title": "S", "type": "string"}}},
+            "requests": [request],
+            "output_schema": {"type": "object", "properties": {}}
+        })
+    };
+    for (id, request) in [
+        (
+            "unknown_resolver",
+            json!({"resolver": "weather", "args": {}}),
+        ),
+        (
+            "resolver_and_path",
+            json!({"resolver": "device_trust", "method": "GET", "path": "/devices"}),
+        ),
+        (
+            "args_without_resolver",
+            json!({"method": "GET", "path": "/devices", "args": {}}),
+        ),
+        (
+            "undeclared_input",
+            json!({"resolver": "device_trust", "args": {"serial_number": {"$input": "nope"}}}),
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join(format!("{id}.json")),
+            card(id, request).to_string(),
+        )
+        .unwrap();
+    }
+    let errors = kandji_connector::catalog::Catalog::load(Some(dir.path()))
+        .err()
+        .expect("refused");
+    for id in [
+        "unknown_resolver",
+        "resolver_and_path",
+        "args_without_resolver",
+        "undeclared_input",
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.file.ends_with(&format!("{id}.json"))),
+            "{id} was accepted: {errors:?}"
+        );
+    }
+}
