@@ -213,6 +213,30 @@ pub struct Config {
     pub retention: RetentionConfig,
 }
 
+impl Config {
+    /// A configuration with every tunable at its documented default (the values `serve` uses
+    /// when no variable is set), for the demo and the tests: they name what they change with
+    /// `Config { field, ..Config::defaults(…) }`, so a new setting is added here once.
+    pub fn defaults(database_url: String, cipher: TokenCipher, api_keys: Vec<ApiKey>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_keys,
+            rate_limit_per_second: 500,
+            rate_limit_burst: 1000,
+            max_concurrent_requests: 1024,
+            database_url,
+            cipher,
+            cards_dir: None,
+            kandji: ClientConfig::default(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+            streams: StreamConfig::default(),
+            trust: TrustConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")

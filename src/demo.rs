@@ -1,13 +1,11 @@
 //! `kandji-connector demo`: the server plus a simulated tenant, registered and ready to invoke.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::SecretString;
 
 use crate::config::Config;
-use crate::kandji::ClientConfig;
 use crate::simulator::{self, SimConfig};
 use crate::store::{ConnectionPatch, NewConnection, TokenCipher};
 use crate::streams::{CallbackPolicy, StreamConfig};
@@ -30,25 +28,18 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
     ));
     let config = Config {
         listen,
-        api_keys: vec![crate::api::auth::ApiKey::all(&SecretString::from(
-            api_key.clone(),
-        ))],
-        rate_limit_per_second: 500,
-        rate_limit_burst: 1000,
-        max_concurrent_requests: 1024,
-        database_url: format!("sqlite://{}?mode=rwc", db.display()),
-        cipher,
-        cards_dir: None,
-        kandji: ClientConfig::default(),
-        max_body_bytes: 1024 * 1024,
-        request_timeout: Duration::from_secs(120),
-        trust: crate::trust::TrustConfig::default(),
-        retention: crate::retention::RetentionConfig::default(),
         // Streams may call back a helper flow on this machine.
         streams: StreamConfig {
             allow: CallbackPolicy::parse("127.0.0.1/32").expect("a valid CIDR"),
             ..StreamConfig::default()
         },
+        ..Config::defaults(
+            format!("sqlite://{}?mode=rwc", db.display()),
+            cipher,
+            vec![crate::api::auth::ApiKey::all(&SecretString::from(
+                api_key.clone(),
+            ))],
+        )
     };
     let state = crate::build_state(config).await?;
     let conn = state

@@ -220,21 +220,15 @@ async fn every_documented_operation_is_served() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_keys: vec![super::auth::ApiKey::all(&SecretString::from(
-            "k".repeat(32),
-        ))],
-        rate_limit_per_second: 500,
-        rate_limit_burst: 1000,
         max_concurrent_requests: 16,
-        database_url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
-        cipher: TokenCipher::generate().0,
-        cards_dir: None,
-        kandji: Default::default(),
-        max_body_bytes: 1 << 20,
         request_timeout: std::time::Duration::from_secs(10),
-        streams: Default::default(),
-        trust: Default::default(),
+        ..Config::defaults(
+            format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+            TokenCipher::generate().0,
+            vec![super::auth::ApiKey::all(&SecretString::from(
+                "k".repeat(32),
+            ))],
+        )
     };
     let state = crate::build_state(config).await.unwrap();
     let app = super::router(state.clone());

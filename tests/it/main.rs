@@ -22,6 +22,7 @@ mod healthcheck;
 mod needs_postgres;
 mod readme;
 mod resilience;
+mod retention;
 mod secrets;
 mod security;
 mod simulator;

@@ -191,13 +191,6 @@ impl Api {
 pub fn test_config(db: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        api_keys: vec![ApiKey::all(&SecretString::from(API_KEY.to_string()))],
-        rate_limit_per_second: 500,
-        rate_limit_burst: 1000,
-        max_concurrent_requests: 1024,
-        database_url: format!("sqlite://{}?mode=rwc", db.display()),
-        cipher: TokenCipher::generate().0,
-        cards_dir: None,
         kandji: ClientConfig {
             connect_timeout: Duration::from_secs(2),
             total_timeout: Duration::from_secs(5),
@@ -208,7 +201,6 @@ pub fn test_config(db: &std::path::Path) -> Config {
         },
         max_body_bytes: 256 * 1024,
         request_timeout: Duration::from_secs(60),
-        trust: kandji_connector::trust::TrustConfig::default(),
         streams: StreamConfig {
             allow: CallbackPolicy::parse("127.0.0.1/32").unwrap(),
             callback_timeout: Duration::from_secs(2),
@@ -222,6 +214,11 @@ pub fn test_config(db: &std::path::Path) -> Config {
             checkpoint_interval: Duration::from_millis(50),
             ..StreamConfig::default()
         },
+        ..Config::defaults(
+            format!("sqlite://{}?mode=rwc", db.display()),
+            TokenCipher::generate().0,
+            vec![ApiKey::all(&SecretString::from(API_KEY.to_string()))],
+        )
     }
 }
 

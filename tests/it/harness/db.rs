@@ -170,6 +170,33 @@ impl TestDb {
         }
     }
 
+    /// A count (`SELECT COUNT(*) …`, written with `$1` placeholders, which both backends read),
+    /// binding `args` as text.
+    pub async fn count(&self, sql: &'static str, args: &[&str]) -> i64 {
+        match &self.pg {
+            Some(pg) => {
+                let raw = pg.raw().await;
+                let mut q = sqlx::query_scalar::<_, i64>(sql);
+                for a in args {
+                    q = q.bind(a.to_string());
+                }
+                let n = q.fetch_one(&raw).await.unwrap();
+                raw.close().await;
+                n
+            }
+            None => {
+                let raw = self.raw_sqlite().await;
+                let mut q = sqlx::query_scalar::<_, i64>(sql);
+                for a in args {
+                    q = q.bind(a.to_string());
+                }
+                let n = q.fetch_one(&raw).await.unwrap();
+                raw.close().await;
+                n
+            }
+        }
+    }
+
     /// A plain sqlx pool on the SQLite file, for poking at rows directly.
     pub async fn raw_sqlite(&self) -> sqlx::SqlitePool {
         assert!(self.pg.is_none(), "a SQLite store");
