@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use super::auth::{Caller, Scope};
 use super::openapi::{BudgetSpent, InFlight, InternalError, KandjiTimeout, KandjiUnreachable};
 use super::{AppJson, AppState};
-use crate::catalog::{Card, ResultSetKind};
+use crate::catalog::{Card, Effect, ResultSetKind};
 use crate::engine;
 use crate::error::{FieldError, Problem, ProblemBody, UnshownFailure};
 use crate::kandji::TenantError;
@@ -51,6 +51,11 @@ struct CardSummary<'a> {
     /// Grouping for the designer's menu.
     #[schema(examples("Device actions"))]
     category: &'a str,
+    /// What running the card does to the tenant: `read`, `change` (can be changed back) or
+    /// `destructive` (wipes, locks, restarts, removes or disrupts devices, or may do anything).
+    effect: Effect,
+    /// Whether running the card again with the same inputs has no further effect.
+    idempotent: bool,
     /// For list cards, the result sets `options.result_set` may pick; empty for other cards.
     result_sets: Vec<ResultSetSummary<'a>>,
     /// Whether some output is a secret (PIN, FileVault key, bypass code); such invocations are
@@ -66,6 +71,8 @@ impl<'a> CardSummary<'a> {
             title: &d.title,
             description: &d.description,
             category: &d.category,
+            effect: d.effect,
+            idempotent: d.is_idempotent(),
             result_sets: d
                 .result_sets
                 .iter()
@@ -140,6 +147,8 @@ fn designer_view(card: &Card) -> CardDetail<'_> {
             "title": "List Devices",
             "description": "Get a list of all enrolled devices. Optional query parameters can be specified to filter the results. All search fields are optional.",
             "category": "Devices",
+            "effect": "read",
+            "idempotent": true,
             "result_sets": [
                 {"id": "first_matching_record", "label": "First Matching Record"},
                 {"id": "first_200_matching_records", "label": "First 200 Matching Records"},
@@ -152,6 +161,8 @@ fn designer_view(card: &Card) -> CardDetail<'_> {
             "title": "Lock Device",
             "description": "Send an MDM command to lock a device. For a Mac computer, a 6-digit PIN will be returned.",
             "category": "Device actions",
+            "effect": "destructive",
+            "idempotent": false,
             "result_sets": [],
             "returns_secrets": true,
         },
@@ -184,6 +195,8 @@ struct CardId(
         "title": "Lock Device",
         "description": "Send an MDM command to lock a device. For a Mac computer, a 6-digit PIN will be returned.",
         "category": "Device actions",
+        "effect": "destructive",
+        "idempotent": false,
         "result_sets": [],
         "returns_secrets": true,
         "input_schema": {

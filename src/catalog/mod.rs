@@ -199,15 +199,22 @@ impl Card {
 
 /// The catalog as a Markdown table: id, title, category, result sets.
 pub fn markdown_table(catalog: &Catalog) -> String {
-    let mut out = String::from("| id | title | category | result sets |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| id | title | category | effect | result sets |\n|---|---|---|---|---|\n");
     for c in catalog.iter() {
         let d = &c.def;
         let rs: Vec<&str> = d.result_sets.iter().map(|r| r.label.as_str()).collect();
+        let effect = match d.effect {
+            Effect::Read => "read",
+            Effect::Change => "change",
+            Effect::Destructive => "**destructive**",
+        };
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} |\n",
             d.id,
             d.title,
             d.category,
+            effect,
             rs.join(", ")
         ));
     }

@@ -23,6 +23,9 @@ pub struct CardDef {
     pub title: String,
     pub description: String,
     pub category: String,
+    pub effect: Effect,
+    #[serde(default)]
+    pub idempotent: Option<bool>,
     pub input_schema: Value,
     #[serde(default)]
     pub options_schema: Option<Value>,
@@ -34,6 +37,19 @@ pub struct CardDef {
     #[serde(default)]
     pub lookups: Vec<Lookup>,
     pub output_schema: Value,
+}
+
+/// What running a card does to the tenant (the card's `effect`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Only reads.
+    Read,
+    /// Changes something that can be changed back.
+    Change,
+    /// Wipes, locks, restarts, removes or otherwise disrupts devices or their users, or may do
+    /// anything (Custom API Action).
+    Destructive,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +212,12 @@ pub struct Lookup {
 }
 
 impl CardDef {
+    /// Whether running the card again with the same inputs has no further effect: as the card
+    /// says, else true for cards that only read.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent.unwrap_or(self.effect == Effect::Read)
+    }
+
     pub fn result_set(&self, id: &str) -> Option<&ResultSet> {
         self.result_sets.iter().find(|r| r.id == id)
     }

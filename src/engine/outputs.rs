@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn an_error_body_fills_no_output_but_body_and_error() {
         let card = json!({
-            "id": "get_note", "title": "Get Note", "description": "A note.", "category": "Notes",
+            "id": "get_note", "title": "Get Note", "description": "A note.", "category": "Notes", "effect": "read",
             "input_schema": {"type": "object", "additionalProperties": false, "properties": {}},
             "requests": [{"method": "GET", "path": "/notes"}],
             "output_schema": {"type": "object", "properties": {

@@ -107,6 +107,36 @@ async fn catalog_lists_every_card_with_its_title() {
             .all(|c| c["description"].as_str().is_some_and(|d| !d.is_empty())
                 && c["category"].is_string())
     );
+    // What running each card does, as its file says; destructive ones are never idempotent here.
+    let effect_of = |id: &str| {
+        let c = cards.iter().find(|c| c["id"] == id).unwrap();
+        (
+            c["effect"].as_str().unwrap().to_string(),
+            c["idempotent"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(effect_of("get_device"), ("read".into(), true));
+    assert_eq!(effect_of("update_device"), ("change".into(), true));
+    assert_eq!(effect_of("create_note"), ("change".into(), false));
+    assert_eq!(effect_of("erase_device"), ("destructive".into(), false));
+    let destructive: Vec<&str> = cards
+        .iter()
+        .filter(|c| c["effect"] == "destructive")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        destructive,
+        [
+            "clear_passcode",
+            "custom_api_request",
+            "erase_device",
+            "lock_device",
+            "remove_library_item",
+            "restart_device",
+            "shutdown_device",
+            "turn_on_lost_mode"
+        ]
+    );
 
     let r = s.get("/v1/cards/list_devices").await;
     assert_eq!(r.status, 200);

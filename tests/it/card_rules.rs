@@ -115,6 +115,14 @@ refused!(category_is_one_of_the_catalogs: "turn_on_lost_mode", |c| {
     c["category"] = json!("Lost mode");
 }, "/category", "\"Lost mode\" is not one of");
 
+refused!(effect_is_required: "restart_device", |c| {
+    c.as_object_mut().unwrap().remove("effect");
+}, "/", "\"effect\" is a required property");
+
+refused!(effect_is_read_change_or_destructive: "restart_device", |c| {
+    c["effect"] = json!("harmless");
+}, "/effect", "\"harmless\" is not one of");
+
 refused!(keys_are_the_snake_case_of_their_titles: "turn_on_lost_mode", |c| {
     c["input_schema"]["properties"]["footnote"]["title"] = json!("Foot Note");
 }, "/input_schema/properties/footnote", "the key should be \"foot_note\"");

@@ -16,6 +16,7 @@ fn restart_card() -> Value {
         "title": "Restart Device Twice",
         "description": "An operator's own card.",
         "category": "Device actions",
+        "effect": "change",
         "input_schema": {
             "type": "object",
             "additionalProperties": false,

@@ -766,7 +766,7 @@ fn a_resolver_variant_names_a_known_resolver_and_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let card = |id: &str, request: Value| {
         json!({
-            "id": id, "title": "T", "description": "D", "category": "C",
+            "id": id, "title": "T", "description": "D", "category": "C", "effect": "read",
             "input_schema": {"type": "object", "additionalProperties": false,
                              "properties": {"s": {"title": "S", "type": "string"}}},
             "requests": [request],
