@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::auth::{ApiKey, parse_api_keys};
 use crate::kandji::ClientConfig;
+use crate::mcp::{McpConfig, McpOrigin};
 use crate::retention::RetentionConfig;
 use crate::store::TokenCipher;
 use crate::streams::{CallbackPolicy, StreamConfig};
@@ -193,6 +194,15 @@ pub struct ServeArgs {
     /// lookups mark it stale (default: twice the inventory interval).
     #[arg(long, env = "KANDJI_CONNECTOR_INVENTORY_STALE_AFTER_MS")]
     pub inventory_stale_after_ms: Option<u64>,
+    /// `on` offers the destructive cards (erase, lock, restart, ...) as MCP tools too; `off`
+    /// (the default) leaves them out of `/mcp` altogether (HTTP invocation is unaffected).
+    #[arg(long, env = "KANDJI_CONNECTOR_MCP_DESTRUCTIVE", default_value = "off")]
+    pub mcp_destructive: String,
+    /// Browser origins allowed to call `/mcp` (comma-separated, e.g. `https://agent.example.com`);
+    /// a request with any other `Origin` header is refused with 403. Requests without `Origin`
+    /// (MCP clients that are not web pages) are not affected.
+    #[arg(long, env = "KANDJI_CONNECTOR_MCP_ALLOWED_ORIGINS", default_value = "")]
+    pub mcp_allowed_origins: String,
 }
 
 /// The checked configuration the server runs with.
@@ -211,6 +221,7 @@ pub struct Config {
     pub streams: StreamConfig,
     pub trust: TrustConfig,
     pub retention: RetentionConfig,
+    pub mcp: McpConfig,
 }
 
 impl Config {
@@ -233,6 +244,7 @@ impl Config {
             streams: StreamConfig::default(),
             trust: TrustConfig::default(),
             retention: RetentionConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -394,6 +406,19 @@ impl ServeArgs {
         if self.stream_lease_ms < 4 * self.stream_checkpoint_ms.max(1) {
             problems.push("KANDJI_CONNECTOR_STREAM_LEASE_MS must be at least 4 times KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS (checkpoints renew the lease)".into());
         }
+        let destructive = match self.mcp_destructive.trim() {
+            "on" => true,
+            "off" | "" => false,
+            other => {
+                problems.push(format!(
+                    "KANDJI_CONNECTOR_MCP_DESTRUCTIVE={other:?} must be `on` or `off`"
+                ));
+                false
+            }
+        };
+        let allowed_origins = McpOrigin::parse_list(&self.mcp_allowed_origins)
+            .map_err(|e| problems.push(format!("KANDJI_CONNECTOR_MCP_ALLOWED_ORIGINS: {e}")))
+            .unwrap_or_default();
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -440,6 +465,10 @@ impl ServeArgs {
                 max_age: (self.retention_days > 0)
                     .then(|| Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)),
                 ..RetentionConfig::default()
+            },
+            mcp: McpConfig {
+                destructive,
+                allowed_origins,
             },
         })
     }

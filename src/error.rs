@@ -204,11 +204,31 @@ pub async fn log_problems(req: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_string();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    if let Some(f) = resp.extensions().get::<UnshownFailure>() {
+    log_answer(
+        method.as_str(),
+        &path,
+        &request_id,
+        resp.status().as_u16(),
+        resp.extensions().get::<ProblemLog>(),
+        resp.extensions().get::<UnshownFailure>(),
+    );
+    resp
+}
+
+/// The log lines of one answer (an HTTP response, or an MCP tool call's answer, which travels
+/// inside a 200): its problem, if any, and a failure it does not show.
+pub fn log_answer(
+    method: &str,
+    path: &str,
+    request_id: &str,
+    status: u16,
+    problem: Option<&ProblemLog>,
+    unshown: Option<&UnshownFailure>,
+) {
+    if let Some(f) = unshown {
         tracing::error!(%method, path, request_id, status, cause = %f.cause, "{}", f.what);
     }
-    match resp.extensions().get::<ProblemLog>() {
+    match problem {
         Some(p) if status >= 500 => tracing::error!(
             %method, path, request_id, status, detail = p.detail.as_deref().unwrap_or(""),
             cause = p.cause.as_deref().unwrap_or(""), "{}", p.title
@@ -222,7 +242,17 @@ pub async fn log_problems(req: Request, next: Next) -> Response {
         }
         None => {}
     }
-    resp
+}
+
+impl Problem {
+    /// What the log may show of this problem.
+    pub fn log(&self) -> ProblemLog {
+        ProblemLog {
+            title: self.title.clone(),
+            detail: self.detail.clone(),
+            cause: self.cause.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod invocation;
 pub mod kandji;
+pub mod mcp;
 pub mod retention;
 pub mod simulator;
 pub mod store;
@@ -81,6 +83,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
         retention,
+        mcp: config.mcp,
     }))
 }
 

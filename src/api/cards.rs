@@ -6,20 +6,16 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Scope};
+use super::auth::Caller;
 use super::openapi::{BudgetSpent, InFlight, InternalError, KandjiTimeout, KandjiUnreachable};
 use super::{AppJson, AppState};
-use crate::catalog::{Card, Effect, ResultSetKind};
-use crate::engine;
-use crate::error::{FieldError, Problem, ProblemBody, UnshownFailure};
-use crate::kandji::TenantError;
-use crate::store::IdempotencyClaim;
-use crate::streams::StreamRequest;
+use crate::catalog::{Card, Effect};
+use crate::error::{Problem, ProblemBody};
+use crate::invocation::{self, Surface};
 
 pub fn catalog_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -271,9 +267,9 @@ pub(super) struct HelperFlow {
 
 /// An invocation's answer.
 #[derive(Serialize, ToSchema)]
-struct InvokeResponse {
+pub(crate) struct InvokeResponse {
     #[schema(value_type = Outputs)]
-    outputs: serde_json::Map<String, Value>,
+    pub outputs: serde_json::Map<String, Value>,
 }
 
 /// The card's outputs, as described by its `output_schema` (only those shown for the chosen
@@ -297,9 +293,9 @@ struct Outputs {
 
 /// A stream result set's answer: the stream was recorded and started.
 #[derive(Serialize, ToSchema)]
-struct StreamStarted {
-    stream_id: String,
-    status_url: String,
+pub(crate) struct StreamStarted {
+    pub stream_id: String,
+    pub status_url: String,
 }
 
 /// The Idempotency-Key header.
@@ -454,95 +450,30 @@ async fn invoke(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     AppJson(raw): AppJson<Value>,
-) -> Result<Response, Problem> {
-    let secret = app.catalog.get(&id).is_some_and(|c| c.returns_secrets);
-    if secret {
-        caller.require(Scope::SecretsRead)?;
-    }
-    let Some(key) = headers.get("idempotency-key") else {
-        let answer = invoke_inner(&app, &id, &caller, raw).await?;
-        return Ok(respond(answer, secret));
-    };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            Problem::invalid(vec![FieldError::new(
-                &["headers", "Idempotency-Key"],
-                "must be 1 to 255 visible ASCII characters",
-                "idempotency_key",
-            )])
-        })?;
-    // serde_json's maps are ordered, so the same body always hashes the same.
-    let hash = hex(&Sha256::digest(format!("{id}\n{raw}").as_bytes()));
-    let not_before = chrono::Utc::now()
-        - chrono::Duration::from_std(crate::retention::IDEMPOTENCY_WINDOW).expect("24 hours");
-    let claim = app
-        .store
-        .idempotency_claim(&caller.key_id, key, &hash, not_before)
-        .await?;
-    match claim {
-        IdempotencyClaim::Mismatch => Err(Problem::invalid(vec![FieldError::new(
-            &["headers", "Idempotency-Key"],
-            "this key was already used with a different request",
-            "idempotency_mismatch",
-        )])),
-        IdempotencyClaim::InFlight => {
-            Err(Problem::new(StatusCode::CONFLICT, "Request in progress")
-                .detail("a request with this Idempotency-Key is still running; retry shortly"))
-        }
-        IdempotencyClaim::Done { status, response } => {
-            let mut resp = replay(status, &response, secret);
+) -> Response {
+    // A header that is not text is refused like any malformed key.
+    let key = headers
+        .get("idempotency-key")
+        .map(|k| k.to_str().unwrap_or_default());
+    let key = key.map(|key| invocation::IdempotencyKey {
+        key,
+        loc: &["headers", "Idempotency-Key"],
+    });
+    let answer = invocation::invoke(&app, &caller, &id, raw, key, Surface::Http).await;
+    let mut resp = match answer.result {
+        Ok((status, body)) if answer.replayed => {
+            let mut resp = replay(status, &body, answer.secret);
             resp.headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(resp)
+            resp
         }
-        IdempotencyClaim::Claimed => {
-            let result = invoke_inner(&app, &id, &caller, raw).await;
-            // Only an answer that reached Kandji is kept (a repeat must not act twice); any
-            // other leaves the key free for a retry.
-            let saved = match &result {
-                Ok((status, body)) => Some((status.as_u16(), body.to_string())),
-                Err(p)
-                    if matches!(
-                        p.status,
-                        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
-                    ) =>
-                {
-                    Some((p.status.as_u16(), p.body_json().to_string()))
-                }
-                Err(_) => None,
-            };
-            let stored = match saved {
-                Some((status, body)) => app
-                    .store
-                    .idempotency_complete(&caller.key_id, key, status, &body)
-                    .await
-                    .map_err(|e| ("the idempotency record could not be saved", e)),
-                None => app
-                    .store
-                    .idempotency_release(&caller.key_id, key)
-                    .await
-                    .map_err(|e| ("the idempotency key could not be released", e)),
-            };
-            let mut resp = match result {
-                Ok(answer) => respond(answer, secret),
-                Err(p) => p.into_response(),
-            };
-            if let Err((what, e)) = stored {
-                resp.extensions_mut().insert(UnshownFailure {
-                    what,
-                    cause: e.to_string(),
-                });
-            }
-            Ok(resp)
-        }
+        Ok(answer_body) => respond(answer_body, answer.secret),
+        Err(p) => p.into_response(),
+    };
+    if let Some(f) = answer.unshown {
+        resp.extensions_mut().insert(f);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    resp
 }
 
 fn respond((status, body): (StatusCode, Value), secret: bool) -> Response {
@@ -550,25 +481,17 @@ fn respond((status, body): (StatusCode, Value), secret: bool) -> Response {
     with_headers(resp, &body, secret)
 }
 
-/// The first answer again, as it was stored.
-fn replay(status: u16, body: &str, secret: bool) -> Response {
-    let ct = if (200..300).contains(&status) {
+/// The first answer again, as it was stored (a stored problem keeps its content type).
+fn replay(status: StatusCode, body: &Value, secret: bool) -> Response {
+    let ct = if status.is_success() {
         "application/json"
     } else {
         "application/problem+json"
     };
-    let mut resp = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        body.to_string(),
-    )
-        .into_response();
+    let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    with_headers(
-        resp,
-        &serde_json::from_str(body).unwrap_or(Value::Null),
-        secret,
-    )
+    with_headers(resp, body, secret)
 }
 
 /// A started stream's `Location`, and `Cache-Control: no-store` on a card that returns secrets.
@@ -585,68 +508,4 @@ fn with_headers(mut resp: Response, body: &Value, secret: bool) -> Response {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
-}
-
-/// Runs a card: 200 with its outputs, or, for a stream result set, 202 with the started stream.
-async fn invoke_inner(
-    app: &AppState,
-    id: &str,
-    caller: &Caller,
-    raw: Value,
-) -> Result<(StatusCode, Value), Problem> {
-    let card = app.catalog.get(id).ok_or_else(|| no_card(id))?;
-    let body: InvokeBody = super::extract::from_value(raw)?;
-    let mut errors = Vec::new();
-    let tenant = match app.tenants.get(&body.connection).await {
-        Ok(t) => Some(t),
-        Err(TenantError::Unknown) => {
-            errors.push(FieldError::new(
-                &["connection"],
-                "no such connection",
-                "unknown_connection",
-            ));
-            None
-        }
-        Err(TenantError::Store(e)) => return Err(e.into()),
-    };
-    // A stream result set's helper_flow and record_limit are the connector's options, not the
-    // card's: take them out (checking the callback URL) before the card's options are validated.
-    let mut options = body.options;
-    let is_stream = options
-        .get("result_set")
-        .and_then(Value::as_str)
-        .and_then(|rs| card.def.result_set(rs))
-        .is_some_and(|rs| rs.kind == ResultSetKind::Stream);
-    let stream = StreamRequest::take(&mut options, is_stream, &app.streams.config().allow)
-        .await
-        .map_err(|e| errors.extend(e))
-        .ok()
-        .flatten();
-    let prepared = engine::prepare(card, &body.inputs, &options)
-        .map_err(|e| errors.extend(e))
-        .ok();
-    let (Some(prepared), Some(tenant), true) = (prepared, tenant, errors.is_empty()) else {
-        return Err(errors.into());
-    };
-    if let (Some(request), Some(rs)) = (stream, &prepared.result_set) {
-        let started = app
-            .streams
-            .start(
-                &caller.key_id,
-                &tenant.connection_id,
-                &card.def.id,
-                &rs.id,
-                Value::Object(prepared.inputs.clone()),
-                Value::Object(prepared.options.clone()),
-                request,
-            )
-            .await?;
-        let body = StreamStarted {
-            status_url: super::streams::status_url(&started.id),
-            stream_id: started.id,
-        };
-        return Ok((StatusCode::ACCEPTED, json!(body)));
-    }
-    let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers).await?;
-    Ok((StatusCode::OK, json!(InvokeResponse { outputs })))
 }

@@ -35,7 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         "created_at": "2024-06-01T08:30:00.123456Z",
         "updated_at": "2024-06-01T08:30:00.123456Z",
     }))]
-struct View<'a> {
+pub(crate) struct View<'a> {
     /// `conn_` followed by a hyphenless UUID v4.
     #[schema(
         pattern = "^conn_[0-9a-f]{32}$",
@@ -59,7 +59,7 @@ struct View<'a> {
     updated_at: DateTime<Utc>,
 }
 
-fn view(c: &Connection) -> View<'_> {
+pub(crate) fn connection_view(c: &Connection) -> View<'_> {
     View {
         id: &c.id,
         name: &c.name,
@@ -303,7 +303,7 @@ async fn create(
         }
         app.trust.enable(&conn.id).await?;
     }
-    Ok((StatusCode::CREATED, Json(view(&conn))).into_response())
+    Ok((StatusCode::CREATED, Json(connection_view(&conn))).into_response())
 }
 
 /// List the connections
@@ -315,7 +315,7 @@ async fn create(
 ))]
 async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
     let all = app.store.list_connections().await?;
-    let connections = all.iter().map(view).collect();
+    let connections = all.iter().map(connection_view).collect();
     Ok(Json(ConnectionList { connections }).into_response())
 }
 
@@ -351,7 +351,7 @@ async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Res
     Ok(Json(ConnectionDetail {
         budget: app.kandji.budget_report(&c.id, c.requests_per_hour),
         inventory: app.trust.status(&c.id),
-        connection: view(&c),
+        connection: connection_view(&c),
     })
     .into_response())
 }
@@ -440,7 +440,7 @@ async fn update(
         (true, true) if other_tenant => app.trust.reset(&id).await?,
         _ => {}
     }
-    Ok(Json(view(&c)).into_response())
+    Ok(Json(connection_view(&c)).into_response())
 }
 
 /// Remove a connection

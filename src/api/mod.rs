@@ -53,7 +53,11 @@ use crate::store::Store;
 use crate::streams::Streams;
 use crate::trust::Trust;
 
+pub(crate) use cards::{InvokeBody, InvokeResponse, StreamStarted};
+pub(crate) use connections::connection_view;
 pub use extract::AppJson;
+pub(crate) use extract::from_value;
+pub(crate) use streams::{status_url, stream_view, visible_stream};
 
 /// Everything a handler may need.
 pub struct App {
@@ -74,6 +78,8 @@ pub struct App {
     pub tenants: TenantCache,
     /// Deletes finished records past their retention (stops with the app).
     pub retention: crate::retention::Sweeper,
+    /// The MCP endpoint's settings.
+    pub mcp: crate::mcp::McpConfig,
 }
 
 pub type AppState = Arc<App>;
@@ -93,7 +99,12 @@ fn routes_with(
     };
     let v1 = OpenApiRouter::new()
         .merge(scoped(cards::catalog_routes(), vec![Scope::CatalogRead]))
-        .merge(scoped(cards::invoke_routes(), vec![Scope::CardsInvoke]))
+        // trust:read may run the device-trust card (the question its own route answers); the
+        // invocation service checks each card's scopes (`invocation::may_invoke`).
+        .merge(scoped(
+            cards::invoke_routes(),
+            vec![Scope::CardsInvoke, Scope::TrustRead],
+        ))
         .merge(scoped(connections::routes(), vec![Scope::Admin]))
         // A key that may run cards may also ask the same question through the Get Device
         // Trust card, so cards:invoke opens this route too; trust:read opens only this route.
@@ -115,6 +126,8 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = routes_with(|v1| v1.route_layer(auth)).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     router
+        // JSON-RPC, not a REST route: outside the OpenAPI document (see src/mcp).
+        .merge(crate::mcp::router(state.clone()))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")

@@ -62,7 +62,7 @@ fn state_schema() -> ObjectBuilder {
         "finished_at": null,
         "error": null,
     }))]
-struct View<'a> {
+pub(crate) struct View<'a> {
     #[schema(examples("str_0b7c2f4e9d1a4c3b8e6f5a2d1c0b9e8f"))]
     id: &'a str,
     status_url: String,
@@ -89,7 +89,7 @@ struct View<'a> {
     error: Option<&'a str>,
 }
 
-fn view(s: &Stream) -> View<'_> {
+pub(crate) fn stream_view(s: &Stream) -> View<'_> {
     View {
         id: &s.id,
         status_url: status_url(&s.id),
@@ -177,7 +177,11 @@ fn finished(s: &Stream) -> Result<(), Problem> {
 }
 
 /// The stream, if it exists and the caller may see it (others' streams are "not found").
-async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<Stream, Problem> {
+pub(crate) async fn visible_stream(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Stream, Problem> {
     match app.streams.get(id).await? {
         Some(s) if s.owner == caller.key_id || caller.has(Scope::Admin) => Ok(s),
         _ => Err(not_found(id)),
@@ -235,7 +239,7 @@ async fn list(
     let limit = check_limit(q.limit, 50)?;
     let owner = (!caller.has(Scope::Admin)).then_some(caller.key_id.as_str());
     let streams = app.streams.list(owner, q.state, limit).await?;
-    let streams = streams.iter().map(view).collect();
+    let streams = streams.iter().map(stream_view).collect();
     Ok(Json(StreamList { streams }).into_response())
 }
 
@@ -251,8 +255,8 @@ async fn status(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let s = visible(&app, &caller, &id).await?;
-    Ok(Json(view(&s)).into_response())
+    let s = visible_stream(&app, &caller, &id).await?;
+    Ok(Json(stream_view(&s)).into_response())
 }
 
 /// Cancel a stream
@@ -270,7 +274,7 @@ async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    finished(&visible(&app, &caller, &id).await?)?;
+    finished(&visible_stream(&app, &caller, &id).await?)?;
     let s = app
         .streams
         .cancel(&id)
@@ -278,7 +282,7 @@ async fn cancel(
         .ok_or_else(|| not_found(&id))?;
     // It may have finished meanwhile.
     finished(&s)?;
-    Ok(Json(view(&s)).into_response())
+    Ok(Json(stream_view(&s)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -321,7 +325,7 @@ async fn failures(
 ) -> Result<Response, Problem> {
     let q: FailuresQuery = query(raw)?;
     let limit = check_limit(q.limit, 100)?;
-    visible(&app, &caller, &id).await?;
+    visible_stream(&app, &caller, &id).await?;
     let list = app.streams.failures(&id, q.after, limit).await?;
     let next_after = (list.len() == limit as usize)
         .then(|| list.last().map(|f| f.index))
