@@ -304,8 +304,8 @@ impl Call<'_> {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let shape = Shape::of(card);
-        let (connection, mut body) = shape.body(arguments);
-        let connection = match connection {
+        let mut arguments = arguments;
+        let connection = match arguments.remove("connection") {
             Some(Value::String(c)) => c,
             Some(_) => return self.invalid("connection", "must be a string", "type"),
             None => match self.only_connection().await {
@@ -320,9 +320,7 @@ impl Call<'_> {
                 Err(p) => return self.problem(p, None),
             },
         };
-        if let Value::Object(m) = &mut body {
-            m.insert("connection".into(), Value::String(connection));
-        }
+        let body = shape.body(arguments, connection);
         let key = match ctx.meta.get(IDEMPOTENCY_META_KEY) {
             None => None,
             Some(Value::String(k)) => Some(k.as_str()),

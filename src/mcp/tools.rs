@@ -36,7 +36,6 @@ const MERGEABLE: [&str; 6] = [
 pub struct Shape {
     /// Flat (the card's input and option names, side by side) or the HTTP body's shape.
     flat: bool,
-    inputs: BTreeSet<String>,
     options: BTreeSet<String>,
     stream: bool,
 }
@@ -77,7 +76,6 @@ impl Shape {
             !clash && mergeable(Some(&d.input_schema)) && mergeable(d.options_schema.as_ref());
         Self {
             flat,
-            inputs,
             options,
             stream,
         }
@@ -87,33 +85,36 @@ impl Shape {
         self.flat
     }
 
-    /// The invocation body (`{"connection", "inputs", "options"}`) of a tool call's arguments;
-    /// the connection, when not given, is the caller's to fill in. A name that is none of the
-    /// card's goes with the inputs, where validation names it as unknown.
-    pub fn body(&self, arguments: Map<String, Value>) -> (Option<Value>, Value) {
-        if !self.flat {
-            let mut args = arguments;
-            let connection = args.remove(CONNECTION);
-            return (connection, Value::Object(args));
-        }
-        let mut connection = None;
-        let mut inputs = Map::new();
-        let mut options = Map::new();
-        for (k, v) in arguments {
-            if k == CONNECTION {
-                connection = Some(v);
-            } else if self.options.contains(&k)
-                || (self.stream && STREAM_OPTIONS.contains(&k.as_str()))
-            {
-                options.insert(k, v);
-            } else {
-                inputs.insert(k, v);
+    /// The invocation body (`{"connection", "inputs", "options"}`, in that order, as an HTTP
+    /// caller would write it, so that one idempotency key serves both surfaces) of a tool
+    /// call's arguments and connection. A name that is none of the card's goes with the inputs,
+    /// where validation names it as unknown.
+    pub fn body(&self, mut arguments: Map<String, Value>, connection: String) -> Value {
+        let (inputs, options) = if self.flat {
+            let mut inputs = Map::new();
+            let mut options = Map::new();
+            for (k, v) in arguments {
+                if self.options.contains(&k)
+                    || (self.stream && STREAM_OPTIONS.contains(&k.as_str()))
+                {
+                    options.insert(k, v);
+                } else {
+                    inputs.insert(k, v);
+                }
             }
-        }
-        let mut body = Map::new();
-        body.insert("inputs".into(), Value::Object(inputs));
-        body.insert("options".into(), Value::Object(options));
-        (connection, Value::Object(body))
+            (Value::Object(inputs), Value::Object(options))
+        } else {
+            let inputs = arguments.remove("inputs").unwrap_or_else(|| json!({}));
+            let options = arguments.remove("options").unwrap_or_else(|| json!({}));
+            // Anything else is refused by name, like an HTTP body's unknown field.
+            let mut body = Map::new();
+            body.insert("connection".into(), connection.into());
+            body.insert("inputs".into(), inputs);
+            body.insert("options".into(), options);
+            body.extend(arguments);
+            return Value::Object(body);
+        };
+        json!({"connection": connection, "inputs": inputs, "options": options})
     }
 
     /// Where a field error points in the tool's arguments: a flat tool's inputs and options are
@@ -123,11 +124,6 @@ impl Shape {
             Some("inputs" | "options") if self.flat && e.loc.len() > 1 => e.loc[1..].to_vec(),
             _ => e.loc.clone(),
         }
-    }
-
-    /// Whether `name` is one of the card's own inputs (to tell a made-up name apart).
-    pub fn knows(&self, name: &str) -> bool {
-        self.inputs.contains(name) || self.options.contains(name)
     }
 }
 

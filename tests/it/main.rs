@@ -19,6 +19,7 @@ mod cards_lists;
 mod catalog;
 mod deployment;
 mod healthcheck;
+mod mcp;
 mod needs_postgres;
 mod readme;
 mod resilience;
