@@ -33,10 +33,31 @@ probe_postgres() {
     fi
 }
 
+# The official Python MCP SDK, pinned, in a virtual environment of its own (created once and kept
+# in the user's cache; PyPI through pip): tests/it/mcp.rs runs tests/mcp_client.py with it, the
+# interpreter given in KANDJI_CONNECTOR_TEST_PYTHON_MCP. Fails when python3 (with venv) or the
+# package cannot be had.
+PYTHON_MCP_VERSION=2.3.0
+probe_python_mcp() {
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/kandji-connector/python-mcp-$PYTHON_MCP_VERSION"
+    local check="import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$PYTHON_MCP_VERSION')"
+    if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+        command -v python3 >/dev/null || return 1
+        rm -rf "$venv"
+        echo "requirement python_mcp: creating $venv with mcp==$PYTHON_MCP_VERSION from PyPI"
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==$PYTHON_MCP_VERSION"; } >/dev/null 2>&1; then
+            rm -rf "$venv"
+            return 1
+        fi
+    fi
+    export KANDJI_CONNECTOR_TEST_PYTHON_MCP="$venv/bin/python"
+}
+
 # --- Requirements, one a line: name | probe | nextest filter of the tests that need it |
 # --- how to install it (run when CI=true; empty: not installed by this script).
 REQUIREMENTS=(
     "postgres|probe_postgres|test(needs_postgres)|"
+    "python_mcp|probe_python_mcp|test(needs_python_mcp)|apt-get install -y python3 python3-venv python3-pip"
 )
 
 cargo fmt --all -- --check
