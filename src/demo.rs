@@ -98,6 +98,8 @@ Is a device managed? (from the synced inventory, without a request to Kandji):
   curl -s -H 'Authorization: Bearer {api_key}' \
     'http://{addr}/v1/connections/{conn_id}/device-trust?serial_number={serial}'
 
+AI agents (MCP, Streamable HTTP): http://{addr}/mcp with the header 'Authorization: Bearer {api_key}'
+
 Ctrl-C stops the demo.
 "#,
         cards = state.catalog.len(),

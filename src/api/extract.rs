@@ -31,14 +31,20 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
             FieldError::new(&["body"], format!("not valid JSON: {e}"), "json"),
         ])
     })?;
-    if let Some(path) = too_deep(&value, 0, &mut vec!["body".to_string()]) {
-        return Err(Problem::invalid(vec![FieldError {
+    check_depth(&value, "body")?;
+    from_value(value)
+}
+
+/// 422 when `value` is nested deeper than [`MAX_DEPTH`], naming where (under `root`).
+pub fn check_depth(value: &serde_json::Value, root: &str) -> Result<(), Problem> {
+    match too_deep(value, 0, &mut vec![root.to_string()]) {
+        Some(path) => Err(Problem::invalid(vec![FieldError {
             loc: path,
             msg: format!("JSON is nested deeper than {MAX_DEPTH} levels"),
             kind: "too_deep".into(),
-        }]));
+        }])),
+        None => Ok(()),
     }
-    from_value(value)
 }
 
 /// Deepest nesting accepted in a request body (serde_json itself stops at 128).

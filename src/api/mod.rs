@@ -56,7 +56,7 @@ use crate::trust::Trust;
 pub(crate) use cards::{InvokeBody, InvokeResponse, StreamStarted};
 pub(crate) use connections::connection_view;
 pub use extract::AppJson;
-pub(crate) use extract::from_value;
+pub(crate) use extract::{check_depth, from_value};
 pub(crate) use streams::{status_url, stream_view, visible_stream};
 
 /// Everything a handler may need.

@@ -304,6 +304,13 @@ impl Call<'_> {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let shape = Shape::of(card);
+        // The HTTP body's nesting limit, for the same arguments.
+        if let Some(deep) = arguments
+            .iter()
+            .find_map(|(k, v)| crate::api::check_depth(v, k).err())
+        {
+            return self.problem(deep, None);
+        }
         let mut arguments = arguments;
         let connection = match arguments.remove("connection") {
             Some(Value::String(c)) => c,
