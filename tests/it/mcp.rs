@@ -678,3 +678,110 @@ async fn needs_python_mcp_official_sdk_lists_and_calls_tools() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_trust_read_key_runs_the_device_trust_card_and_nothing_else_on_both_surfaces() {
+    let s = server().await;
+    let (mac, serial) = first_device(&s, "Mac");
+    let invoke = async |card: &str, inputs: Value| {
+        let path = format!("/v1/cards/{card}/invoke");
+        let body = json!({"connection": s.connection, "inputs": inputs});
+        s.send(reqwest::Method::POST, &path, Some(body), Some(TRUST))
+            .await
+    };
+    let r = invoke("get_device_trust", json!({"serial_number": serial})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["outputs"]["managed"], true, "{}", r.body);
+    // Any other card, or one that does not exist: 403 naming cards:invoke (not a 404 that
+    // would tell the catalog to a key without catalog:read).
+    for (card, inputs) in [
+        ("get_device", json!({"device_id": mac})),
+        ("no_such_card", json!({})),
+    ] {
+        let r = invoke(card, inputs).await;
+        r.problem(403);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("cards:invoke"),
+            "{}",
+            r.body
+        );
+    }
+    let c = client(&s, TRUST).await;
+    let all = tools(&c).await;
+    let r = call(&c, "get_device_trust", json!({"serial_number": serial}))
+        .await
+        .unwrap();
+    assert_eq!(
+        structured(find(&all, "get_device_trust"), &r)["managed"],
+        true
+    );
+    let e = call(
+        &c,
+        "get_device",
+        json!({"device_id": mac, "details": "basic"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("Unknown tool"), "{e}");
+}
+
+/// An operator's card whose input is called `connection` (a name the connector puts beside the
+/// card's own): its tool takes the HTTP body's shape, `{"connection", "inputs", "options"}`.
+#[tokio::test]
+async fn a_card_whose_names_clash_takes_the_http_bodys_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut card: Value =
+        serde_json::from_str(include_str!("../../cards/get_device.json")).unwrap();
+    card["id"] = json!("get_device_nested");
+    card["input_schema"]["properties"]["connection"] =
+        json!({"title": "Connection", "type": "string", "description": "unused"});
+    std::fs::write(
+        dir.path().join("get_device_nested.json"),
+        serde_json::to_vec(&card).unwrap(),
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let s = TestApp::builder()
+        .config(move |c| c.cards_dir = Some(path))
+        .start()
+        .await;
+    let (mac, serial) = first_device(&s, "Mac");
+    let c = client(&s, API_KEY).await;
+    let all = tools(&c).await;
+    let tool = find(&all, "get_device_nested");
+    let props = &tool.input_schema["properties"];
+    assert!(
+        props["inputs"]["properties"]["connection"].is_object(),
+        "{props}"
+    );
+    assert_eq!(
+        props["options"]["properties"]["details"]["enum"],
+        json!(["basic", "full"])
+    );
+    // The flat tools are unchanged.
+    assert!(find(&all, "get_device").input_schema["properties"]["device_id"].is_object());
+    let r = call(
+        &c,
+        "get_device_nested",
+        json!({"connection": s.connection, "inputs": {"device_id": mac}, "options": {"details": "basic"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        structured(tool, &r)["device"]["serial_number"],
+        json!(serial)
+    );
+    // Errors keep the body's locations.
+    let r = call(
+        &c,
+        "get_device_nested",
+        json!({"inputs": {}, "options": {"details": "basic"}}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text(&r).contains("inputs.device_id: is required"),
+        "{}",
+        text(&r)
+    );
+}
