@@ -19,6 +19,9 @@
 //!    fails until it matches).
 //!
 //! Handlers return `Result<_, Problem>` and use `?`: see `errors` for the conversions.
+//!
+//! `/mcp` (the MCP endpoint, [`crate::mcp`]) is JSON-RPC, not a REST route: it is merged in
+//! [`router`] with its own Origin and API-key layers and stays out of the OpenAPI document.
 
 pub mod auth;
 mod cards;

@@ -57,7 +57,6 @@ impl McpOrigin {
             && url.username().is_empty()
             && url.password().is_none()
             && url.path() == "/"
-            && !text.trim_end_matches('/').ends_with('/')
             && url.query().is_none()
             && url.fragment().is_none();
         if !plain {
@@ -113,7 +112,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 /// The spec's rule against DNS rebinding and cross-site requests: a request that carries
 /// `Origin` (a web page's) is refused with 403 unless the origin is allowed. MCP clients that
-/// are not web pages send no `Origin` and pass.
+/// are not web pages send no `Origin` and pass. Every answer is `Cache-Control: no-store`.
 async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let allowed = origin
@@ -127,5 +126,11 @@ async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> 
                 .into_response();
         }
     }
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    // Tool results may carry secrets (PINs, FileVault keys), as `no-store` HTTP answers do.
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }

@@ -572,6 +572,9 @@ async fn the_endpoint_needs_a_key_and_refuses_foreign_origins() {
         async move {
             let r = r.send().await.unwrap();
             let status = r.status().as_u16();
+            if status == 200 {
+                assert_eq!(r.headers()["cache-control"], "no-store");
+            }
             (status, r.text().await.unwrap())
         }
     };
