@@ -11,7 +11,7 @@
 # without this script and without the program, such a test fails saying what it needs.
 #
 # Environment: KANDJI_CONNECTOR_TEST_POSTGRES_URL (default: the local PostgreSQL below);
-# KANDJI_CONNECTOR_TEST_WITHOUT="postgres …" treats those requirements as missing without
+# KANDJI_CONNECTOR_TEST_WITHOUT="postgres chromium" treats those requirements as missing without
 # probing (to see the skipped path); CI=true makes a missing requirement fail the run (and runs
 # the install command of an installable one first).
 set -euo pipefail
@@ -53,11 +53,17 @@ probe_python_mcp() {
     export KANDJI_CONNECTOR_TEST_PYTHON_MCP="$venv/bin/python"
 }
 
+probe_chromium() {
+    # The console's browser tests drive Debian's chromium through its chromedriver.
+    [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
+}
+
 # --- Requirements, one a line: name | probe | nextest filter of the tests that need it |
 # --- how to install it (run when CI=true; empty: not installed by this script).
 REQUIREMENTS=(
     "postgres|probe_postgres|test(needs_postgres)|"
     "python_mcp|probe_python_mcp|test(needs_python_mcp)|apt-get install -y python3 python3-venv python3-pip"
+    "chromium|probe_chromium|test(needs_chromium)|apt-get update -qq && apt-get install -y chromium chromium-driver"
 )
 
 cargo fmt --all -- --check

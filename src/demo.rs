@@ -82,6 +82,8 @@ kandji-connector demo: {cards} cards, simulated Kandji tenant with {devices} dev
   API key:        {api_key}
   Connection id:  {conn_id}
 
+Open the console in a browser and paste the API key: http://{addr}/
+
 Browse the catalog:
   curl -s -H 'Authorization: Bearer {api_key}' http://{addr}/v1/cards
 

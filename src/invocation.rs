@@ -17,7 +17,7 @@ use crate::api::{App, InvokeBody, StreamStarted};
 use crate::catalog::{Action, Card, ResultSetKind};
 use crate::engine;
 use crate::error::{FieldError, Problem, UnshownFailure};
-use crate::kandji::TenantError;
+use crate::kandji::{Tenant, TenantError};
 use crate::store::IdempotencyClaim;
 use crate::streams::StreamRequest;
 
@@ -261,13 +261,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs a card: 200 with its outputs, or, for a stream result set, 202 with the started stream.
-async fn run(
-    app: &App,
-    card: &Card,
-    caller: &Caller,
-    raw: Value,
-) -> Result<(StatusCode, Value), Problem> {
+/// A valid invocation of a card, ready to run: every check of the body done, nothing sent.
+pub struct Checked<'c> {
+    pub prepared: engine::Prepared<'c>,
+    pub tenant: Tenant,
+    /// The helper flow and record limit of a stream result set.
+    pub stream: Option<StreamRequest>,
+}
+
+/// Every check of an invocation's body (an [`InvokeBody`] as JSON), with all field errors at
+/// once: the connection, a stream's helper flow, the card's inputs and options. What invoke
+/// runs and what preview shows.
+pub async fn check<'c>(app: &App, card: &'c Card, raw: Value) -> Result<Checked<'c>, Problem> {
     let body: InvokeBody = crate::api::from_value(raw)?;
     let mut errors = Vec::new();
     let tenant = match app.tenants.get(&body.connection).await {
@@ -298,9 +303,28 @@ async fn run(
     let prepared = engine::prepare(card, &body.inputs, &options)
         .map_err(|e| errors.extend(e))
         .ok();
-    let (Some(prepared), Some(tenant), true) = (prepared, tenant, errors.is_empty()) else {
-        return Err(errors.into());
-    };
+    match (prepared, tenant, errors.is_empty()) {
+        (Some(prepared), Some(tenant), true) => Ok(Checked {
+            prepared,
+            tenant,
+            stream,
+        }),
+        _ => Err(errors.into()),
+    }
+}
+
+/// Runs a card: 200 with its outputs, or, for a stream result set, 202 with the started stream.
+async fn run(
+    app: &App,
+    card: &Card,
+    caller: &Caller,
+    raw: Value,
+) -> Result<(StatusCode, Value), Problem> {
+    let Checked {
+        prepared,
+        tenant,
+        stream,
+    } = check(app, card, raw).await?;
     if let (Some(request), Some(rs)) = (stream, &prepared.result_set) {
         let started = app
             .streams

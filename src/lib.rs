@@ -6,6 +6,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod error;

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::auth::Caller;
 use super::openapi::{BudgetSpent, InFlight, InternalError, KandjiTimeout, KandjiUnreachable};
 use super::{AppJson, AppState};
-use crate::catalog::{Card, Effect};
+use crate::catalog::{Card, Effect, ResultSetKind};
 use crate::error::{Problem, ProblemBody};
 use crate::invocation::{self, Surface};
 
@@ -34,6 +34,9 @@ struct ResultSetSummary<'a> {
     id: &'a str,
     #[schema(examples("First 200 Matching Records"))]
     label: &'a str,
+    /// `first`: the records come back in the invocation's answer; `stream`: they are POSTed
+    /// to `options.helper_flow`, one by one (202, see `GET /v1/streams/{id}`).
+    kind: ResultSetKind,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -75,6 +78,7 @@ impl<'a> CardSummary<'a> {
                 .map(|r| ResultSetSummary {
                     id: &r.id,
                     label: &r.label,
+                    kind: r.kind,
                 })
                 .collect(),
             returns_secrets: card.returns_secrets,
@@ -146,9 +150,9 @@ fn designer_view(card: &Card) -> CardDetail<'_> {
             "effect": "read",
             "idempotent": true,
             "result_sets": [
-                {"id": "first_matching_record", "label": "First Matching Record"},
-                {"id": "first_200_matching_records", "label": "First 200 Matching Records"},
-                {"id": "stream_matching_records", "label": "Stream Matching Records"},
+                {"id": "first_matching_record", "label": "First Matching Record", "kind": "first"},
+                {"id": "first_200_matching_records", "label": "First 200 Matching Records", "kind": "first"},
+                {"id": "stream_matching_records", "label": "Stream Matching Records", "kind": "stream"},
             ],
             "returns_secrets": false,
         },

@@ -32,6 +32,7 @@ mod health;
 pub mod openapi;
 #[cfg(test)]
 mod openapi_check;
+mod preview;
 mod streams;
 mod trust;
 
@@ -108,6 +109,10 @@ fn routes_with(
             cards::invoke_routes(),
             vec![Scope::CardsInvoke, Scope::TrustRead],
         ))
+        .merge(scoped(
+            preview::routes(),
+            vec![Scope::CardsInvoke, Scope::TrustRead],
+        ))
         .merge(scoped(connections::routes(), vec![Scope::Admin]))
         // A key that may run cards may also ask the same question through the Get Device
         // Trust card, so cards:invoke opens this route too; trust:read opens only this route.
@@ -120,6 +125,8 @@ fn routes_with(
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::serve_document))
+        .routes(routes!(crate::console::index))
+        .routes(routes!(crate::console::asset))
         .nest(openapi::V1, authenticate(v1))
 }
 

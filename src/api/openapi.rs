@@ -31,6 +31,7 @@ pub const V1: &str = "/v1";
     tags(
         (name = "health", description = "Liveness and readiness probes; no authentication."),
         (name = "meta", description = "This document."),
+        (name = "console", description = "The browser console (catalog, try a card, streams, connections); no authentication to load it, its pages call `/v1` with the key pasted into it."),
         (name = "cards", description = "The catalog of action cards and their invocation."),
         (name = "connections", description = "Kandji tenants the cards run against. The API token is write-only."),
         (name = "streams", description = "Stream result sets: durable jobs that POST every record of a list card to a helper-flow callback. A key with `cards:invoke` sees and cancels the streams it started; an `admin` key, every stream."),
@@ -46,7 +47,7 @@ pub struct ApiDoc;
 
 const DESCRIPTION: &str = "Hosts Kandji \"action cards\" for workflow engines. A card is one Kandji operation (lock a device, list devices, read a FileVault key, ...) with a JSON Schema for its inputs, options and outputs. A workflow designer reads the catalog (`GET /v1/cards`, `GET /v1/cards/{id}`) to build its forms; a running workflow invokes a card against a registered Kandji tenant (`POST /v1/cards/{id}/invoke`). Kandji tenants and their API tokens are registered under `/v1/connections`; tokens are write-only and never returned.
 
-Every route under `/v1` needs `Authorization: Bearer <API key>`; `/healthz`, `/readyz` and `/openapi.json` do not.
+Every route under `/v1` needs `Authorization: Bearer <API key>`; `/healthz`, `/readyz`, `/openapi.json` and the console (`/`, `/console/…`) do not.
 
 Errors of the connector itself are RFC 9457 `application/problem+json` documents (see the `Problem` schema); a request whose fields are wrong gets 422 with one entry in `errors` per offending field. An answer from Kandji, whatever its status, is not an error of the connector: invoking a card returns 200 with Kandji's status in `outputs.status_code` and Kandji's message in `outputs.error`.
 

@@ -68,7 +68,9 @@ pub struct ResultSet {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+/// How a result set answers: `first` (up to its `limit` records, in the invocation's answer)
+/// or `stream` (every record, POSTed one by one to a helper flow).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResultSetKind {
     First,

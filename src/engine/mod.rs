@@ -3,13 +3,15 @@
 
 mod outputs;
 mod paging;
+mod preview;
 mod resolver;
 mod template;
 mod validate;
 
 pub use outputs::{Answer, coerce, error_message, rfc3339};
 pub use paging::{Page, Pager, parse_body};
-pub use resolver::{Resolved, Resolver, Resolvers};
+pub use preview::{PagingPlan, Plan, PlannedRequest, Role};
+pub use resolver::{Resolved, Resolver, ResolverPreview, Resolvers};
 
 use std::sync::Arc;
 

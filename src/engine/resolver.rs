@@ -12,7 +12,16 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::RunError;
-use crate::kandji::Tenant;
+use crate::kandji::{KandjiRequest, Tenant};
+
+/// What answering would send to Kandji, worked out without sending anything (a dry run).
+#[derive(Debug, Clone)]
+pub struct ResolverPreview {
+    /// The requests it would send; none when it would answer from what it holds.
+    pub requests: Vec<KandjiRequest>,
+    /// In words: where the answer would come from.
+    pub answer_from: String,
+}
 
 /// What a resolver answered: a status (as Kandji's would be) and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +38,19 @@ pub trait Resolver: Send + Sync + 'static {
         tenant: &Tenant,
         args: &Map<String, Value>,
     ) -> Result<Resolved, RunError>;
+
+    /// What [`Resolver::resolve`] would send for these `args` now, without sending it; it
+    /// refuses the arguments `resolve` refuses, with the same errors.
+    fn preview(
+        &self,
+        _tenant: &Tenant,
+        _args: &Map<String, Value>,
+    ) -> Result<ResolverPreview, RunError> {
+        Ok(ResolverPreview {
+            requests: Vec::new(),
+            answer_from: "this resolver decides what it sends when it runs".into(),
+        })
+    }
 }
 
 /// The resolvers a server offers, by name.

@@ -54,6 +54,17 @@ pub enum RequestBody {
     Form(Bytes),
 }
 
+impl RequestBody {
+    /// The `Content-Type` it is sent with; none without a body.
+    pub fn content_type(&self) -> Option<&'static str> {
+        match self {
+            RequestBody::None => None,
+            RequestBody::Json(_) => Some("application/json"),
+            RequestBody::Form(_) => Some("application/x-www-form-urlencoded"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KandjiRequest {
     pub method: Method,
@@ -65,7 +76,33 @@ pub struct KandjiRequest {
     pub body: RequestBody,
 }
 
+/// The `User-Agent` of every request to Kandji (a caller's own, on the Custom API Action, wins).
+pub const USER_AGENT: &str = concat!("kandji-connector/", env!("CARGO_PKG_VERSION"));
+
 impl KandjiRequest {
+    /// The headers this request is sent with, but `Authorization` (the connection's token) and
+    /// what the HTTP client adds for framing (`Host`, `Content-Length`): the defaults first,
+    /// then the caller's headers (which replace defaults such as `Accept`), then the body's
+    /// content type, which the connector owns. A dry run shows exactly these.
+    pub fn headers_without_credentials(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(ct) = self.body.content_type() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        headers
+    }
+
     pub fn get(path: ApiPath) -> Self {
         Self {
             method: Method::GET,
@@ -233,7 +270,7 @@ impl KandjiClient {
             .connect_timeout(config.connect_timeout)
             .timeout(config.total_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("kandji-connector/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()?;
         Ok(Self {
             http,
@@ -442,30 +479,11 @@ impl KandjiClient {
             ))
         })?;
         auth.set_sensitive(true);
-        // Defaults first, then the caller's headers (which replace defaults such as Accept),
-        // then what the connector owns: auth and the body's content type.
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
-        for (name, value) in &req.headers {
-            headers.insert(name.clone(), value.clone());
-        }
+        let mut headers = req.headers_without_credentials();
         headers.insert(AUTHORIZATION, auth);
         let body = match &req.body {
             RequestBody::None => None,
-            RequestBody::Json(b) => {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Some(b.clone())
-            }
-            RequestBody::Form(b) => {
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-www-form-urlencoded"),
-                );
-                Some(b.clone())
-            }
+            RequestBody::Json(b) | RequestBody::Form(b) => Some(b.clone()),
         };
         let mut builder = self
             .http

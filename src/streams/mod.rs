@@ -136,6 +136,11 @@ impl std::fmt::Debug for StreamRequest {
 const MAX_STATE_BYTES: usize = 16 * 1024;
 
 impl StreamRequest {
+    /// The callback's origin (scheme://host[:port]), the only part of it ever shown.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// Takes `helper_flow` and `record_limit` out of `options` (they are the connector's, not
     /// the card's) and checks them, the callback URL against `allow` (resolving its host).
     /// With `is_stream` false their presence is an error.

@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
-use crate::engine::{self, Resolved, Resolver, RunError};
+use crate::engine::{self, Resolved, Resolver, ResolverPreview, RunError};
 use crate::error::FieldError;
 use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, Tenant, TenantCache, Wait};
 use crate::store::{InventoryDevice, InventorySync, Store, StoreError};
@@ -696,20 +696,25 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// One `GET /devices?serial_number=` and the exact (case-insensitive) match among its answers.
-async fn live_lookup(
-    kandji: &KandjiClient,
-    tenant: &Tenant,
-    serial: &SerialNumber,
-) -> Result<Option<InventoryDevice>, LookupError> {
+/// A live lookup's request: Kandji's filter is "contains", so a whole page is asked for.
+fn live_request(serial: &SerialNumber) -> KandjiRequest {
     let mut req =
         KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
     req.query
         .push(("serial_number".into(), serial.as_str().to_string()));
     req.query
         .push(("limit".into(), sync::PAGE_SIZE.to_string()));
+    req
+}
+
+/// One `GET /devices?serial_number=` and the exact (case-insensitive) match among its answers.
+async fn live_lookup(
+    kandji: &KandjiClient,
+    tenant: &Tenant,
+    serial: &SerialNumber,
+) -> Result<Option<InventoryDevice>, LookupError> {
     let resp = kandji
-        .send_with(tenant, &req, Wait::Bounded, LOOKUP_LABEL)
+        .send_with(tenant, &live_request(serial), Wait::Bounded, LOOKUP_LABEL)
         .await?;
     let body = engine::parse_body(&resp);
     if !resp.is_success() {
@@ -733,17 +738,7 @@ impl Resolver for Trust {
         tenant: &Tenant,
         args: &Map<String, Value>,
     ) -> Result<Resolved, RunError> {
-        let given = args
-            .get("serial_number")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let serial = SerialNumber::parse(given).map_err(|msg| {
-            RunError::Invalid(vec![FieldError::new(
-                &["inputs", "serial_number"],
-                msg,
-                "serial_number",
-            )])
-        })?;
+        let serial = serial_arg(args)?;
         match self.lookup(tenant, &serial).await {
             Ok(answer) => Ok(Resolved {
                 status: 200,
@@ -754,4 +749,43 @@ impl Resolver for Trust {
             Err(LookupError::Kandji(e)) => Err(RunError::Kandji(e)),
         }
     }
+
+    /// The inventory's answer costs nothing; anything else one live lookup.
+    fn preview(
+        &self,
+        tenant: &Tenant,
+        args: &Map<String, Value>,
+    ) -> Result<ResolverPreview, RunError> {
+        let serial = serial_arg(args)?;
+        let connection = tenant.connection_id.as_str();
+        Ok(match self.known(connection, &serial) {
+            Some(_) => ResolverPreview {
+                requests: Vec::new(),
+                answer_from: "the connection's synced device inventory knows this serial number: the answer comes from it, and nothing is sent to Kandji".into(),
+            },
+            None => ResolverPreview {
+                requests: vec![live_request(&serial)],
+                answer_from: match self.inventory(connection) {
+                    Some(_) => "the connection's device inventory does not know this serial number: one live lookup asks Kandji (its exact, case-insensitive match is kept); if Kandji cannot be reached, the inventory answers, marked stale",
+                    None => "this connection keeps no device inventory (inventory_sync is off): one live lookup asks Kandji (its exact, case-insensitive match is kept)",
+                }
+                .into(),
+            },
+        })
+    }
+}
+
+/// The resolver's `serial_number` argument, checked.
+fn serial_arg(args: &Map<String, Value>) -> Result<SerialNumber, RunError> {
+    let given = args
+        .get("serial_number")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    SerialNumber::parse(given).map_err(|msg| {
+        RunError::Invalid(vec![FieldError::new(
+            &["inputs", "serial_number"],
+            msg,
+            "serial_number",
+        )])
+    })
 }
