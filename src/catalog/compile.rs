@@ -26,6 +26,7 @@ const BUILTIN_SOURCES: &[&str] = &[
 pub(super) fn compile(file: &str, def: &CardDef) -> Result<Plan, Vec<CardError>> {
     let mut c = Compiler::new(file, def);
     c.card_rules();
+    c.integer_as_text_rules();
     c.result_set_rules();
     let variants = c.variants();
     let lookups = c.lookups();
@@ -39,11 +40,18 @@ pub(super) fn compile(file: &str, def: &CardDef) -> Result<Plan, Vec<CardError>>
         .iter()
         .filter_map(|(k, p)| p.get("default").map(|d| (k.clone(), d.clone())))
         .collect();
+    let integer_as_text = c
+        .inputs
+        .iter()
+        .filter(|(_, p)| p.get("x-integer-as-text") == Some(&Value::Bool(true)))
+        .map(|(k, _)| k.clone())
+        .collect();
     Ok(Plan {
         variants,
         lookups,
         outputs,
         defaults,
+        integer_as_text,
     })
 }
 
@@ -133,6 +141,39 @@ impl<'a> Compiler<'a> {
         known
     }
 
+    /// An option that must be a boolean (a switch such as "leave blank to clear").
+    fn boolean_option(&mut self, name: &str, pointer: String) {
+        if self.option(name, pointer.clone())
+            && !Shape::of(&self.options[name])
+                .types
+                .eq(&[JsonType::Boolean])
+        {
+            self.err(pointer, format!("the option {name:?} must be a boolean"));
+        }
+    }
+
+    /// `"x-integer-as-text": true` marks a top-level text input that is numeric by nature (a
+    /// PIN, a Kandji user id): only there, and only on a string input, may an integer stand in.
+    fn integer_as_text_rules(&mut self) {
+        for (key, p) in self.inputs {
+            match p.get("x-integer-as-text") {
+                None | Some(Value::Bool(false)) => {}
+                Some(Value::Bool(true)) => {
+                    if !Shape::of(p).types.eq(&[JsonType::String]) {
+                        self.err(
+                            at(&at("/input_schema/properties", key), "x-integer-as-text"),
+                            "only a text input (\"type\": \"string\") takes an integer as its text",
+                        );
+                    }
+                }
+                Some(_) => self.err(
+                    at(&at("/input_schema/properties", key), "x-integer-as-text"),
+                    "must be true or false",
+                ),
+            }
+        }
+    }
+
     /// An input that must be of this JSON type (the engine reads nothing from another).
     fn typed_input(&mut self, name: &str, pointer: String, t: JsonType, what: &str) {
         if self.input(name, pointer.clone()) && !Shape::of(&self.inputs[name]).types.eq(&[t]) {
@@ -174,6 +215,9 @@ impl<'a> Compiler<'a> {
         for (i, rule) in d.rules.iter().enumerate() {
             for (j, name) in rule.at_least_one.iter().enumerate() {
                 self.input(name, format!("/rules/{i}/at_least_one/{j}"));
+            }
+            for (j, name) in rule.or_options.iter().enumerate() {
+                self.boolean_option(name, format!("/rules/{i}/or_options/{j}"));
             }
         }
         self.naming(self.inputs, "/input_schema/properties");
@@ -274,6 +318,12 @@ impl<'a> Compiler<'a> {
         if let Some(name) = &w.present {
             self.input(name, at(base, "present"));
             return Cond::Present(name.clone());
+        }
+        if let Some(names) = &w.any_present {
+            for (i, name) in names.iter().enumerate() {
+                self.input(name, at(&at(base, "any_present"), i));
+            }
+            return Cond::AnyPresent(names.clone());
         }
         let option = w.option.clone().unwrap_or_default();
         let value = w.equals.clone().unwrap_or(Value::Null);
@@ -457,14 +507,20 @@ impl<'a> Compiler<'a> {
     /// `{"$input": name, "map"?: {…}}` or `{"$option": name}`.
     fn reference(&mut self, m: &Map<String, Value>, ptr: &str) -> Template {
         let (key, allowed): (&str, &[&str]) = if m.contains_key("$input") {
-            ("$input", &["$input", "map"])
+            ("$input", &["$input", "map", "if_blank"])
         } else {
             ("$option", &["$option"])
         };
         for k in m.keys().filter(|k| !allowed.contains(&k.as_str())) {
             self.err(
                 at(ptr, k),
-                format!("a {key} reference takes only {}", allowed.join(" and ")),
+                format!("a {key} reference takes only {}", {
+                    let (last, rest) = allowed.split_last().expect("never empty");
+                    match rest {
+                        [] => last.to_string(),
+                        _ => format!("{} and {last}", rest.join(", ")),
+                    }
+                }),
             );
         }
         let Some(name) = m[key].as_str() else {
@@ -497,9 +553,27 @@ impl<'a> Compiler<'a> {
                 );
             }
         }
+        let if_blank = m.get("if_blank").and_then(|b| {
+            let ptr = at(ptr, "if_blank");
+            let option = b.get("option").and_then(Value::as_str);
+            match (option, b.get("send"), b.as_object().map(Map::len)) {
+                (Some(option), Some(send), Some(2)) => {
+                    self.boolean_option(option, at(&ptr, "option"));
+                    Some((option.to_string(), send.clone()))
+                }
+                _ => {
+                    self.err(
+                        ptr,
+                        "must be {\"option\": <a boolean option>, \"send\": <the value that clears>}",
+                    );
+                    None
+                }
+            }
+        });
         Template::Input {
             name: name.to_string(),
             map,
+            if_blank,
         }
     }
 

@@ -55,6 +55,9 @@ pub enum Effect {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Rule {
     pub at_least_one: Vec<String>,
+    /// Boolean options that count as given when true (Update Device's "leave blank to clear").
+    #[serde(default)]
+    pub or_options: Vec<String>,
     #[serde(default)]
     pub message: Option<String>,
 }
@@ -81,6 +84,8 @@ pub enum ResultSetKind {
 pub struct When {
     #[serde(default)]
     pub present: Option<String>,
+    #[serde(default)]
+    pub any_present: Option<Vec<String>>,
     #[serde(default)]
     pub option: Option<String>,
     #[serde(default)]

@@ -16,6 +16,9 @@ pub struct Plan {
     pub outputs: Vec<OutputPlan>,
     /// Defaults of top-level inputs, filled in before the request is built.
     pub defaults: Vec<(String, Value)>,
+    /// Text inputs that are numeric by nature (`"x-integer-as-text": true`): a caller's
+    /// non-negative integer is taken as its decimal text before the schema is checked.
+    pub integer_as_text: Vec<String>,
 }
 
 pub struct Variant {
@@ -121,6 +124,8 @@ pub struct LookupPlan {
 pub enum Cond {
     /// This input is given (and not null).
     Present(String),
+    /// At least one of these inputs is given (and not null).
+    AnyPresent(Vec<String>),
     /// This option equals this value.
     OptionEquals { option: String, value: Value },
 }
@@ -129,6 +134,9 @@ impl Cond {
     pub fn holds(&self, inputs: &Map<String, Value>, options: &Map<String, Value>) -> bool {
         match self {
             Cond::Present(name) => inputs.get(name).is_some_and(|v| !v.is_null()),
+            Cond::AnyPresent(names) => names
+                .iter()
+                .any(|name| inputs.get(name).is_some_and(|v| !v.is_null())),
             Cond::OptionEquals { option, value } => options.get(option) == Some(value),
         }
     }
@@ -139,10 +147,13 @@ impl Cond {
 pub enum Template {
     /// No reference inside: used as is.
     Literal(Value),
-    /// `{"$input": name, "map"?: {...}}`
+    /// `{"$input": name, "map"?: {...}, "if_blank"?: {"option": o, "send": v}}`
     Input {
         name: String,
         map: Option<Map<String, Value>>,
+        /// "Leave blank to clear": when the input is absent and this boolean option is true,
+        /// the key is sent with this value (`null`, `[]`) instead of being dropped.
+        if_blank: Option<(String, Value)>,
     },
     /// `{"$option": name}`
     Option(String),

@@ -13,20 +13,30 @@ impl Template {
     ) -> Option<Value> {
         match self {
             Template::Literal(v) => Some(v.clone()),
-            Template::Input { name, map } => {
-                let v = inputs.get(name).filter(|v| !v.is_null())?;
+            Template::Input {
+                name,
+                map,
+                if_blank,
+            } => {
+                let Some(v) = inputs.get(name).filter(|v| !v.is_null()) else {
+                    let (option, send) = if_blank.as_ref()?;
+                    return (options.get(option) == Some(&Value::Bool(true))).then(|| send.clone());
+                };
                 Some(match (map, v) {
                     (Some(map), Value::String(s)) => map.get(s).unwrap_or(v).clone(),
                     _ => v.clone(),
                 })
             }
             Template::Option(name) => options.get(name).filter(|v| !v.is_null()).cloned(),
-            Template::Object(fields) => Some(Value::Object(
-                fields
+            // An object whose every field is absent is absent too (Erase Device's
+            // ReturnToService is sent only when one of its inputs is given).
+            Template::Object(fields) => {
+                let rendered: Map<String, Value> = fields
                     .iter()
                     .filter_map(|(k, t)| Some((k.clone(), t.render(inputs, options)?)))
-                    .collect(),
-            )),
+                    .collect();
+                (!rendered.is_empty()).then_some(Value::Object(rendered))
+            }
             Template::Array(items) => Some(Value::Array(
                 items
                     .iter()

@@ -12,6 +12,7 @@ pub fn validate(
     options: &Value,
 ) -> Result<Map<String, Value>, Vec<FieldError>> {
     let mut errors = Vec::new();
+    let inputs = &integers_as_text(card, inputs);
     schema_errors(&card.input_validator, inputs, "inputs", &mut errors);
     match &card.options_validator {
         Some(v) => schema_errors(v, options, "options", &mut errors),
@@ -29,16 +30,25 @@ pub fn validate(
     }
     if let Some(obj) = inputs.as_object() {
         for rule in &card.def.rules {
+            let switched_on = |k: &String| options.get(k.as_str()) == Some(&Value::Bool(true));
             let present = rule
                 .at_least_one
                 .iter()
-                .any(|k| obj.get(k).is_some_and(|v| !v.is_null()));
+                .any(|k| obj.get(k).is_some_and(|v| !v.is_null()))
+                || rule.or_options.iter().any(switched_on);
             if !present {
                 let msg = rule.message.clone().unwrap_or_else(|| {
                     format!("give at least one of: {}", rule.at_least_one.join(", "))
                 });
                 for k in &rule.at_least_one {
                     errors.push(FieldError::new(&["inputs", k], msg.clone(), "at_least_one"));
+                }
+                for k in &rule.or_options {
+                    errors.push(FieldError::new(
+                        &["options", k],
+                        msg.clone(),
+                        "at_least_one",
+                    ));
                 }
             }
         }
@@ -53,6 +63,23 @@ pub fn validate(
         }
     }
     Ok(filled)
+}
+
+/// Inputs with each non-negative integer given for a text input that is numeric by nature
+/// (`x-integer-as-text`) replaced by its decimal text: `123456` -> `"123456"`. The schema then
+/// judges the text (a 5-digit PIN is still refused); an integer anywhere else still is not text.
+fn integers_as_text(card: &Card, inputs: &Value) -> Value {
+    let mut out = inputs.clone();
+    if let Some(obj) = out.as_object_mut() {
+        for key in &card.plan.integer_as_text {
+            if let Some(v) = obj.get_mut(key)
+                && let Some(n) = v.as_u64()
+            {
+                *v = Value::String(n.to_string());
+            }
+        }
+    }
+    out
 }
 
 fn schema_errors(

@@ -208,7 +208,7 @@ refused!(a_reference_names_by_a_string: "turn_on_lost_mode", |c| {
 refused!(a_reference_takes_only_map: "turn_on_lost_mode", |c| {
     c["requests"][0]["body"]["template"]["Message"] =
         json!({"$input": "lock_message", "default": "Lost"});
-}, "/requests/0/body/template/Message/default", "takes only $input and map");
+}, "/requests/0/body/template/Message/default", "takes only $input, map and if_blank");
 
 refused!(a_map_is_an_object: "manage_apple_remote_desktop", |c| {
     c["requests"][0]["body"]["template"]["EnableRemoteDesktop"]["map"] = json!(["On", "Off"]);
