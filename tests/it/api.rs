@@ -151,6 +151,7 @@ async fn catalog_lists_every_card_with_its_title() {
         [
             "First Matching Record",
             "First 200 Matching Records",
+            "First 300 Matching Records",
             "Stream Matching Records"
         ]
     );
@@ -175,8 +176,30 @@ async fn catalog_lists_every_card_with_its_title() {
         .iter()
         .map(|x| x["label"].as_str().unwrap())
         .collect();
-    assert_eq!(labels, ["First 300 Records", "Stream All Records"]);
-    for id in ["list_blueprints", "list_ade_integrations"] {
+    assert_eq!(
+        labels,
+        ["First Record", "First 300 Records", "Stream All Records"]
+    );
+    // The seed's result sets, and the 2025 revisions' beside them.
+    for (id, want) in [
+        (
+            "list_blueprints",
+            &[
+                "First 200 Records",
+                "First 300 Records",
+                "Stream All Records",
+            ][..],
+        ),
+        (
+            "list_ade_integrations",
+            &[
+                "First Record",
+                "First 200 Records",
+                "First 300 Records",
+                "Stream All Records",
+            ][..],
+        ),
+    ] {
         let r = s.get(&format!("/v1/cards/{id}")).await;
         let labels: Vec<&str> = r.body["result_sets"]
             .as_array()
@@ -184,7 +207,7 @@ async fn catalog_lists_every_card_with_its_title() {
             .iter()
             .map(|x| x["label"].as_str().unwrap())
             .collect();
-        assert_eq!(labels, ["First 200 Records", "Stream All Records"], "{id}");
+        assert_eq!(labels, want, "{id}");
     }
     s.get("/v1/cards/no_such_card").await.problem(404);
 }
@@ -259,16 +282,27 @@ async fn bad_inputs_name_every_offending_field_and_send_nothing() {
         ("lock_device", json!({"device_id": "a"}), json!({"x": 1}), &["options.x"]),
         ("erase_device", json!({"device_id": "a", "pin": "12345"}), json!({}), &["inputs.pin"]),
         ("erase_device", json!({"device_id": "a", "pin": "abcdef"}), json!({}), &["inputs.pin"]),
-        ("erase_device", json!({"device_id": "a", "pin": 123456}), json!({}), &["inputs.pin"]),
+        // An integer PIN is taken as its digits (x-integer-as-text), which must still be six.
+        ("erase_device", json!({"device_id": "a", "pin": 12345}), json!({}), &["inputs.pin"]),
+        ("erase_device", json!({"device_id": "a", "pin": 1234567}), json!({}), &["inputs.pin"]),
+        ("erase_device", json!({"device_id": "a", "pin": -123456}), json!({}), &["inputs.pin"]),
+        ("erase_device", json!({"device_id": "a", "pin": 123456.5}), json!({}), &["inputs.pin"]),
+        ("erase_device", json!({"device_id": "a", "return_to_service_profile_id": "p"}), json!({}), &["inputs.return_to_service_enabled"]),
         ("erase_device", json!({"device_id": "a", "preserve_data_plan": "yes"}), json!({}), &["inputs.preserve_data_plan"]),
         ("turn_on_lost_mode", json!({"device_id": "a", "footnote": "f"}), json!({}), &["inputs.lock_message", "inputs.phone_number"]),
-        ("update_device", json!({"device_id": "a"}), json!({}), &["inputs.blueprint_id", "inputs.kandji_user_id", "inputs.asset_tag"]),
+        ("update_device", json!({"device_id": "a"}), json!({}), &["inputs.blueprint_id", "inputs.kandji_user_id", "inputs.asset_tag", "inputs.tags", "options.asset_tag", "options.user_id", "options.tags"]),
+        ("update_device", json!({"device_id": "a"}), json!({"asset_tag": false, "tags": false}), &["inputs.blueprint_id", "inputs.kandji_user_id", "inputs.asset_tag", "inputs.tags", "options.asset_tag", "options.user_id", "options.tags"]),
+        ("update_device", json!({"device_id": "a", "kandji_user_id": 1.5}), json!({}), &["inputs.kandji_user_id"]),
+        ("update_device", json!({"device_id": "a", "tags": "vip"}), json!({}), &["inputs.tags"]),
+        ("update_device", json!({"device_id": "a", "asset_tag": 1040}), json!({}), &["inputs.asset_tag"]),
         ("get_blueprint", json!({}), json!({}), &["inputs.blueprint_id", "inputs.blueprint_name"]),
         ("get_device", json!({"device_id": "a"}), json!({}), &["options.details"]),
         ("get_device", json!({"device_id": "a"}), json!({"details": "everything"}), &["options.details"]),
         ("list_devices", json!({}), json!({}), &["options.result_set"]),
         ("list_devices", json!({"serial": "x"}), json!({"result_set": "first_matching_record"}), &["inputs.serial"]),
         ("list_devices", json!({}), json!({"result_set": "first_1000"}), &["options.result_set"]),
+        ("list_devices", json!({"platform": ""}), json!({"result_set": "first_matching_record"}), &["inputs.platform"]),
+        ("list_devices", json!({"device_id": 42}), json!({"result_set": "first_matching_record"}), &["inputs.device_id"]),
         ("create_blueprint", json!({"name": "x"}), json!({}), &["inputs.enrollment_code_is_active"]),
         ("set_device_name", json!({"device_id": "a"}), json!({}), &["inputs.device_name"]),
         ("manage_apple_remote_desktop", json!({"device_id": "a", "manage_remote_desktop": "maybe"}), json!({}), &["inputs.manage_remote_desktop"]),

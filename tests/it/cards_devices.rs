@@ -181,6 +181,45 @@ async fn kandjis_html_404_and_5xx_are_passed_through() {
 
 // ---- MDM commands with a body ----
 
+/// Lock and Erase Device's outputs about the device (the 2025 cards'), read back with
+/// `GET /devices/{id}` after Kandji accepted the command, merged with `rest`.
+fn device_outputs(s: &TestApp, d: &kandji_connector::simulator::Device, rest: Value) -> Value {
+    let mut out = json!({
+        "device_id": id(d),
+        "device_name": d.device_name.to_string(),
+        "serial_number": d.serial_number.to_string(),
+        "platform": d.platform.as_str(),
+        "user_email": user_email(s, d),
+        "message": null,
+    });
+    for (k, v) in rest.as_object().unwrap() {
+        out[k] = v.clone();
+    }
+    out
+}
+
+/// The command, then the read-back of the device; returns the command.
+#[track_caller]
+fn command_then_read(
+    s: &TestApp,
+    d: &kandji_connector::simulator::Device,
+    action: &str,
+) -> kandji_connector::simulator::RecordedRequest {
+    let mut reqs = take(s, 2);
+    assert_eq!(
+        line(&reqs[1]),
+        format!("GET /api/v1/devices/{}", id(d)),
+        "the device read back"
+    );
+    assert_no_body(&reqs[1]);
+    let cmd = reqs.remove(0);
+    assert_eq!(
+        line(&cmd),
+        format!("POST /api/v1/devices/{}/action/{action}", id(d))
+    );
+    cmd
+}
+
 #[tokio::test]
 async fn erase_sends_pin_and_flags_and_echoes_the_pin() {
     let s = start().await;
@@ -199,12 +238,9 @@ async fn erase_sends_pin_and_flags_and_echoes_the_pin() {
     );
     assert_eq!(
         r.body["outputs"],
-        json!({"pin": "012345", "status_code": 200})
+        device_outputs(&s, &mac, json!({"pin": "012345", "status_code": 200}))
     );
-    let req = only(
-        &s,
-        &format!("POST /api/v1/devices/{}/action/erase", id(&mac)),
-    );
+    let req = command_then_read(&s, &mac, "erase");
     assert_json(
         &req,
         json!({"PIN": "012345", "PreserveDataPlan": true, "DisallowProximitySetup": false}),
@@ -219,11 +255,11 @@ async fn erase_sends_pin_and_flags_and_echoes_the_pin() {
             json!({}),
         )
         .await;
-    assert_eq!(out, json!({"pin": null, "status_code": 200}));
-    let req = only(
-        &s,
-        &format!("POST /api/v1/devices/{}/action/erase", id(&iphone)),
+    assert_eq!(
+        out,
+        device_outputs(&s, &iphone, json!({"pin": null, "status_code": 200}))
     );
+    let req = command_then_read(&s, &iphone, "erase");
     assert_json(
         &req,
         json!({"PreserveDataPlan": false, "DisallowProximitySetup": true}),
@@ -234,11 +270,11 @@ async fn erase_sends_pin_and_flags_and_echoes_the_pin() {
     let out = s
         .outputs("erase_device", json!({"device_id": id(&ipad)}), json!({}))
         .await;
-    assert_eq!(out, json!({"pin": null, "status_code": 200}));
-    let req = only(
-        &s,
-        &format!("POST /api/v1/devices/{}/action/erase", id(&ipad)),
+    assert_eq!(
+        out,
+        device_outputs(&s, &ipad, json!({"pin": null, "status_code": 200}))
     );
+    let req = command_then_read(&s, &ipad, "erase");
     assert_no_body(&req);
 }
 
@@ -251,15 +287,18 @@ async fn lock_returns_a_macs_pin_uncached_and_kandjis_errors() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(no_store(&r), "the unlock PIN was answered cacheable");
-    let req = only(
-        &s,
-        &format!("POST /api/v1/devices/{}/action/lock", id(&mac)),
-    );
+    let req = command_then_read(&s, &mac, "lock");
     assert_no_body(&req);
     let out = &r.body["outputs"];
-    assert_keys(out, &["pin", "status_code"]);
-    assert_eq!(out["status_code"], 200);
     let pin = out["pin"].as_str().expect("a PIN").to_string();
+    assert_eq!(
+        *out,
+        device_outputs(
+            &s,
+            &mac,
+            json!({"pin": pin, "lock_pin": pin, "status_code": 200})
+        )
+    );
     assert!(
         pin.len() == 6 && pin.chars().all(|c| c.is_ascii_digit()),
         "{pin}"
@@ -288,10 +327,15 @@ async fn lock_returns_a_macs_pin_uncached_and_kandjis_errors() {
     let out = s
         .outputs("lock_device", json!({"device_id": id(&mac)}), json!({}))
         .await;
-    take(&s, 1);
+    // Kandji's 400 names the device: it is still read back.
+    command_then_read(&s, &mac, "lock");
     assert_eq!(
         out,
-        json!({"pin": null, "status_code": 400, "error": "This device is already locked."})
+        device_outputs(
+            &s,
+            &mac,
+            json!({"pin": null, "lock_pin": null, "status_code": 400, "error": "This device is already locked.", "message": "This device is already locked."})
+        )
     );
 
     // An iPhone locks without a PIN.
@@ -299,21 +343,29 @@ async fn lock_returns_a_macs_pin_uncached_and_kandjis_errors() {
     let out = s
         .outputs("lock_device", json!({"device_id": id(&iphone)}), json!({}))
         .await;
-    only(
-        &s,
-        &format!("POST /api/v1/devices/{}/action/lock", id(&iphone)),
+    command_then_read(&s, &iphone, "lock");
+    assert_eq!(
+        out,
+        device_outputs(
+            &s,
+            &iphone,
+            json!({"pin": null, "lock_pin": null, "status_code": 200})
+        )
     );
-    assert_eq!(out, json!({"pin": null, "status_code": 200}));
 
     // An Apple TV cannot be locked.
     let tv = device(&s, "AppleTV");
     let out = s
         .outputs("lock_device", json!({"device_id": id(&tv)}), json!({}))
         .await;
-    take(&s, 1);
+    command_then_read(&s, &tv, "lock");
     assert_eq!(
         out,
-        json!({"pin": null, "status_code": 400, "error": "Command is not allowed for current device"})
+        device_outputs(
+            &s,
+            &tv,
+            json!({"pin": null, "lock_pin": null, "status_code": 400, "error": "Command is not allowed for current device", "message": "Command is not allowed for current device"})
+        )
     );
 }
 
@@ -867,6 +919,8 @@ fn basic_device(s: &TestApp, d: &kandji_connector::simulator::Device) -> Value {
         "first_enrollment": rfc(&d.first_enrollment),
         "last_enrollment": rfc(&d.last_enrollment),
         "blueprint_name": t.blueprint_name(&d.blueprint_id),
+        "lost_mode_status": d.lost_mode_status(),
+        "tags": d.tags,
     })
 }
 
@@ -1157,6 +1211,13 @@ async fn update_device_patches_blueprint_user_and_asset_tag() {
     );
     let mut want_device = basic_device(&s, &updated);
     want_device["status"] = json!(200);
+    // Update Device's group has no Lost Mode Status, and the 2025 card's supplemental versions.
+    want_device
+        .as_object_mut()
+        .unwrap()
+        .remove("lost_mode_status");
+    want_device["supplemental_build_version"] = json!(updated.build());
+    want_device["supplemental_os_version_extra"] = json!("");
     assert_eq!(want_device["blueprint_name"], bp.name.as_str());
     assert_eq!(
         out,

@@ -77,6 +77,7 @@ async fn list_devices_first_matching_record_asks_for_one() {
         "first_enrollment",
         "last_enrollment",
         "blueprint_name",
+        "tags",
     ] {
         want[k] = first[k].clone();
     }
@@ -395,6 +396,11 @@ async fn get_blueprint_by_id() {
             "enrollment_code": bp.enrollment_code.code,
             "enrollment_code_is_active": bp.enrollment_code.is_active,
             "alerts_count": null,
+            // The 2025 card's labels for the same values, and the Blueprint's type.
+            "computer_count": raw["computers_count"],
+            "missing_computer_count": raw["missing_computers_count"],
+            "enrollment_code_active": bp.enrollment_code.is_active,
+            "type": "classic",
         })
     );
 
@@ -471,6 +477,8 @@ async fn get_blueprint_by_name_picks_the_exact_name_among_kandjis_contains_match
                 "id": null, "name": null, "icon": null, "color": null, "description": null,
                 "parameters": null, "count": null, "missing": null, "enrollment_code": null,
                 "enrollment_code_is_active": null, "alerts_count": null,
+                "computer_count": null, "missing_computer_count": null,
+                "enrollment_code_active": null, "type": null,
             }),
             "{name}"
         );

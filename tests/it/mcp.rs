@@ -283,7 +283,15 @@ async fn destructive_tools_are_offered_when_the_operator_turns_them_on() {
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert_eq!(sent, [format!("POST /api/v1/devices/{mac}/action/lock")]);
+    assert_eq!(
+        sent,
+        [
+            format!("POST /api/v1/devices/{mac}/action/lock"),
+            format!("GET /api/v1/devices/{mac}")
+        ]
+    );
+    assert_eq!(out["lock_pin"], out["pin"]);
+    assert_eq!(out["device_id"], mac);
 }
 
 #[tokio::test]

@@ -353,7 +353,8 @@ async fn preview_takes_no_budget_and_claims_no_idempotency_key() {
     take(&app, 1);
 }
 
-/// An action card: its one request on the tenant's host, with the JSON body Kandji gets.
+/// An action card: its command on the tenant's host, with the JSON body Kandji gets, then the
+/// read-back of the device for the 2025 card's device outputs.
 #[tokio::test]
 async fn an_action_plans_its_command_with_its_json_body() {
     let app = kandji_app().await;
@@ -371,11 +372,15 @@ async fn an_action_plans_its_command_with_its_json_body() {
     assert_eq!(p["effect"], "destructive");
     assert_eq!(
         lines(&p),
-        [format!(
-            "POST {}/api/v1/devices/{mac}/action/erase",
-            app.sim.base_url()
-        )]
+        [
+            format!(
+                "POST {}/api/v1/devices/{mac}/action/erase",
+                app.sim.base_url()
+            ),
+            format!("GET {}/api/v1/devices/{mac}", app.sim.base_url())
+        ]
     );
+    assert_ne!(p["requests"][1]["role"], "request", "{p}");
     let r = &p["requests"][0];
     assert_eq!(
         (&r["role"], &r["when"]),
@@ -405,10 +410,13 @@ async fn an_action_plans_its_command_with_its_json_body() {
     );
     assert_eq!(
         lines(&p),
-        [format!(
-            "POST {}/api/v1/devices/{mac}/action/lock",
-            app.sim.base_url()
-        )]
+        [
+            format!(
+                "POST {}/api/v1/devices/{mac}/action/lock",
+                app.sim.base_url()
+            ),
+            format!("GET {}/api/v1/devices/{mac}", app.sim.base_url())
+        ]
     );
 }
 
