@@ -1134,3 +1134,776 @@ async fn list_library_item_statuses_lists_every_device_in_scope() {
         json!({"status_code": 404, "results": null, "error": "Not found."})
     );
 }
+
+// ---- The 2025 revisions of the older cards (a superset of the seed's) ----
+//
+// The seed-style invocations of these cards are in card fixtures, cards_devices.rs and
+// cards_lists.rs; here each is invoked as a 2025 flow would, and the exact request is checked.
+
+/// The query of a `GET /devices` page without `ordering`, which the list adds for a stable
+/// order whatever the filters (asserted by the paging tests).
+fn device_query(r: &kandji_connector::simulator::RecordedRequest) -> Vec<(String, String)> {
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str()),
+        ("GET", "/api/v1/devices")
+    );
+    assert_no_body(r);
+    r.query_pairs()
+        .into_iter()
+        .filter(|(k, _)| k != "ordering")
+        .collect()
+}
+
+fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
+    want.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn list_devices_2025_filters_by_filevault_and_tags_and_returns_the_first_300() {
+    let s = start().await;
+    let (tag, want_ids) = {
+        let t = s.sim.tenant();
+        // A tag some FileVault-on Macs carry.
+        let tag = t
+            .devices
+            .iter()
+            .filter(|d| d.platform.as_str() == "Mac" && d.filevault_enabled)
+            .find_map(|d| d.tags.first().cloned())
+            .expect("a tagged Mac with FileVault on");
+        let tag = t.tags.iter().find(|x| x.name == tag).unwrap().clone();
+        let mut ids: Vec<String> = t
+            .devices
+            .iter()
+            .filter(|d| {
+                d.platform.as_str() == "Mac" && d.filevault_enabled && d.tags.contains(&tag.name)
+            })
+            .map(id)
+            .collect();
+        ids.sort();
+        (tag, ids)
+    };
+    let out = s
+        .outputs(
+            "list_devices",
+            json!({"platform": "Mac", "filevault_turned_on": true, "tag_id": tag.id.to_string(), "tag_name": tag.name}),
+            json!({"result_set": "first_300_matching_records"}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    let tag_id = tag.id.to_string();
+    assert_eq!(
+        device_query(&req),
+        pairs(&[
+            ("filevault_enabled", "true"),
+            ("platform", "Mac"),
+            ("tag_id", &tag_id),
+            ("tag_name", &tag.name),
+            ("limit", "300"),
+            ("offset", "0"),
+        ])
+    );
+    assert_keys(&out, &["devices", "status_code"]);
+    assert_eq!(out["status_code"], 200);
+    let mut got = ids_of(&out["devices"], "device_id");
+    got.sort();
+    assert!(!got.is_empty());
+    assert_eq!(got, want_ids);
+    for d in out["devices"].as_array().unwrap() {
+        assert!(
+            d["tags"].as_array().unwrap().contains(&json!(tag.name)),
+            "{d}"
+        );
+    }
+
+    // FileVault off: Kandji's `false`, never a dropped filter.
+    s.outputs(
+        "list_devices",
+        json!({"filevault_turned_on": false}),
+        json!({"result_set": "first_300_matching_records"}),
+    )
+    .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(
+        device_query(&req),
+        pairs(&[
+            ("filevault_enabled", "false"),
+            ("limit", "300"),
+            ("offset", "0")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn list_devices_2025_first_matching_record_has_tags_and_the_in_filters_pass_through() {
+    let s = start().await;
+    let (d, other) = {
+        let t = s.sim.tenant();
+        let d = t
+            .devices
+            .iter()
+            .find(|d| !d.tags.is_empty())
+            .expect("a tagged device")
+            .clone();
+        let other = t
+            .tags
+            .iter()
+            .find(|x| !d.tags.contains(&x.name))
+            .unwrap()
+            .clone();
+        (d, other)
+    };
+    let names = format!("{},{}", other.name, d.tags[0]);
+    let out = s
+        .outputs(
+            "list_devices",
+            json!({"serial_number": d.serial_number.to_string(), "tag_name_in": names}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(
+        device_query(&req),
+        pairs(&[
+            ("serial_number", &d.serial_number),
+            ("tag_name_in", &names),
+            ("limit", "1"),
+            ("offset", "0")
+        ])
+    );
+    assert_eq!(out["device_id"], id(&d));
+    assert_eq!(out["tags"], json!(d.tags));
+
+    // Tag ID In: Kandji's comma-separated ids.
+    let tag_ids = {
+        let t = s.sim.tenant();
+        let mine = t.tags.iter().find(|x| x.name == d.tags[0]).unwrap().id;
+        format!("{},{mine}", other.id)
+    };
+    let out = s
+        .outputs(
+            "list_devices",
+            json!({"serial_number": d.serial_number.to_string(), "tag_id_in": tag_ids}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(
+        device_query(&req),
+        pairs(&[
+            ("serial_number", &d.serial_number),
+            ("tag_id_in", &tag_ids),
+            ("limit", "1"),
+            ("offset", "0")
+        ])
+    );
+    assert_eq!(out["device_id"], id(&d));
+}
+
+#[tokio::test]
+async fn list_devices_platform_is_any_text_with_the_known_ones_suggested() {
+    let s = start().await;
+    // A platform this catalog does not list (Kandji, now Iru, also manages Windows): sent as
+    // given, and Kandji's answer (no such device here) comes back.
+    let out = s
+        .outputs(
+            "list_devices",
+            json!({"platform": "Windows"}),
+            json!({"result_set": "first_300_matching_records"}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(
+        device_query(&req),
+        pairs(&[("platform", "Windows"), ("limit", "300"), ("offset", "0")])
+    );
+    assert_eq!(out, json!({"status_code": 200, "devices": []}));
+
+    // Empty text is still refused, naming the field; nothing reaches Kandji.
+    let r = s
+        .invoke(
+            "list_devices",
+            json!({"platform": ""}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    assert_eq!(r.problem(422), ["inputs.platform"]);
+    assert_eq!(s.sim.request_count(), 0);
+
+    // The schema a designer (and an MCP client) sees: free text, the known values as examples.
+    let card = s.get("/v1/cards/list_devices").await.ok();
+    let platform = &card["input_schema"]["properties"]["platform"];
+    assert_eq!(platform["type"], "string");
+    assert!(platform.get("enum").is_none(), "{platform}");
+    assert_eq!(
+        platform["examples"],
+        json!(["Mac", "iPhone", "iPad", "AppleTV", "Vision"])
+    );
+}
+
+#[tokio::test]
+async fn kandji_user_id_takes_an_integer_as_its_text() {
+    let s = start().await;
+    let (mac, user) = {
+        let t = s.sim.tenant();
+        let mac = t.first_device_of("Mac").unwrap().clone();
+        let user = t
+            .users
+            .iter()
+            .find(|u| Some(u.id) != mac.user_id)
+            .unwrap()
+            .clone();
+        (mac, user)
+    };
+    // Update Device: the seed's Number-typed Kandji User ID; Kandji took the deprecated integer
+    // id as text until 2025 (kandji-api.md), as the simulated tenant still does.
+    let out = s
+        .outputs(
+            "update_device",
+            json!({"device_id": id(&mac), "kandji_user_id": user.deprecated_user_id}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &format!("PATCH /api/v1/devices/{}", id(&mac)));
+    assert_json(&req, json!({"user": user.deprecated_user_id.to_string()}));
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["user"]["user_id"], user.id.to_string());
+
+    // List Devices: an integer becomes the same text in the query; Kandji's answer passes through.
+    let out = s
+        .outputs(
+            "list_devices",
+            json!({"kandji_user_id": 42}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(
+        device_query(&req),
+        pairs(&[("user_id", "42"), ("limit", "1"), ("offset", "0")])
+    );
+    assert_eq!(out["status_code"], 400);
+    assert_eq!(out["error"], "user_id: Enter a valid UUID.");
+
+    // Elsewhere an integer is not text: a Device ID or an asset tag given as a number is refused.
+    for (card, inputs, options, field) in [
+        (
+            "list_devices",
+            json!({"device_id": 7}),
+            json!({"result_set": "first_matching_record"}),
+            "inputs.device_id",
+        ),
+        (
+            "update_device",
+            json!({"device_id": id(&mac), "asset_tag": 1040}),
+            json!({}),
+            "inputs.asset_tag",
+        ),
+        (
+            "update_device",
+            json!({"device_id": id(&mac), "kandji_user_id": -3}),
+            json!({}),
+            "inputs.kandji_user_id",
+        ),
+    ] {
+        let r = s.invoke(card, inputs, options).await;
+        assert_eq!(r.problem(422), [field], "{card}");
+    }
+    assert_eq!(s.sim.request_count(), 0);
+}
+
+#[tokio::test]
+async fn list_blueprints_first_300_records() {
+    let s = start().await;
+    let out = s
+        .outputs(
+            "list_blueprints",
+            json!({}),
+            json!({"result_set": "first_300_records"}),
+        )
+        .await;
+    let req = only(&s, "GET /api/v1/blueprints?limit=300&offset=0");
+    assert_no_body(&req);
+    assert_keys(&out, &["results", "status_code"]);
+    let mut want: Vec<String> = s
+        .sim
+        .tenant()
+        .blueprints
+        .iter()
+        .map(|b| b.id.to_string())
+        .collect();
+    want.sort();
+    let mut got = ids_of(&out["results"], "id");
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn list_ade_integrations_first_record_and_first_300() {
+    let s = start().await;
+    let raw = kandji(&s, "/integrations/apple/ade").await;
+    let first = &raw["results"][0];
+    let out = s
+        .outputs(
+            "list_ade_integrations",
+            json!({}),
+            json!({"result_set": "first_record"}),
+        )
+        .await;
+    let req = only(&s, "GET /api/v1/integrations/apple/ade");
+    assert_no_body(&req);
+    let opt = |v: &Value| if v.is_null() { Value::Null } else { v.clone() };
+    assert_eq!(
+        out,
+        json!({
+            "status_code": 200,
+            "id": first["id"],
+            "blueprint_id": first["blueprint"]["id"],
+            "blueprint_name": first["blueprint"]["name"],
+            "blueprint_icon": first["blueprint"]["icon"],
+            "blueprint_color": first["blueprint"]["color"],
+            "access_token_expiry": date(&first["access_token_expiry"]),
+            "server_name": first["server_name"],
+            "server_uuid": first["server_uuid"],
+            "admin_id": first["admin_id"],
+            "organization_name": first["org_name"],
+            "organization_email_address": first["org_email"],
+            "organization_phone": first["org_phone"],
+            "organization_address": first["org_address"],
+            "organization_type": first["org_type"],
+            "s_token_file_name": first["stoken_file_name"],
+            "last_device_sync": date(&first["last_device_sync"]),
+            "default_email_address": first["defaults"]["email"],
+            "default_phone": first["defaults"]["phone"],
+            "days_left": first["days_left"],
+            "status": first["status"],
+            "status_reason": opt(&first["status_reason"]),
+            "status_received_at": date(&first["status_received_at"]),
+            "iphone_count": opt(&first["device_counts"]["iPhone"]),
+            "mac_count": opt(&first["device_counts"]["Mac"]),
+            "ipad_count": opt(&first["device_counts"]["iPad"]),
+            "apple_tv_count": opt(&first["device_counts"]["AppleTV"]),
+            "appleseed_beta_enrollment": null,
+        })
+    );
+    assert!(out["mac_count"].as_u64().unwrap() > 0, "{out}");
+
+    let out = s
+        .outputs(
+            "list_ade_integrations",
+            json!({}),
+            json!({"result_set": "first_300_records"}),
+        )
+        .await;
+    only(&s, "GET /api/v1/integrations/apple/ade");
+    assert_keys(&out, &["results", "status_code"]);
+    assert_eq!(ids_of(&out["results"], "id"), ids_of(&raw["results"], "id"));
+}
+
+/// The outputs of List ADE Devices' First Record for a record of either of Kandji's shapes
+/// (token-scoped: nested `blueprint`; global: `blueprint_id`, `user_id`).
+fn ade_first_record(r: &Value) -> Value {
+    let nested = r["blueprint"].is_object();
+    json!({
+        "status_code": 200,
+        "blueprint_id": if nested { r["blueprint"]["id"].clone() } else { r["blueprint_id"].clone() },
+        "kandji_user_id": if nested { r["user"].clone() } else { r["user_id"].clone() },
+        "ade_token_id": r["dep_account"]["id"],
+        "server_name": r["dep_account"]["server_name"],
+        "asset_tag": r["asset_tag"],
+        "description": r["description"],
+        "color": r["color"],
+        "device_assigned_by": r["device_assigned_by"],
+        "device_assigned_date": date(&r["device_assigned_date"]),
+        "device_family": r["device_family"],
+        "model": r["model"],
+        "os": r["os"],
+        "profile_assign_time": date(&r["profile_assign_time"]),
+        "profile_push_status": null,
+        "profile_status": r["profile_status"],
+        "ade_device_id": r["id"],
+        "last_assignment_time": null,
+        "failed_assignment": null,
+        "assignment_status_received_at": date(&r["assignment_status_received_at"]),
+        "enrolled_device_id": r["mdm_device"]["id"],
+        "enrolled_at": date(&r["mdm_device"]["enrolled_at"]),
+        "enrolled_device_name": r["mdm_device"]["name"],
+        "enrolled_device_enrollment_status": r["mdm_device"]["enrollment_status"].as_u64().map(|n| n.to_string()),
+        "deferred_install": r["mdm_device"]["deferred_install"],
+        "is_missing": r["mdm_device"]["is_missing"],
+        "is_removed": r["mdm_device"]["is_removed"],
+    })
+}
+
+#[tokio::test]
+async fn list_ade_devices_seed_style_asks_the_token_and_first_record_reads_its_first() {
+    let s = start().await;
+    let token = s.sim.tenant().ade_integrations[0].id.to_string();
+    let raw = kandji(&s, &format!("/integrations/apple/ade/{token}/devices")).await;
+    let out = s
+        .outputs(
+            "list_ade_devices",
+            json!({"ade_token_id": token}),
+            json!({"result_set": "first_record"}),
+        )
+        .await;
+    let req = only(
+        &s,
+        &format!("GET /api/v1/integrations/apple/ade/{token}/devices"),
+    );
+    assert_no_body(&req);
+    // The first record awaiting nothing: enrolled, with a user.
+    assert!(raw["results"][0]["mdm_device"].is_object(), "{raw}");
+    assert_eq!(out, ade_first_record(&raw["results"][0]));
+    assert_eq!(out["ade_token_id"], token);
+}
+
+#[tokio::test]
+async fn list_ade_devices_2025_filters_ask_kandjis_global_list_narrowed_to_the_token() {
+    let s = start().await;
+    let (token, a) = {
+        let t = s.sim.tenant();
+        let token = t.ade_integrations[0].id;
+        let a = t
+            .ade_devices_of(&token)
+            .iter()
+            .find(|a| a.user_id.is_some() && a.mdm_device.is_some())
+            .expect("an enrolled ADE device with a user")
+            .clone();
+        (token.to_string(), a)
+    };
+    let serial_part = a.serial_number[2..8].to_lowercase();
+    let user = a.user_id.unwrap().to_string();
+    let family = a.model.platform.as_str();
+    let os = a.model.platform.ade_os();
+    let model_part = a.model.family_name.split(' ').next().unwrap().to_string();
+    let out = s
+        .outputs(
+            "list_ade_devices",
+            json!({
+                "ade_token_id": token,
+                "device_family": family,
+                "kandji_user_id": user,
+                "model": model_part,
+                "operating_system": os,
+                "profile_status": a.profile_status,
+                "serial_number_contains_string": serial_part,
+            }),
+            json!({"result_set": "first_300_records"}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(req.method, "GET");
+    assert_eq!(req.path, "/api/v1/integrations/apple/ade/devices");
+    assert_no_body(&req);
+    assert_eq!(
+        req.query_pairs(),
+        pairs(&[
+            ("dep_account", &token),
+            ("device_family", family),
+            ("model", &model_part),
+            ("os", os),
+            ("profile_status", a.profile_status),
+            ("serial_number", &serial_part),
+            ("user_id", &user),
+        ])
+    );
+    assert_keys(&out, &["results", "status_code"]);
+    assert_eq!(ids_of(&out["results"], "id"), [a.id.to_string()]);
+    // The global list's shape: flat ids.
+    assert_eq!(
+        out["results"][0]["blueprint_id"],
+        a.blueprint_id.to_string()
+    );
+
+    // One filter is enough to ask the global list; First Record reads its flat shape.
+    let raw = kandji(
+        &s,
+        &format!("/integrations/apple/ade/devices?dep_account={token}&os={os}"),
+    )
+    .await;
+    let out = s
+        .outputs(
+            "list_ade_devices",
+            json!({"ade_token_id": token, "operating_system": os}),
+            json!({"result_set": "first_record"}),
+        )
+        .await;
+    only(
+        &s,
+        &format!("GET /api/v1/integrations/apple/ade/devices?dep_account={token}&os={os}"),
+    );
+    assert!(raw["results"][0]["blueprint_id"].is_string(), "{raw}");
+    assert_eq!(out, ade_first_record(&raw["results"][0]));
+
+    // Operating System is Kandji's closed list.
+    let r = s
+        .invoke(
+            "list_ade_devices",
+            json!({"ade_token_id": token, "operating_system": "macOS"}),
+            json!({"result_set": "first_record"}),
+        )
+        .await;
+    assert_eq!(r.problem(422), ["inputs.operating_system"]);
+    assert_eq!(s.sim.request_count(), 0);
+}
+
+#[tokio::test]
+async fn lock_device_2025_sends_message_and_phone_number_and_reads_the_device() {
+    let s = start().await;
+    let (mac, email) = {
+        let t = s.sim.tenant();
+        let mac = t.first_device_of("Mac").unwrap().clone();
+        let email = mac
+            .user_id
+            .and_then(|u| t.user(&u))
+            .map(|u| u.email.to_string());
+        (mac, email)
+    };
+    let r = s
+        .invoke(
+            "lock_device",
+            json!({"device_id": id(&mac), "lock_message": "Return to IT", "phone_number": "+1 415 555 0100"}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(no_store(&r), "a Lock PIN answered cacheable");
+    let reqs = take(&s, 2);
+    assert_eq!(
+        line(&reqs[0]),
+        format!("POST /api/v1/devices/{}/action/lock", id(&mac))
+    );
+    assert_json(
+        &reqs[0],
+        json!({"Message": "Return to IT", "PhoneNumber": "+1 415 555 0100"}),
+    );
+    assert_eq!(line(&reqs[1]), format!("GET /api/v1/devices/{}", id(&mac)));
+    let out = &r.body["outputs"];
+    let pin = out["lock_pin"].as_str().expect("a Lock PIN").to_string();
+    assert_eq!(
+        *out,
+        json!({
+            "status_code": 200,
+            "device_id": id(&mac),
+            "device_name": mac.device_name.to_string(),
+            "serial_number": mac.serial_number.to_string(),
+            "platform": "Mac",
+            "user_email": email,
+            "message": null,
+            "lock_pin": pin,
+            "pin": pin,
+        })
+    );
+    assert_eq!(
+        s.sim
+            .tenant()
+            .device(&mac.device_id)
+            .unwrap()
+            .unlock_pin
+            .as_deref(),
+        Some(pin.as_str())
+    );
+}
+
+#[tokio::test]
+async fn erase_device_2025_sends_return_to_service_only_when_given() {
+    let s = start().await;
+    let iphone = device(&s, "iPhone");
+    let out = s
+        .outputs(
+            "erase_device",
+            json!({"device_id": id(&iphone), "preserve_data_plan": true, "return_to_service_enabled": true, "return_to_service_profile_id": "wifi-profile-7"}),
+            json!({}),
+        )
+        .await;
+    let reqs = take(&s, 2);
+    assert_eq!(
+        line(&reqs[0]),
+        format!("POST /api/v1/devices/{}/action/erase", id(&iphone))
+    );
+    assert_json(
+        &reqs[0],
+        json!({"PreserveDataPlan": true, "ReturnToService": {"Enabled": true, "ProfileId": "wifi-profile-7"}}),
+    );
+    assert_eq!(
+        line(&reqs[1]),
+        format!("GET /api/v1/devices/{}", id(&iphone))
+    );
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["device_id"], id(&iphone));
+    assert_eq!(out["platform"], "iPhone");
+    assert_eq!(out["serial_number"], iphone.serial_number.to_string());
+    assert_eq!(out["pin"], Value::Null);
+
+    // Enabled alone (false): the object with only Enabled.
+    let ipad = device(&s, "iPad");
+    s.outputs(
+        "erase_device",
+        json!({"device_id": id(&ipad), "return_to_service_enabled": false}),
+        json!({}),
+    )
+    .await;
+    let reqs = take(&s, 2);
+    assert_json(&reqs[0], json!({"ReturnToService": {"Enabled": false}}));
+
+    // A Mac with the seed's Number-typed PIN: the same six digits, as text.
+    let mac = device(&s, "Mac");
+    let out = s
+        .outputs(
+            "erase_device",
+            json!({"device_id": id(&mac), "pin": 123456}),
+            json!({}),
+        )
+        .await;
+    let reqs = take(&s, 2);
+    assert_json(&reqs[0], json!({"PIN": "123456"}));
+    assert_eq!(out["pin"], "123456");
+
+    // A Profile ID without Enabled: Kandji would refuse it, so it never leaves.
+    let r = s
+        .invoke(
+            "erase_device",
+            json!({"device_id": id(&ipad), "return_to_service_profile_id": "p"}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.problem(422), ["inputs.return_to_service_enabled"]);
+    assert_eq!(s.sim.request_count(), 0);
+}
+
+#[tokio::test]
+async fn update_device_2025_replaces_tags_and_clears_what_is_left_blank() {
+    let s = start().await;
+    let mac = device(&s, "Mac");
+    let path = format!("PATCH /api/v1/devices/{}", id(&mac));
+
+    // Tags: the whole set, replacing; a new name becomes a tag.
+    let out = s
+        .outputs(
+            "update_device",
+            json!({"device_id": id(&mac), "tags": ["accuhive_vip", "loaner"]}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &path);
+    assert_json(&req, json!({"tags": ["accuhive_vip", "loaner"]}));
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["device"]["tags"], json!(["accuhive_vip", "loaner"]));
+    assert_eq!(
+        out["device"]["supplemental_build_version"],
+        mac.build(),
+        "{out}"
+    );
+    assert_eq!(out["device"]["supplemental_os_version_extra"], "");
+    assert!(s.sim.tenant().tags.iter().any(|t| t.name == "loaner"));
+
+    // Give an asset tag first, so that clearing it changes something.
+    s.outputs(
+        "update_device",
+        json!({"device_id": id(&mac), "asset_tag": "KJ-1"}),
+        json!({}),
+    )
+    .await;
+    take(&s, 1);
+
+    // The three "leave blank to clear" options alone count as a change.
+    let out = s
+        .outputs(
+            "update_device",
+            json!({"device_id": id(&mac)}),
+            json!({"asset_tag": true, "user_id": true, "tags": true}),
+        )
+        .await;
+    let req = only(&s, &path);
+    assert_json(&req, json!({"asset_tag": null, "user": null, "tags": []}));
+    assert_eq!(out["status_code"], 200);
+    assert_eq!(out["device"]["asset_tag"], Value::Null);
+    assert_eq!(out["device"]["tags"], json!([]));
+    assert_eq!(out["user"], Value::Null);
+    let d = s.sim.tenant().device(&mac.device_id).unwrap().clone();
+    assert_eq!(
+        (d.asset_tag.as_deref(), d.user_id, d.tags.len()),
+        (None, None, 0)
+    );
+
+    // A value given wins over its clear option; an option left false clears nothing.
+    s.outputs(
+        "update_device",
+        json!({"device_id": id(&mac), "asset_tag": "KJ-2"}),
+        json!({"asset_tag": true, "tags": false}),
+    )
+    .await;
+    let req = only(&s, &path);
+    assert_json(&req, json!({"asset_tag": "KJ-2"}));
+
+    // An option that is false is no change.
+    let r = s
+        .invoke(
+            "update_device",
+            json!({"device_id": id(&mac)}),
+            json!({"user_id": false}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(s.sim.request_count(), 0);
+}
+
+#[tokio::test]
+async fn get_device_basic_2025_has_lost_mode_status_and_tags() {
+    let s = start().await;
+    let iphone = device(&s, "iPhone");
+    s.outputs(
+        "update_device",
+        json!({"device_id": id(&iphone), "tags": ["accuhive_02"]}),
+        json!({}),
+    )
+    .await;
+    s.outputs(
+        "turn_on_lost_mode",
+        json!({"device_id": id(&iphone), "lock_message": "Lost"}),
+        json!({}),
+    )
+    .await;
+    s.sim.clear_requests();
+    let out = s
+        .outputs(
+            "get_device",
+            json!({"device_id": id(&iphone)}),
+            json!({"details": "basic"}),
+        )
+        .await;
+    only(&s, &format!("GET /api/v1/devices/{}", id(&iphone)));
+    let raw = kandji(&s, &format!("/devices/{}", id(&iphone))).await;
+    assert!(
+        !raw["lost_mode_status"].as_str().unwrap().is_empty(),
+        "{raw}"
+    );
+    assert_eq!(out["device"]["lost_mode_status"], raw["lost_mode_status"]);
+    assert_eq!(out["device"]["tags"], json!(["accuhive_02"]));
+}
+
+#[tokio::test]
+async fn get_blueprint_2025_has_type_and_the_2025_labels() {
+    let s = start().await;
+    let bp = s.sim.tenant().blueprints[0].clone();
+    let out = s
+        .outputs(
+            "get_blueprint",
+            json!({"blueprint_name": bp.name}),
+            json!({}),
+        )
+        .await;
+    let req = take(&s, 1).remove(0);
+    assert_eq!(req.path, "/api/v1/blueprints");
+    assert_eq!(
+        req.query_pairs(),
+        pairs(&[("name", &bp.name), ("limit", "300"), ("offset", "0")])
+    );
+    assert_eq!(out["id"], bp.id.to_string());
+    assert_eq!(out["type"], bp.kind.as_str());
+    assert_eq!(out["computer_count"], out["count"]);
+    assert_eq!(out["missing_computer_count"], out["missing"]);
+    assert_eq!(out["enrollment_code_active"], bp.enrollment_code.is_active);
+}
