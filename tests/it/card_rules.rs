@@ -145,7 +145,23 @@ refused!(rules_name_inputs: "get_blueprint", |c| {
     c["rules"][0]["at_least_one"][1] = json!("blueprint_nme");
 }, "/rules/0/at_least_one/1", "\"blueprint_nme\" is not an input");
 
+refused!(rule_options_are_options: "update_device", |c| {
+    c["rules"][0]["or_options"][1] = json!("user");
+}, "/rules/0/or_options/1", "\"user\" is not an option");
+
+refused!(rule_options_are_switches: "list_devices", |c| {
+    c["rules"] = json!([{"at_least_one": ["device_id", "serial_number"], "or_options": ["result_set"]}]);
+}, "/rules/0/or_options/0", "the option \"result_set\" must be a boolean");
+
+refused!(integer_as_text_is_only_on_text_inputs: "erase_device", |c| {
+    c["input_schema"]["properties"]["preserve_data_plan"]["x-integer-as-text"] = json!(true);
+}, "/input_schema/properties/preserve_data_plan/x-integer-as-text", "only a text input");
+
 // --- choosing a request -----------------------------------------------------------------------
+
+refused!(when_any_present_names_inputs: "list_ade_devices", |c| {
+    c["requests"][0]["when"]["any_present"][2] = json!("modle");
+}, "/requests/0/when/any_present/2", "\"modle\" is not an input");
 
 refused!(when_present_names_an_input: "turn_on_lost_mode", |c| {
     c["requests"][0]["when"] = json!({"present": "devcie_id"});
@@ -209,6 +225,14 @@ refused!(a_reference_takes_only_map: "turn_on_lost_mode", |c| {
     c["requests"][0]["body"]["template"]["Message"] =
         json!({"$input": "lock_message", "default": "Lost"});
 }, "/requests/0/body/template/Message/default", "takes only $input, map and if_blank");
+
+refused!(if_blank_names_a_boolean_option: "update_device", |c| {
+    c["requests"][0]["body"]["template"]["tags"]["if_blank"]["option"] = json!("tag");
+}, "/requests/0/body/template/tags/if_blank/option", "\"tag\" is not an option");
+
+refused!(if_blank_says_what_to_send: "update_device", |c| {
+    c["requests"][0]["body"]["template"]["tags"]["if_blank"] = json!({"option": "tags"});
+}, "/requests/0/body/template/tags/if_blank", "must be {\"option\"");
 
 refused!(a_map_is_an_object: "manage_apple_remote_desktop", |c| {
     c["requests"][0]["body"]["template"]["EnableRemoteDesktop"]["map"] = json!(["On", "Off"]);
@@ -286,7 +310,7 @@ refused!(pick_values_name_inputs: "get_blueprint", |c| {
 refused!(result_set_ids_are_unique: "list_devices", |c| {
     let again = c["result_sets"][0].clone();
     c["result_sets"].as_array_mut().unwrap().push(again);
-}, "/result_sets/3/id", "used by two result sets");
+}, "/result_sets/4/id", "used by two result sets");
 
 refused!(result_set_ids_are_the_snake_case_of_their_labels: "list_devices", |c| {
     c["result_sets"][0]["label"] = json!("First Record");
