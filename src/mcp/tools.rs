@@ -23,13 +23,15 @@ use crate::error::FieldError;
 const CONNECTION: &str = "connection";
 const STREAM_OPTIONS: [&str; 2] = ["helper_flow", "record_limit"];
 /// Keywords a flat merge keeps; a schema with any other at its top takes the nested shape.
-const MERGEABLE: [&str; 6] = [
+const MERGEABLE: [&str; 7] = [
     "type",
     "properties",
     "required",
     "additionalProperties",
     "title",
     "description",
+    // Names properties, which keep their names when merged (Erase Device's ReturnToService).
+    "dependentRequired",
 ];
 
 /// How a card's tool takes its arguments.
@@ -167,6 +169,7 @@ fn input_schema(card: &Card, shape: &Shape) -> JsonObject {
     );
     let mut props = Map::new();
     let mut required: Vec<Value> = Vec::new();
+    let mut dependent = Map::new();
     if shape.flat {
         for schema in [&d.input_schema, &options_schema] {
             if let Some(p) = schema.get("properties").and_then(Value::as_object) {
@@ -174,6 +177,9 @@ fn input_schema(card: &Card, shape: &Shape) -> JsonObject {
             }
             if let Some(r) = schema.get("required").and_then(Value::as_array) {
                 required.extend(r.iter().cloned());
+            }
+            if let Some(r) = schema.get("dependentRequired").and_then(Value::as_object) {
+                dependent.extend(r.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
         if shape.stream {
@@ -198,6 +204,9 @@ fn input_schema(card: &Card, shape: &Shape) -> JsonObject {
     schema.insert("properties".into(), Value::Object(props));
     if !required.is_empty() {
         schema.insert("required".into(), Value::Array(required));
+    }
+    if !dependent.is_empty() {
+        schema.insert("dependentRequired".into(), Value::Object(dependent));
     }
     schema.insert("additionalProperties".into(), false.into());
     schema

@@ -225,6 +225,42 @@ async fn tools_are_the_cards_each_key_may_run_without_destructive_ones() {
             "list_devices lacks {p}: {list}"
         );
     }
+    // The 2025 revisions' inputs, picked up from the cards: List Devices' new filters and its
+    // free-text Platform with the known values as examples.
+    for p in [
+        "filevault_turned_on",
+        "tag_id",
+        "tag_id_in",
+        "tag_name",
+        "tag_name_in",
+    ] {
+        assert!(
+            list["properties"].get(p).is_some(),
+            "list_devices lacks {p}: {list}"
+        );
+    }
+    assert_eq!(
+        list["properties"]["platform"]["examples"],
+        json!(["Mac", "iPhone", "iPad", "AppleTV", "Vision"])
+    );
+    assert!(list["properties"]["platform"].get("enum").is_none());
+    assert!(
+        list["properties"]["result_set"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("first_300_matching_records"))
+    );
+    // Update Device's "leave blank to clear" options share their names with inputs (as in
+    // Kandji's 2025 card), so its tool takes the HTTP body's shape.
+    let update = Value::Object(find(&all, "update_device").input_schema.as_ref().clone());
+    assert_eq!(
+        update["properties"]["options"]["properties"]["tags"]["type"], "boolean",
+        "{update}"
+    );
+    assert_eq!(
+        update["properties"]["inputs"]["properties"]["tags"]["type"], "array",
+        "{update}"
+    );
     // The engine's wiring is not shown.
     let listed = serde_json::to_string(&all).unwrap();
     assert!(!listed.contains("x-source"), "x-source in the tool list");
@@ -292,6 +328,29 @@ async fn destructive_tools_are_offered_when_the_operator_turns_them_on() {
     );
     assert_eq!(out["lock_pin"], out["pin"]);
     assert_eq!(out["device_id"], mac);
+
+    // The seed's Number-typed PIN, as an MCP client may send it, and the 2025 ReturnToService
+    // inputs: the same request as over HTTP.
+    s.sim.clear_requests();
+    let (iphone, _) = first_device(&s, "iPhone");
+    let erase = find(&all, "erase_device");
+    let r = call(
+        &c,
+        "erase_device",
+        json!({"device_id": iphone, "pin": 123456, "return_to_service_enabled": true}),
+    )
+    .await
+    .unwrap();
+    assert!(r.structured_content.is_some(), "{r:?}");
+    let out = structured(erase, &r);
+    assert_eq!(out["status_code"], 200, "{out}");
+    assert_eq!(out["pin"], "123456");
+    let sent = s.sim.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].json(),
+        Some(json!({"PIN": "123456", "ReturnToService": {"Enabled": true}}))
+    );
 }
 
 #[tokio::test]
