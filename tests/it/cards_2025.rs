@@ -1882,6 +1882,28 @@ async fn get_device_basic_2025_has_lost_mode_status_and_tags() {
     );
     assert_eq!(out["device"]["lost_mode_status"], raw["lost_mode_status"]);
     assert_eq!(out["device"]["tags"], json!(["accuhive_02"]));
+
+    // Full: the 2025 card's Lost Mode, Tags, Cellular, Security Information and User.
+    let out = s
+        .outputs(
+            "get_device",
+            json!({"device_id": id(&iphone)}),
+            json!({"details": "full"}),
+        )
+        .await;
+    only(&s, &format!("GET /api/v1/devices/{}/details", id(&iphone)));
+    let raw = kandji(&s, &format!("/devices/{}/details", id(&iphone))).await;
+    assert_eq!(out["tags"], json!(["accuhive_02"]));
+    assert_eq!(out["lost_mode"], raw["lost_mode"]);
+    assert_eq!(out["lost_mode"]["lock_screen_message"], "Lost", "{out}");
+    assert_eq!(out["cellular"], raw["cellular"]);
+    assert!(out["cellular"].is_object(), "{out}");
+    assert_eq!(out["security_information"], raw["security_information"]);
+    assert_eq!(
+        out["user"]["user_id"],
+        raw["general"]["assigned_user"]["id"]
+    );
+    assert_eq!(out["user"]["email"], json!(user_email(&s, &iphone)));
 }
 
 #[tokio::test]

@@ -1100,6 +1100,20 @@ fn expected_full(raw: &Value) -> Value {
             "device_assigned_by": abm["device_assigned_by"],
         },
         "apple_remote_desktop_turned_on": raw["security_information"]["remote_desktop_enabled"],
+        // The 2025 card's Full outputs.
+        "security_information": null_if_empty(&raw["security_information"]),
+        "cellular": null_if_empty(&raw["cellular"]),
+        "lost_mode": null_if_empty(&raw["lost_mode"]),
+        "tags": raw["tags"],
+        "user": match &g["assigned_user"] {
+            Value::Object(u) => json!({
+                "email": u["email"],
+                "name": u["name"],
+                "user_id": u["id"],
+                "is_archived": u["is_archived"],
+            }),
+            _ => Value::Null,
+        },
     })
 }
 
@@ -1135,7 +1149,7 @@ async fn get_device_full_reads_details_and_normalises_kandjis_quirks() {
             "{platform}"
         );
         assert_eq!(out["filevault"]["filevault_next_rotation"], Value::Null);
-        assert!(out.get("device").is_none() && out.get("user").is_none());
+        assert!(out.get("device").is_none());
         match platform {
             "Mac" => {
                 assert_eq!(raw["kandji_agent"]["agent_installed"], "True");
