@@ -219,6 +219,9 @@ impl<'a> Compiler<'a> {
             for (j, name) in rule.or_options.iter().enumerate() {
                 self.boolean_option(name, format!("/rules/{i}/or_options/{j}"));
             }
+            for (j, name) in rule.at_most_one.iter().enumerate() {
+                self.input(name, format!("/rules/{i}/at_most_one/{j}"));
+            }
         }
         self.naming(self.inputs, "/input_schema/properties");
         self.naming(self.options, "/options_schema/properties");
@@ -507,7 +510,7 @@ impl<'a> Compiler<'a> {
     /// `{"$input": name, "map"?: {…}}` or `{"$option": name}`.
     fn reference(&mut self, m: &Map<String, Value>, ptr: &str) -> Template {
         let (key, allowed): (&str, &[&str]) = if m.contains_key("$input") {
-            ("$input", &["$input", "map", "if_blank"])
+            ("$input", &["$input", "or", "map", "if_blank"])
         } else {
             ("$option", &["$option"])
         };
@@ -570,10 +573,27 @@ impl<'a> Compiler<'a> {
                 }
             }
         });
+        let mut or = Vec::new();
+        match m.get("or") {
+            None => {}
+            Some(Value::Array(names)) if !names.is_empty() => {
+                for (i, n) in names.iter().enumerate() {
+                    match n.as_str() {
+                        Some(n) => {
+                            self.input(n, at(&at(ptr, "or"), i));
+                            or.push(n.to_string());
+                        }
+                        None => self.err(at(&at(ptr, "or"), i), "must be a name (a string)"),
+                    }
+                }
+            }
+            Some(_) => self.err(at(ptr, "or"), "must be a list of input names"),
+        }
         Template::Input {
             name: name.to_string(),
             map,
             if_blank,
+            or,
         }
     }
 

@@ -54,7 +54,11 @@ pub enum Effect {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Rule {
+    #[serde(default)]
     pub at_least_one: Vec<String>,
+    /// Inputs of which at most one may be given (a seed label and its 2025 name).
+    #[serde(default)]
+    pub at_most_one: Vec<String>,
     /// Boolean options that count as given when true (Update Device's "leave blank to clear").
     #[serde(default)]
     pub or_options: Vec<String>,

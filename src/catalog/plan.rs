@@ -147,13 +147,16 @@ impl Cond {
 pub enum Template {
     /// No reference inside: used as is.
     Literal(Value),
-    /// `{"$input": name, "map"?: {...}, "if_blank"?: {"option": o, "send": v}}`
+    /// `{"$input": name, "or"?: [names], "map"?: {...}, "if_blank"?: {"option": o, "send": v}}`
     Input {
         name: String,
         map: Option<Map<String, Value>>,
         /// "Leave blank to clear": when the input is absent and this boolean option is true,
         /// the key is sent with this value (`null`, `[]`) instead of being dropped.
         if_blank: Option<(String, Value)>,
+        /// Other names of the same input (a 2025 label beside the seed's): when `name` is
+        /// absent, the first of these that is given.
+        or: Vec<String>,
     },
     /// `{"$option": name}`
     Option(String),

@@ -17,8 +17,10 @@ impl Template {
                 name,
                 map,
                 if_blank,
+                or,
             } => {
-                let Some(v) = inputs.get(name).filter(|v| !v.is_null()) else {
+                let given = |n: &String| inputs.get(n).filter(|v| !v.is_null());
+                let Some(v) = given(name).or_else(|| or.iter().find_map(given)) else {
                     let (option, send) = if_blank.as_ref()?;
                     return (options.get(option) == Some(&Value::Bool(true))).then(|| send.clone());
                 };

@@ -30,6 +30,22 @@ pub fn validate(
     }
     if let Some(obj) = inputs.as_object() {
         for rule in &card.def.rules {
+            let given: Vec<&String> = rule
+                .at_most_one
+                .iter()
+                .filter(|k| obj.get(k.as_str()).is_some_and(|v| !v.is_null()))
+                .collect();
+            if given.len() > 1 {
+                let msg = rule.message.clone().unwrap_or_else(|| {
+                    format!("give at most one of: {}", rule.at_most_one.join(", "))
+                });
+                for k in given {
+                    errors.push(FieldError::new(&["inputs", k], msg.clone(), "at_most_one"));
+                }
+            }
+            if rule.at_least_one.is_empty() {
+                continue;
+            }
             let switched_on = |k: &String| options.get(k.as_str()) == Some(&Value::Bool(true));
             let present = rule
                 .at_least_one

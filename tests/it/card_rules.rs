@@ -153,6 +153,14 @@ refused!(rule_options_are_switches: "list_devices", |c| {
     c["rules"] = json!([{"at_least_one": ["device_id", "serial_number"], "or_options": ["result_set"]}]);
 }, "/rules/0/or_options/0", "the option \"result_set\" must be a boolean");
 
+refused!(at_most_one_names_inputs: "list_devices", |c| {
+    c["rules"][0]["at_most_one"][1] = json!("user_email_contain");
+}, "/rules/0/at_most_one/1", "\"user_email_contain\" is not an input");
+
+refused!(input_aliases_are_inputs: "erase_device", |c| {
+    c["requests"][0]["body"]["template"]["DisallowProximitySetup"]["or"] = json!(["disallow_proximty"]);
+}, "/requests/0/body/template/DisallowProximitySetup/or/0", "\"disallow_proximty\" is not an input");
+
 refused!(integer_as_text_is_only_on_text_inputs: "erase_device", |c| {
     c["input_schema"]["properties"]["preserve_data_plan"]["x-integer-as-text"] = json!(true);
 }, "/input_schema/properties/preserve_data_plan/x-integer-as-text", "only a text input");
@@ -224,7 +232,7 @@ refused!(a_reference_names_by_a_string: "turn_on_lost_mode", |c| {
 refused!(a_reference_takes_only_map: "turn_on_lost_mode", |c| {
     c["requests"][0]["body"]["template"]["Message"] =
         json!({"$input": "lock_message", "default": "Lost"});
-}, "/requests/0/body/template/Message/default", "takes only $input, map and if_blank");
+}, "/requests/0/body/template/Message/default", "takes only $input, or, map and if_blank");
 
 refused!(if_blank_names_a_boolean_option: "update_device", |c| {
     c["requests"][0]["body"]["template"]["tags"]["if_blank"]["option"] = json!("tag");

@@ -1302,6 +1302,64 @@ async fn list_devices_2025_first_matching_record_has_tags_and_the_in_filters_pas
 }
 
 #[tokio::test]
+async fn list_devices_2025_email_labels_are_the_seeds_filters() {
+    let s = start().await;
+    let (d, email) = {
+        let t = s.sim.tenant();
+        let d = t.first_device_of("Mac").unwrap().clone();
+        let email = t.user(&d.user_id.unwrap()).unwrap().email.to_string();
+        (d, email)
+    };
+    let part = email.split('@').next().unwrap().to_string();
+    // "User Email - Contains" is Kandji's user_email; "- Exact Match" its user_email_exact.
+    for (inputs, key, value) in [
+        (json!({"user_email_contains": part}), "user_email", &part),
+        (
+            json!({"user_email_exact_match": email}),
+            "user_email_exact",
+            &email,
+        ),
+        // The seed's names send the same.
+        (json!({"user_email": part}), "user_email", &part),
+        (
+            json!({"user_email_exact": email}),
+            "user_email_exact",
+            &email,
+        ),
+    ] {
+        let out = s
+            .outputs(
+                "list_devices",
+                inputs.clone(),
+                json!({"result_set": "first_300_matching_records"}),
+            )
+            .await;
+        let req = take(&s, 1).remove(0);
+        assert_eq!(
+            device_query(&req),
+            pairs(&[(key, value), ("limit", "300"), ("offset", "0")]),
+            "{inputs}"
+        );
+        assert!(
+            ids_of(&out["devices"], "device_id").contains(&id(&d)),
+            "{inputs}: {out}"
+        );
+    }
+    // Both names of one filter: ambiguous, refused naming both.
+    let r = s
+        .invoke(
+            "list_devices",
+            json!({"user_email": part, "user_email_contains": "someone"}),
+            json!({"result_set": "first_matching_record"}),
+        )
+        .await;
+    let mut got = r.problem(422);
+    got.sort();
+    assert_eq!(got, ["inputs.user_email", "inputs.user_email_contains"]);
+    assert_eq!(s.sim.request_count(), 0);
+}
+
+#[tokio::test]
 async fn list_devices_platform_is_any_text_with_the_known_ones_suggested() {
     let s = start().await;
     // A platform this catalog does not list (Kandji, now Iru, also manages Windows): sent as
@@ -1736,6 +1794,16 @@ async fn erase_device_2025_sends_return_to_service_only_when_given() {
     assert_eq!(out["platform"], "iPhone");
     assert_eq!(out["serial_number"], iphone.serial_number.to_string());
     assert_eq!(out["pin"], Value::Null);
+
+    // The 2025 card's DisallowProximity is Kandji's DisallowProximitySetup.
+    s.outputs(
+        "erase_device",
+        json!({"device_id": id(&iphone), "disallow_proximity": true}),
+        json!({}),
+    )
+    .await;
+    let reqs = take(&s, 2);
+    assert_json(&reqs[0], json!({"DisallowProximitySetup": true}));
 
     // Enabled alone (false): the object with only Enabled.
     let ipad = device(&s, "iPad");
