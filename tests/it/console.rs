@@ -391,11 +391,13 @@ mod needs_chromium {
         // The PIN is an output and a secret: masked until shown.
         let pin_row = b.text("tr[data-output='pin']").await;
         assert!(pin_row.contains("••••••••"), "{pin_row}");
-        let sent = take(&app, 1);
+        // The command, then the device read back for the 2025 card's device outputs.
+        let sent = take(&app, 2);
         assert_eq!(
             line(&sent[0]),
             format!("POST /api/v1/devices/{mac}/action/lock")
         );
+        assert_eq!(line(&sent[1]), format!("GET /api/v1/devices/{mac}"));
         b.js(SCROLL_TO_FORM).await;
         b.shoot("card-result").await;
     }
@@ -538,6 +540,19 @@ mod needs_chromium {
             "document.getElementById('card-title')?.textContent === 'List Devices'",
         )
         .await;
+        // Platform is free text (the tenant may manage platforms the card does not list), with
+        // the known ones suggested.
+        let platform = b
+            .js("const i = document.getElementById('input-platform'); return [i.tagName, i.type, [...i.list.options].map(o => o.value)]")
+            .await;
+        assert_eq!(
+            platform,
+            json!([
+                "INPUT",
+                "text",
+                ["Mac", "iPhone", "iPad", "AppleTV", "Vision"]
+            ])
+        );
         b.element("#option-result_set")
             .await
             .select_by_label("Stream Matching Records")

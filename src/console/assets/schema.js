@@ -35,7 +35,8 @@ export function fieldsTable(caption, schema, labels) {
       h('td', {}, h('code', {}, name)),
       h('td', {}, typeText(p)),
       h('td', {}, required ? 'required' : 'optional'),
-      h('td', {}, p.enum ? p.enum.map((v) => labels?.get(v) ?? show(v)).join(', ') : '—'),
+      h('td', {}, p.enum ? p.enum.map((v) => labels?.get(v) ?? show(v)).join(', ')
+        : Array.isArray(p.examples) ? `any, e.g. ${p.examples.map(show).join(', ')}` : '—'),
       h('td', {}, p.description ?? '',
         p.default !== undefined ? h('span', { class: 'default' }, ` Default: ${show(p.default)}.`) : null)))));
 }
@@ -145,6 +146,11 @@ export function field(prefix, name, p, required, labels) {
     control = h('input', { id, type: 'text', autocomplete: 'off', spellcheck: 'false' });
     control.read = () => (control.value === '' ? {} : { value: control.value });
   }
+  // Suggested values of a free-text field (List Devices' Platform): offered, not imposed.
+  const suggestions = kind === 'string' && Array.isArray(p.examples)
+    ? h('datalist', { id: `${id}-suggestions` }, p.examples.map((v) => h('option', { value: String(v) })))
+    : null;
+  if (suggestions) control.setAttribute('list', suggestions.id);
   const helpId = `${id}-help`;
   const errorId = `${id}-error`;
   control.setAttribute('aria-describedby', `${helpId} ${errorId}`);
@@ -159,6 +165,7 @@ export function field(prefix, name, p, required, labels) {
     h('label', { for: id }, p.title ?? name,
       required ? h('span', { class: 'required' }, ' (required)') : null),
     control,
+    suggestions,
     h('p', { id: helpId, class: 'help' }, help),
     error);
   return {
