@@ -177,7 +177,7 @@ const CREDENTIALS: &str = "Authorization: Bearer <the connection's API token>";
 
 /// Preview a card's invocation (dry run)
 ///
-/// Takes the same body as `POST /v1/cards/{id}/invoke` and checks it exactly as invoke does (the same 404, 422 and 501 problems for the same input, the same connection check, the same scopes, `secrets:read` included), then answers 200 with the Kandji request(s) the invocation would send: method, full URL on the tenant's host, query, headers (but the connection's token) and body in its real encoding (JSON or form). A list card's first page comes with how paging goes on and when it stops; a card whose outputs come from a follow-up read (the lost-mode cards) lists that read too; a stream result set shows the first page and where the records would be delivered.
+/// Takes the same body as `POST /v1/cards/{id}/invoke` and checks it exactly as invoke does (the same 404, 422 and 501 problems for the same input, the same connection check, the same scopes, `secrets:read` included), then answers 200 with the Kandji request(s) the invocation would send: method, full URL on the tenant's host, query, headers (but the connection's token) and body in its real encoding (JSON or form). A list card's first page comes with how paging goes on and when it stops; a card whose outputs come from a follow-up read (the lost-mode cards, Lock and Erase Device) lists that read too; a stream result set shows the first page and where the records would be delivered.
 ///
 /// Nothing is sent to Kandji, the connection's budget is untouched, an `Idempotency-Key` is not claimed (a later invoke with it runs), and no stream starts. The answer carries `Cache-Control: no-store` (a body may hold what the caller typed, such as a PIN).
 ///
