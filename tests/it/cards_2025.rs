@@ -1464,6 +1464,13 @@ async fn kandji_user_id_takes_an_integer_as_its_text() {
             json!({}),
             "inputs.kandji_user_id",
         ),
+        // List ADE Devices' Kandji User ID is text in both card lists (Kandji's UUID): no integer.
+        (
+            "list_ade_devices",
+            json!({"ade_token_id": "t", "kandji_user_id": 42}),
+            json!({"result_set": "first_record"}),
+            "inputs.kandji_user_id",
+        ),
     ] {
         let r = s.invoke(card, inputs, options).await;
         assert_eq!(r.problem(422), [field], "{card}");
