@@ -797,3 +797,44 @@ async fn a_list_without_paging_plans_one_request() {
             .starts_with("one request")
     );
 }
+
+/// The 2025 revisions are previewed like the rest: List ADE Devices with a filter plans
+/// Kandji's global ADE device list, without one the seed's token-scoped list.
+#[tokio::test]
+async fn list_ade_devices_previews_the_list_its_filters_choose() {
+    let app = kandji_app().await;
+    let token = app.sim.tenant().ade_integrations[0].id.to_string();
+    let base = app.sim.base_url();
+    let p = planned(
+        &app,
+        preview(
+            &app,
+            "list_ade_devices",
+            json!({"ade_token_id": token, "operating_system": "iOS"}),
+            json!({"result_set": "first_record"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        lines(&p),
+        [format!(
+            "GET {base}/api/v1/integrations/apple/ade/devices?dep_account={token}&os=iOS"
+        )]
+    );
+    let p = planned(
+        &app,
+        preview(
+            &app,
+            "list_ade_devices",
+            json!({"ade_token_id": token}),
+            json!({"result_set": "first_record"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        lines(&p),
+        [format!(
+            "GET {base}/api/v1/integrations/apple/ade/{token}/devices"
+        )]
+    );
+}
