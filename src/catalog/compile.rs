@@ -40,18 +40,22 @@ pub(super) fn compile(file: &str, def: &CardDef) -> Result<Plan, Vec<CardError>>
         .iter()
         .filter_map(|(k, p)| p.get("default").map(|d| (k.clone(), d.clone())))
         .collect();
-    let integer_as_text = c
-        .inputs
-        .iter()
-        .filter(|(_, p)| p.get("x-integer-as-text") == Some(&Value::Bool(true)))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let marked = |keyword: &str| -> Vec<String> {
+        c.inputs
+            .iter()
+            .filter(|(_, p)| p.get(keyword) == Some(&Value::Bool(true)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let integer_as_text = marked("x-integer-as-text");
+    let text_as_list = marked("x-text-as-list");
     Ok(Plan {
         variants,
         lookups,
         outputs,
         defaults,
         integer_as_text,
+        text_as_list,
     })
 }
 
@@ -154,22 +158,37 @@ impl<'a> Compiler<'a> {
 
     /// `"x-integer-as-text": true` marks a top-level text input that is numeric by nature (a
     /// PIN, a Kandji user id): only there, and only on a string input, may an integer stand in.
+    /// `"x-text-as-list": true` marks a top-level list of texts that a caller may give as one
+    /// text (Update Device's Tags, a String in Kandji's 2025 card).
     fn integer_as_text_rules(&mut self) {
         for (key, p) in self.inputs {
+            let ptr = |kw: &str| at(&at("/input_schema/properties", key), kw);
             match p.get("x-integer-as-text") {
                 None | Some(Value::Bool(false)) => {}
                 Some(Value::Bool(true)) => {
                     if !Shape::of(p).types.eq(&[JsonType::String]) {
                         self.err(
-                            at(&at("/input_schema/properties", key), "x-integer-as-text"),
+                            ptr("x-integer-as-text"),
                             "only a text input (\"type\": \"string\") takes an integer as its text",
                         );
                     }
                 }
-                Some(_) => self.err(
-                    at(&at("/input_schema/properties", key), "x-integer-as-text"),
-                    "must be true or false",
-                ),
+                Some(_) => self.err(ptr("x-integer-as-text"), "must be true or false"),
+            }
+            match p.get("x-text-as-list") {
+                None | Some(Value::Bool(false)) => {}
+                Some(Value::Bool(true)) => {
+                    let items = p.get("items").map(Shape::of);
+                    if !Shape::of(p).types.eq(&[JsonType::Array])
+                        || !items.is_some_and(|i| i.types.eq(&[JsonType::String]))
+                    {
+                        self.err(
+                            ptr("x-text-as-list"),
+                            "only a list of texts (\"type\": \"array\", \"items\": {\"type\": \"string\"}) takes a text as its list",
+                        );
+                    }
+                }
+                Some(_) => self.err(ptr("x-text-as-list"), "must be true or false"),
             }
         }
     }

@@ -19,6 +19,9 @@ pub struct Plan {
     /// Text inputs that are numeric by nature (`"x-integer-as-text": true`): a caller's
     /// non-negative integer is taken as its decimal text before the schema is checked.
     pub integer_as_text: Vec<String>,
+    /// Lists of texts a caller may give as one text (`"x-text-as-list": true`): its
+    /// comma-separated parts, trimmed, empty ones left out.
+    pub text_as_list: Vec<String>,
 }
 
 pub struct Variant {

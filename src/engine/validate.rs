@@ -81,9 +81,11 @@ pub fn validate(
     Ok(filled)
 }
 
-/// Inputs with each non-negative integer given for a text input that is numeric by nature
-/// (`x-integer-as-text`) replaced by its decimal text: `123456` -> `"123456"`. The schema then
-/// judges the text (a 5-digit PIN is still refused); an integer anywhere else still is not text.
+/// Inputs as loose as the card lists' types, no looser: each non-negative integer given for a
+/// text input that is numeric by nature (`x-integer-as-text`) replaced by its decimal text
+/// (`123456` -> `"123456"`), and each text given for a list of texts (`x-text-as-list`) by its
+/// comma-separated parts (`"vip, loaner"` -> `["vip", "loaner"]`). The schema then judges the
+/// result (a 5-digit PIN is still refused); anywhere else an integer is not text, nor a text a list.
 fn integers_as_text(card: &Card, inputs: &Value) -> Value {
     let mut out = inputs.clone();
     if let Some(obj) = out.as_object_mut() {
@@ -92,6 +94,18 @@ fn integers_as_text(card: &Card, inputs: &Value) -> Value {
                 && let Some(n) = v.as_u64()
             {
                 *v = Value::String(n.to_string());
+            }
+        }
+        for key in &card.plan.text_as_list {
+            if let Some(v) = obj.get_mut(key)
+                && let Some(text) = v.as_str()
+            {
+                *v = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(Value::from)
+                    .collect();
             }
         }
     }

@@ -161,6 +161,10 @@ refused!(input_aliases_are_inputs: "erase_device", |c| {
     c["requests"][0]["body"]["template"]["DisallowProximitySetup"]["or"] = json!(["disallow_proximty"]);
 }, "/requests/0/body/template/DisallowProximitySetup/or/0", "\"disallow_proximty\" is not an input");
 
+refused!(text_as_list_is_only_on_lists_of_texts: "update_device", |c| {
+    c["input_schema"]["properties"]["asset_tag"]["x-text-as-list"] = json!(true);
+}, "/input_schema/properties/asset_tag/x-text-as-list", "only a list of texts");
+
 refused!(integer_as_text_is_only_on_text_inputs: "erase_device", |c| {
     c["input_schema"]["properties"]["preserve_data_plan"]["x-integer-as-text"] = json!(true);
 }, "/input_schema/properties/preserve_data_plan/x-integer-as-text", "only a text input");

@@ -1874,6 +1874,18 @@ async fn update_device_2025_replaces_tags_and_clears_what_is_left_blank() {
     assert_eq!(out["device"]["supplemental_os_version_extra"], "");
     assert!(s.sim.tenant().tags.iter().any(|t| t.name == "loaner"));
 
+    // Kandji's 2025 card types Tags as text: one text of comma-separated names is the list.
+    let out = s
+        .outputs(
+            "update_device",
+            json!({"device_id": id(&mac), "tags": "loaner, accuhive_02"}),
+            json!({}),
+        )
+        .await;
+    let req = only(&s, &path);
+    assert_json(&req, json!({"tags": ["loaner", "accuhive_02"]}));
+    assert_eq!(out["device"]["tags"], json!(["loaner", "accuhive_02"]));
+
     // Give an asset tag first, so that clearing it changes something.
     s.outputs(
         "update_device",
