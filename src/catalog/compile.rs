@@ -49,6 +49,7 @@ pub(super) fn compile(file: &str, def: &CardDef) -> Result<Plan, Vec<CardError>>
     };
     let integer_as_text = marked("x-integer-as-text");
     let text_as_list = marked("x-text-as-list");
+    let blank_is_absent = std::mem::take(&mut c.clearable).into_iter().collect();
     Ok(Plan {
         variants,
         lookups,
@@ -56,6 +57,7 @@ pub(super) fn compile(file: &str, def: &CardDef) -> Result<Plan, Vec<CardError>>
         defaults,
         integer_as_text,
         text_as_list,
+        blank_is_absent,
     })
 }
 
@@ -69,6 +71,8 @@ struct Compiler<'a> {
     required: Vec<&'a str>,
     /// Inputs that fill a path placeholder (each needs `"minLength": 1`).
     path_inputs: BTreeSet<&'a str>,
+    /// Inputs of an `if_blank` template ("leave blank to clear"), and their other names.
+    clearable: BTreeSet<String>,
     errors: Vec<CardError>,
 }
 
@@ -120,6 +124,7 @@ impl<'a> Compiler<'a> {
             options: properties(def.options_schema.as_ref()),
             required: names(Some(&def.input_schema), "required"),
             path_inputs: BTreeSet::new(),
+            clearable: BTreeSet::new(),
             errors: Vec::new(),
         }
     }
@@ -607,6 +612,10 @@ impl<'a> Compiler<'a> {
                 }
             }
             Some(_) => self.err(at(ptr, "or"), "must be a list of input names"),
+        }
+        if if_blank.is_some() {
+            self.clearable.insert(name.to_string());
+            self.clearable.extend(or.iter().cloned());
         }
         Template::Input {
             name: name.to_string(),

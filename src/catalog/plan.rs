@@ -22,6 +22,9 @@ pub struct Plan {
     /// Lists of texts a caller may give as one text (`"x-text-as-list": true`): its
     /// comma-separated parts, trimmed, empty ones left out.
     pub text_as_list: Vec<String>,
+    /// Inputs a caller may "leave blank" (an `if_blank` template's): blank text, or a text list
+    /// with no item, is taken as not given, so that the clear option decides.
+    pub blank_is_absent: Vec<String>,
 }
 
 pub struct Variant {

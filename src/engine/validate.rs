@@ -86,6 +86,7 @@ pub fn validate(
 /// (`123456` -> `"123456"`), and each text given for a list of texts (`x-text-as-list`) by its
 /// comma-separated parts (`"vip, loaner"` -> `["vip", "loaner"]`). The schema then judges the
 /// result (a 5-digit PIN is still refused); anywhere else an integer is not text, nor a text a list.
+/// An input that may be left blank to clear it (`if_blank`) is not given when blank (`""`, `[]`).
 fn integers_as_text(card: &Card, inputs: &Value) -> Value {
     let mut out = inputs.clone();
     if let Some(obj) = out.as_object_mut() {
@@ -106,6 +107,16 @@ fn integers_as_text(card: &Card, inputs: &Value) -> Value {
                     .filter(|t| !t.is_empty())
                     .map(Value::from)
                     .collect();
+            }
+        }
+        for key in &card.plan.blank_is_absent {
+            let blank = match obj.get(key) {
+                Some(Value::String(t)) => t.trim().is_empty(),
+                Some(Value::Array(items)) => items.is_empty(),
+                _ => false,
+            };
+            if blank {
+                obj.remove(key);
             }
         }
     }

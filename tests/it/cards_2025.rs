@@ -1915,6 +1915,35 @@ async fn update_device_2025_replaces_tags_and_clears_what_is_left_blank() {
         (None, None, 0)
     );
 
+    // "Blank" as a flow sends it: empty text (and an empty list) with the clear option clears.
+    s.outputs(
+        "update_device",
+        json!({"device_id": id(&mac), "tags": ["loaner"], "asset_tag": "KJ-9"}),
+        json!({}),
+    )
+    .await;
+    take(&s, 1);
+    let out = s
+        .outputs(
+            "update_device",
+            json!({"device_id": id(&mac), "asset_tag": "", "tags": "", "kandji_user_id": ""}),
+            json!({"asset_tag": true, "tags": true}),
+        )
+        .await;
+    let req = only(&s, &path);
+    assert_json(&req, json!({"asset_tag": null, "tags": []}));
+    assert_eq!(out["device"]["tags"], json!([]));
+    // Blank without its clear option is no change at all: refused, nothing sent.
+    let r = s
+        .invoke(
+            "update_device",
+            json!({"device_id": id(&mac), "asset_tag": "", "tags": []}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(s.sim.request_count(), 0);
+
     // A value given wins over its clear option; an option left false clears nothing.
     s.outputs(
         "update_device",
