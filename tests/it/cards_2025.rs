@@ -1773,6 +1773,30 @@ async fn lock_device_2025_sends_message_and_phone_number_and_reads_the_device() 
 }
 
 #[tokio::test]
+async fn lock_device_reads_the_pin_in_either_case() {
+    // Kandji's Lock answers `PIN` (kandji-api.md), its unlock-PIN read `pin`: either is the PIN.
+    let s = start().await;
+    let mac = device(&s, "Mac");
+    s.sim.push_faults(
+        Some("/action/lock"),
+        vec![Fault::Status {
+            status: 200,
+            retry_after: None,
+            body: Some(json!({"pin": "246810"}).to_string()),
+        }],
+    );
+    let out = s
+        .outputs("lock_device", json!({"device_id": id(&mac)}), json!({}))
+        .await;
+    take(&s, 2);
+    assert_eq!(
+        (&out["pin"], &out["lock_pin"]),
+        (&json!("246810"), &json!("246810"))
+    );
+    assert_eq!(out["message"], Value::Null, "{out}");
+}
+
+#[tokio::test]
 async fn erase_device_2025_sends_return_to_service_only_when_given() {
     let s = start().await;
     let iphone = device(&s, "iPhone");
