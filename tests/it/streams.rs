@@ -25,8 +25,9 @@ async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String>
     let base = server.sim.base_url();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut ids = Vec::new();
+    // Devices in the stable order streams ask for.
     let mut query = if path == "/devices" {
-        "limit=300&offset=0".to_string()
+        "ordering=device_id&limit=300&offset=0".to_string()
     } else {
         String::new()
     };
@@ -55,7 +56,7 @@ async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String>
             if records.len() < 300 {
                 break;
             }
-            query = format!("limit=300&offset={}", ids.len());
+            query = format!("ordering=device_id&limit=300&offset={}", ids.len());
             continue;
         }
         match body.get("next").and_then(Value::as_str) {
@@ -193,10 +194,10 @@ async fn all_four_list_cards_stream_every_record_once_signed(db: TestDb) {
             assert_eq!(
                 devices,
                 vec![
-                    "limit=300&offset=0",
-                    "limit=300&offset=300",
-                    "limit=300&offset=600",
-                    "limit=300&offset=900"
+                    "ordering=device_id&limit=300&offset=0",
+                    "ordering=device_id&limit=300&offset=300",
+                    "ordering=device_id&limit=300&offset=600",
+                    "ordering=device_id&limit=300&offset=900"
                 ]
             );
             assert_eq!(status["pages_fetched"], 4);
@@ -531,7 +532,7 @@ async fn record_limit_is_exact(db: TestDb) {
     assert_eq!(receiver.hit_count(), 5);
     assert_eq!(
         kandji_queries(&server, "/api/v1/devices"),
-        vec!["limit=5&offset=0"]
+        vec!["ordering=device_id&limit=5&offset=0"]
     );
     server.sim.clear_requests();
 
