@@ -853,6 +853,38 @@ mod tests {
     }
 
     #[test]
+    fn unsaved_deliveries_are_counted_until_their_checkpoint_is_saved() {
+        let mut p = Progress::from_checkpoint(&StreamCheckpoint::default());
+        p.push_page(0, 4, (0, 1, None), (4, 2, None));
+        p.finish(1, None);
+        p.finish(0, failure(0));
+        assert_eq!((p.unsaved_count(), p.unsnapshotted_count()), (2, 2));
+        p.snapshot();
+        let taken = p.finished;
+        p.finish(2, None);
+        assert_eq!(
+            (p.unsaved_count(), p.unsnapshotted_count()),
+            (3, 1),
+            "a snapshot being written is not saved yet"
+        );
+        p.saved_up_to(taken);
+        assert_eq!(p.unsaved_count(), 1);
+        // A save that lands after a later one does not move the count back.
+        p.snapshot();
+        p.saved_up_to(p.finished);
+        p.saved_up_to(taken);
+        assert_eq!((p.unsaved_count(), p.unsnapshotted_count()), (0, 0));
+    }
+
+    #[test]
+    fn saves_come_at_half_the_allowance() {
+        let s = Saves::new(64);
+        assert_eq!((s.save_at, s.max_unsaved), (32, 64));
+        let s = Saves::new(1);
+        assert_eq!((s.save_at, s.max_unsaved), (1, 1));
+    }
+
+    #[test]
     fn stop_reasons() {
         let c = Control::default();
         assert_eq!(c.stopped(), None);

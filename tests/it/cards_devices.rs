@@ -175,6 +175,7 @@ async fn kandjis_html_404_and_5xx_are_passed_through() {
             "status_code": 500,
             "message": "Internal Server Error",
             "error": "Internal Server Error",
+            "lookup_error": null,
         })
     );
 }
