@@ -147,13 +147,22 @@ pub struct ServeArgs {
     /// Streams run at once by this process; more are refused with 429.
     #[arg(long, env = "KANDJI_CONNECTOR_MAX_STREAMS", default_value_t = 64)]
     pub max_streams: usize,
-    /// How often a running stream's progress is saved, in milliseconds.
+    /// How often a running stream's progress is saved at the latest, in milliseconds.
     #[arg(
         long,
         env = "KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS",
         default_value_t = 250
     )]
     pub stream_checkpoint_ms: u64,
+    /// The most finished deliveries of a stream left unsaved at once: progress is saved when
+    /// half of them are, and deliveries wait while all of them are. A stream killed with SIGKILL
+    /// re-sends at most KANDJI_CONNECTOR_STREAM_CONCURRENCY plus this many records.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_STREAM_CHECKPOINT_RECORDS",
+        default_value_t = 64
+    )]
+    pub stream_checkpoint_records: usize,
     /// How often a connection with `inventory_sync` on re-reads Kandji's device list, in
     /// milliseconds (from the start of one sync to the start of the next).
     #[arg(
@@ -385,6 +394,9 @@ impl ServeArgs {
         if self.stream_checkpoint_ms == 0 {
             problems.push("KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS must be more than 0".into());
         }
+        if self.stream_checkpoint_records == 0 {
+            problems.push("KANDJI_CONNECTOR_STREAM_CHECKPOINT_RECORDS must be more than 0".into());
+        }
         if self.inventory_interval_ms < 1_000 {
             problems.push(format!(
                 "KANDJI_CONNECTOR_INVENTORY_INTERVAL_MS={} is too short: give at least 1000 (the default is 300000, five minutes)",
@@ -430,6 +442,7 @@ impl ServeArgs {
                 max_retry_after: Duration::from_millis(self.callback_max_retry_after_ms),
             },
             checkpoint_interval: Duration::from_millis(self.stream_checkpoint_ms),
+            checkpoint_records: self.stream_checkpoint_records,
             allow: allow.expect("checked"),
             max_running: self.max_streams.max(1),
             lease: Duration::from_millis(self.stream_lease_ms),

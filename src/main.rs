@@ -29,7 +29,12 @@ enum Command {
     Serve(ServeArgs),
     /// Run the server with a simulated Kandji tenant of 1,000 devices, registered and ready to invoke.
     Demo {
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address to listen on (as `serve`, also from KANDJI_CONNECTOR_LISTEN; the flag wins).
+        #[arg(
+            long,
+            env = "KANDJI_CONNECTOR_LISTEN",
+            default_value = "127.0.0.1:8080"
+        )]
         listen: SocketAddr,
         #[arg(long, default_value_t = 1000)]
         devices: usize,

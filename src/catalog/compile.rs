@@ -19,8 +19,17 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Source names the engine gives a meaning; a lookup by one of these names could not be read.
 const BUILTIN_SOURCES: &[&str] = &[
-    "status", "headers", "body", "error", "records", "record", "count", "inputs", "options",
+    "status",
+    "headers",
+    "body",
+    "error",
+    "records",
+    "record",
+    "count",
+    "inputs",
+    "options",
     "picked",
+    "lookup_error",
 ];
 
 pub(super) fn compile(file: &str, def: &CardDef) -> Result<Plan, Vec<CardError>> {
@@ -693,11 +702,18 @@ impl<'a> Compiler<'a> {
                 "only offset and drf lists send a page size",
             );
         }
+        if l.ordering.is_some() && !matches!(l.paging, Paging::Offset | Paging::Drf) {
+            self.err(
+                at(base, "ordering"),
+                "only offset and drf lists page by offset (the others follow Kandji's own links)",
+            );
+        }
         ListPlan {
             paging: l.paging,
             records: records.to_vec(),
             page_size: l.page_size(),
             size_param: l.size_param().to_string(),
+            ordering: l.ordering.clone(),
             record_shape: l.record_schema.as_ref().map(Shape::of),
         }
     }
@@ -838,12 +854,18 @@ impl<'a> Compiler<'a> {
         let lists = self.def.requests.iter().any(|r| r.list.is_some());
         let picks = self.def.requests.iter().any(|r| r.pick.is_some());
         let (source, problem) = match head {
-            "$status" | "$headers" | "$error" | "$records" | "$count" if !tail.is_empty() => {
+            "$status" | "$headers" | "$error" | "$records" | "$count" | "$lookup_error"
+                if !tail.is_empty() =>
+            {
                 (Source::Status, Some(format!("{head} takes no pointer")))
             }
             "$status" => (Source::Status, None),
             "$headers" => (Source::Headers, None),
             "$error" => (Source::Error, None),
+            "$lookup_error" => (
+                Source::LookupError,
+                needs(!self.def.lookups.is_empty(), "needs a lookup"),
+            ),
             "$body" => (Source::Body(tail.into()), None),
             "$picked" => (
                 Source::Body(tail.into()),

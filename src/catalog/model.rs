@@ -195,6 +195,9 @@ pub struct ListDef {
     pub page_size: Option<usize>,
     #[serde(default)]
     pub size_param: Option<String>,
+    /// Kandji's `ordering` for a stable order across offset pages (`device_id`).
+    #[serde(default)]
+    pub ordering: Option<String>,
     #[serde(default)]
     pub record_schema: Option<Value>,
 }

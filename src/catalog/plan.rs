@@ -98,6 +98,10 @@ pub struct ListPlan {
     pub page_size: usize,
     /// The query parameter that carries the page size (offset and drf lists).
     pub size_param: String,
+    /// Sent as `ordering` with every page the list asks for by offset, unless the request
+    /// already has one: Kandji's default order may change between requests (devices check in),
+    /// which makes offset pages repeat and skip records.
+    pub ordering: Option<String>,
     /// Normalises each record.
     pub record_shape: Option<Shape>,
 }
@@ -109,8 +113,15 @@ impl ListPlan {
             records: records.iter().map(|r| r.to_string()).collect(),
             page_size,
             size_param: "limit".into(),
+            ordering: None,
             record_shape: None,
         }
+    }
+
+    /// Pages in this stable order (Kandji's `ordering` parameter).
+    pub fn ordered_by(mut self, ordering: &str) -> Self {
+        self.ordering = Some(ordering.to_string());
+        self
     }
 }
 
@@ -200,6 +211,8 @@ pub enum Source {
     /// `$record/ptr`: the first record.
     Record(String),
     Count,
+    /// `$lookup_error`: what the lookups could not read, and why (null when all were read).
+    LookupError,
     /// `$<lookup>/ptr`: by the lookup's index in [`Plan::lookups`].
     Lookup {
         index: usize,

@@ -353,9 +353,11 @@ pub async fn run_with(
                 (Some(list), None) => list_records(client, tenant, p, list).await?,
                 (None, _) => send_one(client, tenant, p).await?,
             };
-            // Follow-ups only make sense when Kandji accepted the request.
+            // Follow-ups only make sense when Kandji accepted the request. They never fail the
+            // invocation: the request went through (a command was sent), so its answer is
+            // what the caller gets, with what could not be read in `$lookup_error`.
             if answer.status < 500 && ![401, 403, 404, 429].contains(&answer.status) {
-                answer.lookups = lookups(client, tenant, p).await?;
+                (answer.lookups, answer.lookup_error) = lookups(client, tenant, p).await;
             }
             answer
         }
@@ -477,27 +479,45 @@ async fn pick_record(
 }
 
 /// The card's follow-up lookups (the device of the lost-mode cards), by their index in the
-/// plan: a lookup whose path the inputs cannot fill is not made, one Kandji refuses reads as
-/// absent.
+/// plan, and a note of those that could not be read. A lookup whose path the inputs cannot fill
+/// is not made; one that times out, finds the budget spent, or that Kandji answers with an error
+/// reads as absent, and the note says which and why.
 async fn lookups(
     client: &KandjiClient,
     tenant: &Tenant,
     p: &Prepared<'_>,
-) -> Result<Vec<Option<Value>>, RunError> {
+) -> (Vec<Option<Value>>, Option<String>) {
     let mut bodies = Vec::new();
-    for request in p.lookup_requests() {
-        let body = match request {
-            Some(req) => {
-                let resp = client
-                    .send_with(tenant, &req, Wait::Bounded, &p.card.def.id)
-                    .await?;
-                resp.is_success().then(|| parse_body(&resp))
-            }
-            None => None,
+    let mut problems = Vec::new();
+    for (plan, request) in p.card.plan.lookups.iter().zip(p.lookup_requests()) {
+        let Some(req) = request else {
+            bodies.push(None);
+            continue;
         };
-        bodies.push(body);
+        let why = match client
+            .send_with(tenant, &req, Wait::Bounded, &p.card.def.id)
+            .await
+        {
+            Ok(resp) if resp.is_success() => {
+                bodies.push(Some(parse_body(&resp)));
+                continue;
+            }
+            Ok(resp) => format!(
+                "Kandji answered {}: {}",
+                resp.status,
+                error_message(resp.status, &parse_body(&resp))
+            ),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(card = %p.card.def.id, lookup = %plan.name, error = %why, "a follow-up read failed after the request went through");
+        problems.push(format!(
+            "the {} could not be read after the request went through ({why}); its fields are null",
+            plan.name
+        ));
+        bodies.push(None);
     }
-    Ok(bodies)
+    let note = (!problems.is_empty()).then(|| problems.join("; "));
+    (bodies, note)
 }
 
 pub fn headers_json(h: &HeaderMap) -> Value {
@@ -546,7 +566,7 @@ mod tests {
                 json!({"serial_number": "C02"}),
                 json!({"result_set": "first_200_matching_records"})
             ),
-            ["GET /devices?serial_number=C02&limit=200&offset=0"],
+            ["GET /devices?serial_number=C02&ordering=device_id&limit=200&offset=0"],
             "a list's first page asks for the result set's limit"
         );
         assert_eq!(

@@ -20,6 +20,8 @@ pub struct Answer {
     pub count: Option<u64>,
     /// The lookups' bodies, by their index in the card's plan (`None`: not made, or failed).
     pub lookups: Vec<Option<Value>>,
+    /// What the lookups could not read, and why (`$lookup_error`).
+    pub lookup_error: Option<String>,
 }
 
 impl Answer {
@@ -48,6 +50,7 @@ impl Answer {
             Source::Records => self.records.clone().map(Value::Array),
             Source::Record(ptr) => self.records.as_ref()?.first()?.pointer(ptr).cloned(),
             Source::Count => self.count.map(Value::from),
+            Source::LookupError => self.lookup_error.clone().map(Value::String),
             Source::Lookup { index, pointer } => self
                 .lookups
                 .get(*index)?

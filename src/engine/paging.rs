@@ -92,6 +92,11 @@ impl Pager {
                 req.raw_query = Some(q);
             }
             (Paging::Offset | Paging::Drf, _) => {
+                if let Some(ordering) = &self.list.ordering
+                    && !has_ordering(&req)
+                {
+                    req.query.push(("ordering".into(), ordering.clone()));
+                }
                 req.query
                     .push((self.list.size_param.clone(), size.to_string()));
                 req.query.push(("offset".into(), self.offset.to_string()));
@@ -223,6 +228,14 @@ impl Pager {
                 .is_some_and(|key| m.contains_key(&key))
         })
     }
+}
+
+/// Whether the request already asks for an order (the caller's own `ordering` wins).
+fn has_ordering(req: &KandjiRequest) -> bool {
+    req.query.iter().any(|(k, _)| k == "ordering")
+        || req.raw_query.as_deref().is_some_and(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "ordering")
+        })
 }
 
 /// Only the query of a `next` link is trusted; its host and path are ignored.
@@ -401,6 +414,52 @@ mod tests {
         p.request(300).unwrap();
         let (records, _) = p.absorb(&json!({"id": 1}), 300);
         assert_eq!(records, [json!({"id": 1})]);
+    }
+
+    #[test]
+    fn an_ordered_list_sends_its_ordering_with_every_page_unless_the_caller_gave_one() {
+        let ordered = |base_query: &[(&str, &str)]| {
+            let mut base =
+                KandjiRequest::get(ApiPath::from_template("/devices", |_| None).unwrap());
+            base.query = pairs(base_query);
+            Pager::new(
+                base,
+                Arc::new(ListPlan::new(Paging::Offset, &[""], 2).ordered_by("device_id")),
+            )
+        };
+        let mut p = ordered(&[("platform", "Mac")]);
+        let (req, size) = p.request(2).unwrap();
+        assert_eq!(
+            req.query,
+            pairs(&[
+                ("platform", "Mac"),
+                ("ordering", "device_id"),
+                ("limit", "2"),
+                ("offset", "0")
+            ])
+        );
+        p.absorb(&json!([{"id": 1}, {"id": 2}]), size);
+        let (req, _) = p.request(2).unwrap();
+        assert_eq!(
+            req.query,
+            pairs(&[
+                ("platform", "Mac"),
+                ("ordering", "device_id"),
+                ("limit", "2"),
+                ("offset", "2")
+            ]),
+            "every page, resumed or not"
+        );
+        let mut p = ordered(&[("ordering", "-last_check_in")]);
+        assert_eq!(
+            p.request(2).unwrap().0.query,
+            pairs(&[
+                ("ordering", "-last_check_in"),
+                ("limit", "2"),
+                ("offset", "0")
+            ]),
+            "the caller's own ordering is kept, not doubled"
+        );
     }
 
     #[test]

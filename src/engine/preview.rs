@@ -136,9 +136,15 @@ fn paging_plan(
 ) -> PagingPlan {
     let size = list.page_size;
     let sized = matches!(list.paging, Paging::Offset | Paging::Drf);
+    let order = match &list.ordering {
+        Some(o) => format!(
+            ", every page in the stable order `ordering={o}` unless the request has its own"
+        ),
+        None => String::new(),
+    };
     let how = match list.paging {
         Paging::Offset => format!(
-            "each further page asks for the next records with `offset` (the records read so far) and `{}`; paging stops at a page shorter than asked for or empty",
+            "each further page asks for the next records with `offset` (the records read so far) and `{}`{order}; paging stops at a page shorter than asked for or empty",
             list.size_param
         ),
         Paging::Drf => "each further page is the query of the answer's `next` link, sent to the tenant's own host (the link's host and path are ignored); paging stops when `next` is null or repeats, or a page is empty".to_string(),

@@ -30,7 +30,7 @@ mod views;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -66,6 +66,12 @@ pub struct SimConfig {
     /// Users per `/users` page. Kandji answers 300 (its documented maximum); tests lower it to
     /// walk several cursor pages of a small tenant.
     pub users_page_size: usize,
+    /// Devices that check in between two `GET /devices` requests. Kandji does not guarantee its
+    /// default order between requests (kandji-api.md: page with a stable `ordering`); with `n`
+    /// above 0 each list request without an `ordering` first moves the `n` devices at the end
+    /// of the default order to its front, as devices checking in while a client pages would.
+    /// 0 (the default): the order never changes. See also [`SimHandle::set_checkins_per_request`].
+    pub checkins_per_request: usize,
 }
 
 impl Default for SimConfig {
@@ -76,6 +82,7 @@ impl Default for SimConfig {
             seed: 42,
             next_link_host: Some("https://accuhive.kandji.io".to_string()),
             users_page_size: 300,
+            checkins_per_request: 0,
         }
     }
 }
@@ -179,6 +186,10 @@ pub struct SimState {
     recording: AtomicBool,
     faults: Mutex<Vec<FaultRule>>,
     order_cache: Mutex<OrderCache>,
+    /// Devices moved to the front of the default order by each list request without ordering.
+    checkins_per_request: AtomicUsize,
+    /// How far the default order has rotated so far (devices moved to the front).
+    checked_in: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,7 +211,19 @@ impl SimState {
             recording: AtomicBool::new(true),
             faults: Mutex::new(Vec::new()),
             order_cache: Mutex::new(HashMap::new()),
+            checkins_per_request: AtomicUsize::new(config.checkins_per_request),
+            checked_in: AtomicUsize::new(0),
         })
+    }
+
+    /// Devices check in before this list request: how many devices of the end of the default
+    /// order now come first (0 while the order is stable).
+    pub(crate) fn check_in(&self) -> usize {
+        let n = self.checkins_per_request.load(Ordering::Relaxed);
+        if n == 0 {
+            return self.checked_in.load(Ordering::Relaxed);
+        }
+        self.checked_in.fetch_add(n, Ordering::Relaxed) + n
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Tenant> {
@@ -410,6 +433,12 @@ impl SimHandle {
 
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
+    }
+
+    /// Devices that check in between two `GET /devices` requests without an `ordering` (see
+    /// [`SimConfig::checkins_per_request`]); 0 stops the default order changing.
+    pub fn set_checkins_per_request(&self, n: usize) {
+        self.state.checkins_per_request.store(n, Ordering::Relaxed);
     }
 
     /// Read access to the tenant's data. Do not hold it across an `.await` on a request to the

@@ -39,8 +39,12 @@ pub struct StreamConfig {
     /// Time limit of one callback attempt (connect, send, answer).
     pub callback_timeout: Duration,
     pub retry: RetryPolicy,
-    /// How often a running stream's progress is saved.
+    /// How often a running stream's progress is saved (at the latest).
     pub checkpoint_interval: Duration,
+    /// The most finished deliveries of a stream that may be unsaved at once: progress is saved
+    /// as soon as half of them are, and no delivery starts while all of them are. A stream
+    /// killed with SIGKILL re-sends at most `concurrency + checkpoint_records` records.
+    pub checkpoint_records: usize,
     /// Non-public hosts and networks callbacks may target (and use plain http for).
     pub allow: CallbackPolicy,
     /// A stream fails once this many records in a row were refused (0 = never).
@@ -65,6 +69,7 @@ impl Default for StreamConfig {
                 max_retry_after: Duration::from_secs(60),
             },
             checkpoint_interval: Duration::from_millis(250),
+            checkpoint_records: 64,
             allow: CallbackPolicy::default(),
             max_consecutive_failures: 100,
             max_running: 64,

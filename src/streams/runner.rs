@@ -1,6 +1,13 @@
 //! One stream's run: a fetcher that pages through Kandji one page ahead, a dispatcher that
 //! hands records to at most `concurrency` delivery tasks inside a bounded window, and a
-//! checkpointer that saves the progress every `checkpoint_interval`.
+//! checkpointer that saves the progress every `checkpoint_interval`, or sooner, once half of
+//! `checkpoint_records` deliveries finished since it last looked.
+//!
+//! The crash bound: a record is re-sent after SIGKILL only if the helper flow got it and the
+//! saved progress does not say it finished, that is, it was in flight (at most `concurrency`)
+//! or finished after the last save. The dispatcher starts no delivery while
+//! `checkpoint_records` finished ones are unsaved, so at most `concurrency + checkpoint_records`
+//! records are re-sent, whatever the delivery speed and however long a save takes.
 //!
 //! Memory stays flat whatever the total: the dispatcher holds the current page, the channel
 //! at most the one page fetched ahead, and each delivery task its own record.
@@ -11,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::delivery::{Attempt, CallbackClient};
@@ -97,6 +104,11 @@ pub struct Progress {
     unsaved: Vec<DeliveryFailure>,
     consecutive_failures: u64,
     last_failure: Option<String>,
+    /// Deliveries finished in this run; of them, those in the last snapshot taken and those in
+    /// the last checkpoint saved.
+    finished: u64,
+    snapshotted: u64,
+    saved: u64,
 }
 
 impl Progress {
@@ -122,7 +134,25 @@ impl Progress {
             unsaved: Vec::new(),
             consecutive_failures: 0,
             last_failure: None,
+            finished: 0,
+            snapshotted: 0,
+            saved: 0,
         }
+    }
+
+    /// Finished deliveries the saved progress does not have yet.
+    fn unsaved_count(&self) -> u64 {
+        self.finished - self.saved
+    }
+
+    /// Finished deliveries no snapshot has taken yet.
+    fn unsnapshotted_count(&self) -> u64 {
+        self.finished - self.snapshotted
+    }
+
+    /// The checkpoint of the snapshot that took `finished` deliveries is saved.
+    fn saved_up_to(&mut self, finished: u64) {
+        self.saved = self.saved.max(finished);
     }
 
     fn is_done(&self, idx: u64) -> bool {
@@ -142,6 +172,7 @@ impl Progress {
 
     /// Marks `idx` finished; returns the new `done_below`.
     fn finish(&mut self, idx: u64, failure: Option<DeliveryFailure>) -> u64 {
+        self.finished += 1;
         match failure {
             None => {
                 self.record_count += 1;
@@ -172,8 +203,10 @@ impl Progress {
         }
     }
 
-    /// The checkpoint to save, and the failures it makes final (taken out of `unsaved`).
+    /// The checkpoint to save, and the failures it makes final (taken out of `unsaved`). Once
+    /// it is saved, [`Progress::saved_up_to`] with [`Progress::finished`] as it was here.
     fn snapshot(&mut self) -> (StreamCheckpoint, Vec<DeliveryFailure>) {
+        self.snapshotted = self.finished;
         let (page_start, cursor) = match self.pages.front() {
             Some(p) => (p.start, p.cursor.clone()),
             None => (self.next_start, self.next_cursor.clone()),
@@ -218,6 +251,31 @@ enum Ending {
     Stopped(Stop),
 }
 
+/// How the deliveries, the dispatcher and the checkpointer of one stream tell each other about
+/// saves.
+struct Saves {
+    /// Finished deliveries that make the checkpointer save at once (half the allowance).
+    save_at: u64,
+    /// Finished deliveries that may be unsaved at once; no delivery starts at this many.
+    max_unsaved: u64,
+    /// Wakes the checkpointer: `save_at` deliveries finished since its last snapshot.
+    save_now: Notify,
+    /// Wakes the dispatcher: a checkpoint was saved.
+    saved: Notify,
+}
+
+impl Saves {
+    fn new(checkpoint_records: usize) -> Self {
+        let max_unsaved = checkpoint_records.max(1) as u64;
+        Self {
+            save_at: (max_unsaved / 2).max(1),
+            max_unsaved,
+            save_now: Notify::new(),
+            saved: Notify::new(),
+        }
+    }
+}
+
 /// What every delivery task of one stream shares.
 struct Ctx {
     stream_id: String,
@@ -229,6 +287,7 @@ struct Ctx {
     control: Arc<Control>,
     progress: Arc<Mutex<Progress>>,
     done_below: watch::Sender<u64>,
+    saves: Arc<Saves>,
 }
 
 impl Ctx {
@@ -369,6 +428,7 @@ async fn drive(
     }
     let cfg = &shared.config;
     let (done_tx, mut done_rx) = watch::channel(job.checkpoint.done_below);
+    let saves = Arc::new(Saves::new(cfg.checkpoint_records));
     let ctx = Arc::new(Ctx {
         stream_id: job.stream.id.clone(),
         client: shared.client.clone(),
@@ -379,6 +439,7 @@ async fn drive(
         control: control.clone(),
         progress: progress.clone(),
         done_below: done_tx,
+        saves: saves.clone(),
     });
 
     // One page in the channel, one in the dispatcher's hands: the fetcher reserves a slot
@@ -398,6 +459,7 @@ async fn drive(
         job.stream.id.clone(),
         progress.clone(),
         control.clone(),
+        saves.clone(),
     );
 
     let concurrency = cfg.concurrency.max(1);
@@ -446,6 +508,22 @@ async fn drive(
                 why = control.wait() => break 'run Ending::Stopped(why),
                 p = semaphore.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
+            // The crash bound: with a permit in hand (fewer than `concurrency` in flight), wait
+            // while `checkpoint_records` finished deliveries are unsaved.
+            loop {
+                let saved = saves.saved.notified();
+                tokio::pin!(saved);
+                saved.as_mut().enable();
+                if progress.lock().expect("progress lock").unsaved_count() < saves.max_unsaved {
+                    break;
+                }
+                saves.save_now.notify_one();
+                tokio::select! {
+                    biased;
+                    why = control.wait() => break 'run Ending::Stopped(why),
+                    _ = saved => {}
+                }
+            }
             while let Some(r) = tasks.try_join_next() {
                 if let Err(e) = r {
                     break 'run Ending::Failed(format!("a delivery task failed: {e}"));
@@ -613,16 +691,20 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
         attempts,
         failed_at: chrono::Utc::now(),
     });
-    let below = ctx
-        .progress
-        .lock()
-        .expect("progress lock")
-        .finish(idx, failure);
+    let (below, save) = {
+        let mut p = ctx.progress.lock().expect("progress lock");
+        let below = p.finish(idx, failure);
+        (below, p.unsnapshotted_count() >= ctx.saves.save_at)
+    };
+    if save {
+        ctx.saves.save_now.notify_one();
+    }
     ctx.done_below.send_replace(below);
 }
 
 /// Saves the progress every `checkpoint_interval` while the stream runs (with a shared store
-/// this renews the lease); notices a cancel made by another replica (the store no longer says
+/// this renews the lease), and at once when half of `checkpoint_records` deliveries finished
+/// since the last snapshot; notices a cancel made by another replica (the store no longer says
 /// running) or a lease another replica took over (this replica was presumed dead): either way
 /// the checkpoint is refused and the runner stops.
 struct Checkpointer {
@@ -636,18 +718,30 @@ impl Checkpointer {
         id: String,
         progress: Arc<Mutex<Progress>>,
         control: Arc<Control>,
+        saves: Arc<Saves>,
     ) -> Self {
         let (quit, mut quit_rx) = watch::channel(false);
         let every = shared.config.checkpoint_interval;
         let task = tokio::spawn(async move {
+            let mut next = tokio::time::Instant::now() + every;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
+                    biased;
                     _ = quit_rx.changed() => return,
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = saves.save_now.notified() => {}
                 }
-                let (cp, failures) = progress.lock().expect("progress lock").snapshot();
+                next = tokio::time::Instant::now() + every;
+                let (cp, failures, taken) = {
+                    let mut p = progress.lock().expect("progress lock");
+                    let (cp, failures) = p.snapshot();
+                    (cp, failures, p.finished)
+                };
                 match shared.store.checkpoint_stream(&id, &cp, &failures).await {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        progress.lock().expect("progress lock").saved_up_to(taken);
+                        saves.saved.notify_waiters();
+                    }
                     Ok(false) => {
                         control.stop(Stop::Cancel);
                         return;
@@ -756,6 +850,38 @@ mod tests {
         p.unsave(f);
         let (_, f) = p.snapshot();
         assert_eq!(f.iter().map(|f| f.index).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn unsaved_deliveries_are_counted_until_their_checkpoint_is_saved() {
+        let mut p = Progress::from_checkpoint(&StreamCheckpoint::default());
+        p.push_page(0, 4, (0, 1, None), (4, 2, None));
+        p.finish(1, None);
+        p.finish(0, failure(0));
+        assert_eq!((p.unsaved_count(), p.unsnapshotted_count()), (2, 2));
+        p.snapshot();
+        let taken = p.finished;
+        p.finish(2, None);
+        assert_eq!(
+            (p.unsaved_count(), p.unsnapshotted_count()),
+            (3, 1),
+            "a snapshot being written is not saved yet"
+        );
+        p.saved_up_to(taken);
+        assert_eq!(p.unsaved_count(), 1);
+        // A save that lands after a later one does not move the count back.
+        p.snapshot();
+        p.saved_up_to(p.finished);
+        p.saved_up_to(taken);
+        assert_eq!((p.unsaved_count(), p.unsnapshotted_count()), (0, 0));
+    }
+
+    #[test]
+    fn saves_come_at_half_the_allowance() {
+        let s = Saves::new(64);
+        assert_eq!((s.save_at, s.max_unsaved), (32, 64));
+        let s = Saves::new(1);
+        assert_eq!((s.save_at, s.max_unsaved), (1, 1));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The background sync of one connection's inventory.
 //!
-//! Every interval it pages through `GET /api/v1/devices` (300 a page, offset paging) through the
-//! shared client, waiting for budget as long as it takes (`Wait::Forever`), holding one page at
-//! a time. Kandji offers no "changed since" filter, so every sync reads every device; what is
-//! incremental is the rest: only new or changed devices are written to the store, and at the
-//! end the devices Kandji no longer lists are dropped (from memory and store). A device skipped
-//! because the list shifted under the offset is dropped too; its next lookup goes live and puts
-//! it back.
+//! Every interval it pages through `GET /api/v1/devices?ordering=device_id` (300 a page, offset
+//! paging, in a stable order: Kandji's default order changes as devices check in, and offset
+//! pages of a changing order repeat some devices and skip others) through the shared client,
+//! waiting for budget as long as it takes (`Wait::Forever`), holding one page at a time. Kandji
+//! offers no "changed since" filter, so every sync reads every device; what is incremental is
+//! the rest: only new or changed devices are written to the store, and at the end the devices
+//! Kandji no longer lists are dropped (from memory and store). The stable order leaves one way
+//! to skip a device: one deleted mid-sync ahead of the offset shifts the rest back by one. The
+//! skipped device is dropped too; its next lookup goes live and puts it back.
 //!
 //! The sync shares the connection's budget: it spaces its own requests to use at most
 //! `budget_share` of the connection's rate, and pauses while less than `budget_reserve` of the
@@ -144,7 +146,11 @@ async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), St
             kandji_calls: 0,
         });
     }
-    let list = Arc::new(ListPlan::new(Paging::Offset, &["", "/results"], PAGE_SIZE));
+    // A stable order: Kandji's default one changes as devices check in, and offset pages of a
+    // changing order repeat some devices and skip others.
+    let list = Arc::new(
+        ListPlan::new(Paging::Offset, &["", "/results"], PAGE_SIZE).ordered_by("device_id"),
+    );
     let request =
         KandjiRequest::get(ApiPath::from_template("/devices", |_| None).expect("static path"));
     let mut pager = Pager::new(request, list);

@@ -175,6 +175,7 @@ async fn kandjis_html_404_and_5xx_are_passed_through() {
             "status_code": 500,
             "message": "Internal Server Error",
             "error": "Internal Server Error",
+            "lookup_error": null,
         })
     );
 }
@@ -486,6 +487,8 @@ fn lost_mode_outputs(s: &TestApp, d: &kandji_connector::simulator::Device) -> Va
         "serial_number": d.serial_number,
         "platform": d.platform.as_str(),
         "user_email": user_email(s, d),
+        // The device was read after the command.
+        "lookup_error": null,
     })
 }
 
@@ -681,6 +684,7 @@ async fn turn_on_lost_mode_sends_only_what_was_given_and_passes_refusals_through
             "status_code": 404,
             "message": "Not found.",
             "error": "Not found.",
+            "lookup_error": null,
         })
     );
 }

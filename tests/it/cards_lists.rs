@@ -47,7 +47,7 @@ fn device_record(raw: &Value) -> Value {
 #[tokio::test]
 async fn list_devices_first_matching_record_asks_for_one() {
     let s = start().await;
-    let raw = kandji(&s, "/devices?limit=1").await;
+    let raw = kandji(&s, "/devices?ordering=device_id&limit=1").await;
     let out = s
         .outputs(
             "list_devices",
@@ -55,7 +55,10 @@ async fn list_devices_first_matching_record_asks_for_one() {
             json!({"result_set": "first_matching_record"}),
         )
         .await;
-    let req = only(&s, "GET /api/v1/devices?limit=1&offset=0");
+    let req = only(
+        &s,
+        "GET /api/v1/devices?ordering=device_id&limit=1&offset=0",
+    );
     assert_no_body(&req);
     let first = device_record(&raw[0]);
     let mut want = json!({"status_code": 200});
@@ -82,7 +85,15 @@ async fn list_devices_first_matching_record_asks_for_one() {
         want[k] = first[k].clone();
     }
     assert_eq!(out, want);
-    let d0 = s.sim.tenant().devices[0].clone();
+    // The first in the stable order the card asks for.
+    let d0 = s
+        .sim
+        .tenant()
+        .devices
+        .iter()
+        .min_by_key(|d| d.device_id.to_string())
+        .unwrap()
+        .clone();
     assert_eq!(out["device_id"], id(&d0));
     assert_eq!(out["first_enrollment"], rfc(&d0.first_enrollment));
 }
@@ -153,6 +164,7 @@ async fn list_devices_passes_every_filter_as_kandjis_query_param() {
         )
     })
     .collect();
+    want.push(("ordering".into(), "device_id".into()));
     want.push(("limit".into(), "1".into()));
     want.push(("offset".into(), "0".into()));
     let mut got = req.query_pairs();
@@ -178,7 +190,7 @@ async fn list_devices_passes_every_filter_as_kandjis_query_param() {
         req.query.as_deref(),
         Some(
             format!(
-                "platform=iPad&user_email_exact={}&limit=1&offset=0",
+                "platform=iPad&user_email_exact={}&ordering=device_id&limit=1&offset=0",
                 email.replace('@', "%40")
             )
             .as_str()
@@ -190,7 +202,7 @@ async fn list_devices_passes_every_filter_as_kandjis_query_param() {
 #[tokio::test]
 async fn list_devices_first_200_asks_for_200_and_gets_exactly_200() {
     let s = start_with(devices(260)).await;
-    let raw = kandji(&s, "/devices?limit=200&offset=0").await;
+    let raw = kandji(&s, "/devices?ordering=device_id&limit=200&offset=0").await;
     let out = s
         .outputs(
             "list_devices",
@@ -198,7 +210,10 @@ async fn list_devices_first_200_asks_for_200_and_gets_exactly_200() {
             json!({"result_set": "first_200_matching_records"}),
         )
         .await;
-    only(&s, "GET /api/v1/devices?limit=200&offset=0");
+    only(
+        &s,
+        "GET /api/v1/devices?ordering=device_id&limit=200&offset=0",
+    );
     assert_keys(&out, &["devices", "status_code"]);
     assert_eq!(out["status_code"], 200);
     let got = out["devices"].as_array().unwrap();
@@ -208,25 +223,29 @@ async fn list_devices_first_200_asks_for_200_and_gets_exactly_200() {
         all_normalised(&raw, DEVICE_DATES, &["/user"])
     );
     let t = s.sim.tenant();
-    for (record, d) in got.iter().zip(&t.devices) {
+    // In the stable order the card asks for.
+    let mut by_id: Vec<_> = t.devices.iter().collect();
+    by_id.sort_by_key(|d| d.device_id.to_string());
+    for (record, d) in got.iter().zip(&by_id) {
         assert_eq!(record["device_id"], d.device_id.to_string());
         assert_eq!(record["last_enrollment"], rfc(&d.last_enrollment));
         if d.user_id.is_none() {
             assert_eq!(record["user"], Value::Null, "an unassigned user stays \"\"");
         }
     }
-    assert!(t.devices[..200].iter().any(|d| d.user_id.is_none()));
+    assert!(by_id[..200].iter().any(|d| d.user_id.is_none()));
 }
 
 #[tokio::test]
 async fn list_devices_first_200_with_a_filter_stops_on_kandjis_short_page() {
     let s = start_with(devices(260)).await;
-    let macs: Vec<String> = s
+    let mut macs: Vec<String> = s
         .sim
         .tenant()
         .devices_of("Mac")
         .map(|d| d.device_id.to_string())
         .collect();
+    macs.sort();
     assert!(macs.len() < 200);
     let out = s
         .outputs(
@@ -235,7 +254,10 @@ async fn list_devices_first_200_with_a_filter_stops_on_kandjis_short_page() {
             json!({"result_set": "first_200_matching_records"}),
         )
         .await;
-    only(&s, "GET /api/v1/devices?platform=Mac&limit=200&offset=0");
+    only(
+        &s,
+        "GET /api/v1/devices?platform=Mac&ordering=device_id&limit=200&offset=0",
+    );
     let got: Vec<&str> = out["devices"]
         .as_array()
         .unwrap()
@@ -257,7 +279,7 @@ async fn list_devices_passes_kandjis_field_error_through() {
         .await;
     only(
         &s,
-        "GET /api/v1/devices?device_id=not-a-uuid&limit=1&offset=0",
+        "GET /api/v1/devices?device_id=not-a-uuid&ordering=device_id&limit=1&offset=0",
     );
     assert_eq!(out["status_code"], 400);
     assert_eq!(out["error"], "device_id: Enter a valid UUID.");

@@ -462,7 +462,7 @@ async fn lists_plan_their_first_page_and_say_how_paging_goes_on() {
             "list_devices",
             json!({"platform": "Mac"}),
             json!({"result_set": "first_200_matching_records"}),
-            format!("GET {base}/api/v1/devices?platform=Mac&limit=200&offset=0"),
+            format!("GET {base}/api/v1/devices?platform=Mac&ordering=device_id&limit=200&offset=0"),
             "offset",
             json!(200),
             "`offset`",
@@ -471,7 +471,9 @@ async fn lists_plan_their_first_page_and_say_how_paging_goes_on() {
             "list_devices",
             json!({"serial_number": "C02"}),
             json!({"result_set": "first_matching_record"}),
-            format!("GET {base}/api/v1/devices?serial_number=C02&limit=1&offset=0"),
+            format!(
+                "GET {base}/api/v1/devices?serial_number=C02&ordering=device_id&limit=1&offset=0"
+            ),
             "offset",
             json!(1),
             "`limit`",
@@ -562,7 +564,9 @@ async fn a_stream_plans_its_first_page_and_its_delivery() {
     );
     assert_eq!(
         lines(&p),
-        [format!("GET {base}/api/v1/devices?limit=5&offset=0")]
+        [format!(
+            "GET {base}/api/v1/devices?ordering=device_id&limit=5&offset=0"
+        )]
     );
     assert_eq!(
         p["stream"],
@@ -576,7 +580,9 @@ async fn a_stream_plans_its_first_page_and_its_delivery() {
     );
     assert_eq!(
         lines(&p),
-        [format!("GET {base}/api/v1/devices?limit=300&offset=0")],
+        [format!(
+            "GET {base}/api/v1/devices?ordering=device_id&limit=300&offset=0"
+        )],
         "every record: the largest page"
     );
     assert_eq!(p["paging"]["records_wanted"], Value::Null);

@@ -308,3 +308,171 @@ fn a_mac_other(s: &TestApp, not: &str) -> String {
         .device_id
         .to_string()
 }
+
+// ---- A follow-up read never hides a command that went through ----
+//
+// The lost-mode cards send the MDM command, then read the device (`GET /devices/{id}`) for
+// their outputs. When that read fails the invocation still answers 200 with the command's
+// status, the device fields null and `lookup_error` saying what could not be read: failing
+// it would make a workflow engine retry, and send the command twice.
+
+fn an_iphone(s: &TestApp) -> String {
+    s.sim
+        .tenant()
+        .first_device_of("iPhone")
+        .expect("an iPhone")
+        .device_id
+        .to_string()
+}
+
+/// The device fields of a lost-mode card that could not read the device.
+fn unread_device(id: &str, status: u16, message: serde_json::Value) -> serde_json::Value {
+    json!({
+        "device_id": id,
+        "device_name": null,
+        "serial_number": null,
+        "platform": null,
+        "user_email": null,
+        "status_code": status,
+        "message": message,
+    })
+}
+
+/// The lookup error of an invocation, its other outputs left in `out`.
+fn take_lookup_error(out: &mut serde_json::Value) -> String {
+    out.as_object_mut()
+        .unwrap()
+        .remove("lookup_error")
+        .and_then(|e| e.as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("a lookup_error: {out}"))
+}
+
+/// Faults for the requests to `/devices/{id}…` after the command: the command (the first such
+/// request) is answered normally, the reads after it get `faults`.
+fn after_the_command(faults: Vec<Fault>) -> Vec<Fault> {
+    std::iter::once(Fault::Delay(Duration::ZERO))
+        .chain(faults)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_follow_up_read_that_times_out_answers_with_the_commands_status() {
+    let s = TestApp::builder()
+        .config(|c| c.kandji.total_timeout = Duration::from_millis(800))
+        .start()
+        .await;
+    let id = an_iphone(&s);
+    s.sim.push_faults(
+        Some(&format!("/devices/{id}")),
+        after_the_command(vec![Fault::Hang; 5]),
+    );
+    let started = Instant::now();
+    let r = s
+        .invoke(
+            "turn_on_lost_mode",
+            json!({"device_id": id, "lock_message": "Please return"}),
+            json!({}),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let mut out = r.ok()["outputs"].clone();
+    let error = take_lookup_error(&mut out);
+    assert_eq!(out, unread_device(&id, 200, json!("Please return")));
+    assert!(
+        error.contains("device could not be read") && error.contains("did not answer within"),
+        "{error}"
+    );
+    assert_eq!(count(&s, "POST", "/action/enablelostmode"), 1);
+    assert!(
+        count(&s, "GET", &format!("/devices/{id}")) >= 1,
+        "the device read was tried"
+    );
+    assert!(
+        s.sim
+            .tenant()
+            .first_device_of("iPhone")
+            .unwrap()
+            .lost_mode
+            .is_some(),
+        "the command went through"
+    );
+}
+
+#[tokio::test]
+async fn a_follow_up_read_answered_500_answers_with_the_commands_status() {
+    let s = TestApp::start().await;
+    let id = an_iphone(&s);
+    for (card, action) in [
+        ("turn_on_lost_mode", "enablelostmode"),
+        ("play_lost_mode_sound", "playlostmodesound"),
+        ("update_lost_mode_location", "updatelocation"),
+        ("turn_off_lost_mode", "disablelostmode"),
+    ] {
+        s.sim.clear_requests();
+        // Kandji answers the read with 500 (not retried: only 502 to 504 are).
+        s.sim.push_faults(
+            Some(&format!("/devices/{id}")),
+            after_the_command(vec![Fault::status(500)]),
+        );
+        let inputs = match card {
+            "turn_on_lost_mode" => json!({"device_id": id, "phone_number": "5550100"}),
+            _ => json!({"device_id": id}),
+        };
+        let r = s.invoke(card, inputs, json!({})).await;
+        let mut out = r.ok()["outputs"].clone();
+        let error = take_lookup_error(&mut out);
+        assert_eq!(out, unread_device(&id, 200, json!(null)), "{card}");
+        assert!(
+            error.contains("device could not be read")
+                && error.contains("Kandji answered 500: Internal Server Error"),
+            "{card}: {error}"
+        );
+        assert_eq!(count(&s, "POST", &format!("/action/{action}")), 1, "{card}");
+        assert_eq!(count(&s, "GET", &format!("/devices/{id}")), 1, "{card}");
+    }
+
+    // A read that works again: no lookup error, the device's fields are back.
+    let out = s
+        .outputs(
+            "turn_on_lost_mode",
+            json!({"device_id": id, "phone_number": "5550100"}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(out["lookup_error"], json!(null));
+    assert_eq!(out["platform"], "iPhone");
+}
+
+#[tokio::test]
+async fn a_follow_up_read_refused_by_the_budget_answers_with_the_commands_status() {
+    let s = TestApp::builder()
+        .config(|c| c.kandji.budget_wait = Duration::from_millis(200))
+        .requests_per_hour(1)
+        .start()
+        .await;
+    let id = an_iphone(&s);
+    let r = s
+        .invoke(
+            "turn_on_lost_mode",
+            json!({"device_id": id, "lock_message": "Please return"}),
+            json!({}),
+        )
+        .await;
+    let mut out = r.ok()["outputs"].clone();
+    let error = take_lookup_error(&mut out);
+    assert_eq!(out, unread_device(&id, 200, json!("Please return")));
+    assert!(
+        error.contains("device could not be read") && error.contains("budget is spent"),
+        "{error}"
+    );
+    assert_eq!(count(&s, "POST", "/action/enablelostmode"), 1);
+    assert_eq!(
+        count(&s, "GET", &format!("/devices/{id}")),
+        0,
+        "the read was not sent"
+    );
+}

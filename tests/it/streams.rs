@@ -25,8 +25,9 @@ async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String>
     let base = server.sim.base_url();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut ids = Vec::new();
+    // Devices in the stable order streams ask for.
     let mut query = if path == "/devices" {
-        "limit=300&offset=0".to_string()
+        "ordering=device_id&limit=300&offset=0".to_string()
     } else {
         String::new()
     };
@@ -55,7 +56,7 @@ async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String>
             if records.len() < 300 {
                 break;
             }
-            query = format!("limit=300&offset={}", ids.len());
+            query = format!("ordering=device_id&limit=300&offset={}", ids.len());
             continue;
         }
         match body.get("next").and_then(Value::as_str) {
@@ -193,10 +194,10 @@ async fn all_four_list_cards_stream_every_record_once_signed(db: TestDb) {
             assert_eq!(
                 devices,
                 vec![
-                    "limit=300&offset=0",
-                    "limit=300&offset=300",
-                    "limit=300&offset=600",
-                    "limit=300&offset=900"
+                    "ordering=device_id&limit=300&offset=0",
+                    "ordering=device_id&limit=300&offset=300",
+                    "ordering=device_id&limit=300&offset=600",
+                    "ordering=device_id&limit=300&offset=900"
                 ]
             );
             assert_eq!(status["pages_fetched"], 4);
@@ -531,7 +532,7 @@ async fn record_limit_is_exact(db: TestDb) {
     assert_eq!(receiver.hit_count(), 5);
     assert_eq!(
         kandji_queries(&server, "/api/v1/devices"),
-        vec!["limit=5&offset=0"]
+        vec!["ordering=device_id&limit=5&offset=0"]
     );
     server.sim.clear_requests();
 
@@ -544,7 +545,10 @@ async fn record_limit_is_exact(db: TestDb) {
     assert_eq!(receiver.hit_count() - before, 301);
     assert_eq!(
         kandji_queries(&server, "/api/v1/devices"),
-        vec!["limit=300&offset=0", "limit=1&offset=300"]
+        vec![
+            "ordering=device_id&limit=300&offset=0",
+            "ordering=device_id&limit=1&offset=300"
+        ]
     );
     server.sim.clear_requests();
 
@@ -991,4 +995,112 @@ async fn killed_mid_stream_resumes_and_finishes() {
         ids.into_iter().collect(),
         "every device, once each"
     );
+}
+
+/// The crash bound at full speed (a receiver that answers at once, the default concurrency and
+/// checkpoint settings): a connector killed with SIGKILL and started again re-sends at most the
+/// deliveries in flight (`KANDJI_CONNECTOR_STREAM_CONCURRENCY`, 16) plus the finished ones it
+/// may leave unsaved (`KANDJI_CONNECTOR_STREAM_CHECKPOINT_RECORDS`, 64), on each store.
+async fn killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch(db: TestDb) {
+    const DEVICES: usize = 6000;
+    const BOUND: usize = 16 + 64;
+    let sim = kandji_connector::simulator::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimConfig {
+            devices: DEVICES,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let (_, secret_key) = kandji_connector::store::TokenCipher::generate();
+    let env = vec![
+        ("KANDJI_CONNECTOR_API_KEYS", API_KEY.to_string()),
+        ("KANDJI_CONNECTOR_DATABASE_URL", db.url()),
+        ("KANDJI_CONNECTOR_SECRET_KEY", secret_key),
+        (
+            "KANDJI_CONNECTOR_CALLBACK_ALLOW",
+            "127.0.0.1/32".to_string(),
+        ),
+        // A replica that died holds the stream's lease this long (PostgreSQL).
+        ("KANDJI_CONNECTOR_STREAM_LEASE_MS", "1000".to_string()),
+    ];
+    let mut first = Binary::serve(&env).await;
+    let conn = first.connect(&sim).await;
+    // Kandji's 10,000 requests an hour would pace the stream to about 830 records a second.
+    let r = first
+        .patch(
+            &format!("/v1/connections/{conn}"),
+            json!({"requests_per_hour": 3_600_000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let invoke = json!({"connection": conn, "inputs": {}, "options": {"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())}});
+    let started = first.post("/v1/cards/list_devices/invoke", invoke).await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.body["stream_id"].as_str().unwrap().to_string();
+
+    let t0 = Instant::now();
+    eventually(
+        "records before the kill",
+        Duration::from_secs(20),
+        async || receiver.hit_count() >= 1500,
+    )
+    .await;
+    let rate = receiver.hit_count() as f64 / t0.elapsed().as_secs_f64();
+    first.kill().await;
+    // Callbacks the process had written before it died arrive within moments.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_kill = receiver.hit_count();
+    assert!(at_kill < DEVICES, "killed mid-stream ({at_kill} delivered)");
+
+    let second = Binary::serve(&env).await;
+    let status = second.finished(&id, Duration::from_secs(60)).await;
+    assert_eq!(status["state"], "succeeded", "{status}");
+    assert_eq!(status["record_count"], DEVICES);
+    let hits = receiver.hits();
+    let before: std::collections::HashSet<u64> = hits[..at_kill].iter().map(Hit::index).collect();
+    let resent = hits[at_kill..]
+        .iter()
+        .filter(|h| before.contains(&h.index()))
+        .count();
+    let by_index = receiver.by_index();
+    assert_eq!(
+        by_index.keys().copied().collect::<Vec<_>>(),
+        (0..DEVICES as u64).collect::<Vec<_>>(),
+        "no record missing"
+    );
+    eprintln!(
+        "{}: killed after {at_kill} deliveries at {rate:.0} records/s; {resent} re-sent (bound {BOUND})",
+        if db.pg.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    assert!(
+        resent <= BOUND,
+        "{resent} records re-sent after SIGKILL, more than in flight plus the unsaved batch ({BOUND})"
+    );
+    assert_eq!(hits.len() - DEVICES, resent, "every duplicate is a re-send");
+}
+
+mod killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch {
+    use crate::harness::TestDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch(
+            TestDb::sqlite(),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn needs_postgres() {
+        super::killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch(
+            TestDb::postgres().await,
+        )
+        .await;
+    }
 }

@@ -341,7 +341,11 @@ pub fn list(state: &SimState, req: &Req) -> Response {
     let positions = (!keys.is_empty()).then(|| sorted_positions(state, &t, &keys));
     let all: Box<dyn Iterator<Item = &Device>> = match &positions {
         Some(p) => Box::new(p.iter().map(|&i| &t.devices[i as usize])),
-        None => Box::new(t.devices.iter()),
+        None => {
+            // The default order: the devices that checked in most recently come first.
+            let front = t.devices.len() - state.check_in() % t.devices.len().max(1);
+            Box::new(t.devices[front..].iter().chain(&t.devices[..front]))
+        }
     };
     let page: Vec<views::DeviceOut> = if filter.active {
         all.filter(|d| filter.matches(d))
