@@ -1757,6 +1757,7 @@ async fn lock_device_2025_sends_message_and_phone_number_and_reads_the_device() 
             "platform": "Mac",
             "user_email": email,
             "message": null,
+            "lookup_error": null,
             "lock_pin": pin,
             "pin": pin,
         })
@@ -2068,4 +2069,39 @@ async fn get_blueprint_2025_has_type_and_the_2025_labels() {
     assert_eq!(out["computer_count"], out["count"]);
     assert_eq!(out["missing_computer_count"], out["missing"]);
     assert_eq!(out["enrollment_code_active"], bp.enrollment_code.is_active);
+}
+
+#[tokio::test]
+async fn erase_device_answers_the_erase_when_the_device_cannot_be_read_back() {
+    // The erase went through; the read after it fails (Kandji 500s): the answer is still the
+    // erase's, once, so that a workflow engine does not erase again.
+    let s = start().await;
+    let mac = device(&s, "Mac");
+    s.sim.push_faults(
+        Some(&format!("/devices/{}", id(&mac))),
+        std::iter::once(Fault::Delay(std::time::Duration::ZERO))
+            .chain(vec![Fault::status(500); 6])
+            .collect(),
+    );
+    let out = s
+        .outputs(
+            "erase_device",
+            json!({"device_id": id(&mac), "pin": "123456"}),
+            json!({}),
+        )
+        .await;
+    let reqs = s.sim.requests();
+    let erases = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/action/erase"))
+        .count();
+    assert_eq!(erases, 1, "{:?}", reqs.iter().map(line).collect::<Vec<_>>());
+    assert_eq!(out["status_code"], 200, "{out}");
+    assert_eq!(out["pin"], "123456");
+    assert_eq!(out["device_id"], id(&mac));
+    assert_eq!(out["serial_number"], Value::Null);
+    assert!(
+        out["lookup_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{out}"
+    );
 }

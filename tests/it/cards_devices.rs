@@ -192,6 +192,7 @@ fn device_outputs(s: &TestApp, d: &kandji_connector::simulator::Device, rest: Va
         "platform": d.platform.as_str(),
         "user_email": user_email(s, d),
         "message": null,
+        "lookup_error": null,
     });
     for (k, v) in rest.as_object().unwrap() {
         out[k] = v.clone();
