@@ -4,9 +4,13 @@
 //! Kandji's device list and keeps an in-memory [`Index`] by serial number, persisted in the
 //! store so a restart answers at once. A lookup the index cannot answer costs one live
 //! `GET /devices?serial_number=` (Kandji's filter is "contains"; the exact serial is picked
-//! here), within the connection's budget like every other call. With the sync off, every
-//! lookup is live. When Kandji cannot be reached, a lookup is answered from the index, marked
-//! stale, with `kandji_available: false`.
+//! here), within the connection's budget like every other call and, apart from the sync's,
+//! within a share of its rate kept for live lookups (`live_share`, shared by the replicas), for
+//! which it waits at most `live_wait`: a flood of unknown serial numbers (a key holder probing,
+//! personal devices) cannot spend the tenant's budget or stall a sign-in. Without share or
+//! budget in time, the inventory answers at once, saying no live check was made. With the sync
+//! off, every lookup is live. When Kandji cannot be reached, a lookup is answered from the
+//! index, marked stale, with `kandji_available: false`.
 //!
 //! Several replicas on one PostgreSQL database share the work: one replica at a time holds a
 //! connection's sync lease and pages through Kandji; the others follow, loading each completed
@@ -911,8 +915,8 @@ impl Resolver for Trust {
             None => ResolverPreview {
                 requests: vec![live_request(&serial)],
                 answer_from: match self.inventory(connection) {
-                    Some(_) => "the connection's device inventory does not know this serial number: one live lookup asks Kandji (its exact, case-insensitive match is kept); if Kandji cannot be reached, the inventory answers, marked stale",
-                    None => "this connection keeps no device inventory (inventory_sync is off): one live lookup asks Kandji (its exact, case-insensitive match is kept)",
+                    Some(_) => "the connection's device inventory does not know this serial number: one live lookup asks Kandji (its exact, case-insensitive match is kept), within the connection's share for live lookups (KANDJI_CONNECTOR_TRUST_LIVE_SHARE); if that share or the budget is not available within KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS, or Kandji cannot be reached, the inventory answers (live_check: skipped or failed)",
+                    None => "this connection keeps no device inventory (inventory_sync is off): one live lookup asks Kandji (its exact, case-insensitive match is kept), within the connection's share for live lookups (KANDJI_CONNECTOR_TRUST_LIVE_SHARE); if that share or the budget is not available within KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS, the answer is 429",
                 }
                 .into(),
             },
