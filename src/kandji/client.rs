@@ -391,11 +391,18 @@ impl KandjiClient {
         let mut answer_time = Duration::ZERO;
         let id = &tenant.connection_id;
         loop {
-            let mut waited = Duration::ZERO;
+            let deadline = match wait {
+                Wait::Bounded => Some(Instant::now() + self.config.budget_wait),
+                Wait::Upto(d) => Some(Instant::now() + d),
+                Wait::Forever => None,
+            };
+            let mut waited = false;
             if let Some((key, share)) = &share {
-                waited = self.acquire(share, wait, key, id, label, waited).await?;
+                self.acquire(share, key, id, label, deadline, &mut waited)
+                    .await?;
             }
-            self.acquire(&budget, wait, id, id, label, waited).await?;
+            self.acquire(&budget, id, id, label, deadline, &mut waited)
+                .await?;
             let left = self.config.total_timeout.saturating_sub(answer_time);
             if left.is_zero() {
                 return Err(KandjiError::Timeout(self.config.total_timeout));
@@ -448,23 +455,17 @@ impl KandjiClient {
     }
 
     /// Takes one request's worth of `budget` (named `key` in a shared store; `id` is the
-    /// connection, for counts), waiting as `wait` allows after `waited` already spent; returns
-    /// the time waited in all.
+    /// connection, for counts), waiting until `deadline` at most (`None`: as long as it takes).
+    /// `waited` notes (for the counts) that this attempt has waited already.
     async fn acquire(
         &self,
         budget: &super::budget::Budget,
-        wait: Wait,
         key: &str,
         id: &str,
         label: &str,
-        mut waited: Duration,
-    ) -> Result<Duration, KandjiError> {
-        let bound = match wait {
-            Wait::Bounded => Some(self.config.budget_wait),
-            Wait::Upto(d) => Some(d),
-            Wait::Forever => None,
-        };
-        let first = waited.is_zero();
+        deadline: Option<Instant>,
+        waited: &mut bool,
+    ) -> Result<(), KandjiError> {
         loop {
             let taken = match &self.shared {
                 None => budget.try_acquire(self.epoch),
@@ -489,20 +490,20 @@ impl KandjiClient {
                 },
             };
             match taken {
-                Ok(()) => return Ok(waited),
+                Ok(()) => return Ok(()),
                 Err(need) => {
-                    if let Some(bound) = bound
-                        && waited + need > bound
+                    // The deadline counts every wait, the store's answers included.
+                    if let Some(deadline) = deadline
+                        && Instant::now() + need > deadline
                     {
                         self.stats.bump(id, label, |c| c.budget_refusals += 1);
                         return Err(KandjiError::Throttled(need));
                     }
-                    if first && waited.is_zero() {
+                    if !*waited {
+                        *waited = true;
                         self.stats.bump(id, label, |c| c.budget_waits += 1);
                     }
-                    let need = need.max(Duration::from_millis(1));
-                    tokio::time::sleep(need).await;
-                    waited += need;
+                    tokio::time::sleep(need.max(Duration::from_millis(1))).await;
                 }
             }
         }
