@@ -926,9 +926,10 @@ async fn a_flood_of_unknown_serials_costs_at_most_the_live_share_and_stalls_no_o
         (1..=allowed).contains(&calls),
         "{calls} Kandji calls in {elapsed:?}"
     );
-    // No answer waited for budget beyond the short wait (the rest is HTTP on a busy machine).
+    // No answer waited for budget beyond the short wait: the allowance is HTTP and scheduling on a
+    // machine shared with parallel tests (before, a flood waited up to 10 s for the budget).
     assert!(
-        slowest < live_wait + Duration::from_millis(750),
+        slowest < live_wait + Duration::from_millis(1_500),
         "slowest answer {slowest:?}"
     );
     assert_eq!(other.status, 200, "{}", other.body);

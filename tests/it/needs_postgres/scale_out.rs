@@ -604,8 +604,9 @@ async fn the_device_trust_live_share_holds_across_replicas() {
     );
     assert!(live <= allowed, "{live} Kandji calls in {elapsed:?}");
     assert!(live >= 10, "the share was used: {live}");
+    // The allowance: HTTP, the store and scheduling on a machine shared with parallel tests.
     assert!(
-        slowest < live_wait + Duration::from_millis(750),
+        slowest < live_wait + Duration::from_millis(1_500),
         "slowest answer {slowest:?}"
     );
 }
