@@ -597,8 +597,9 @@ async fn the_device_trust_live_share_holds_across_replicas() {
         answers.iter().all(|(c, _)| c == "made" || c == "skipped"),
         "{answers:?}"
     );
+    // More asked than one share allows (so two shares would show).
     assert!(
-        answers.len() > 2 * allowed,
+        answers.len() > allowed + allowed / 2,
         "a flood: {} lookups",
         answers.len()
     );
