@@ -187,6 +187,23 @@ pub struct ServeArgs {
         default_value_t = 20.0
     )]
     pub inventory_budget_reserve: f64,
+    /// Percent of a connection's request rate device-trust live lookups may use (serial numbers
+    /// the inventory lacks, or every lookup with the sync off), apart from the inventory sync's
+    /// share; with PostgreSQL shared by every replica.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_TRUST_LIVE_SHARE",
+        default_value_t = 10.0
+    )]
+    pub trust_live_share: f64,
+    /// How long a device-trust live lookup waits for its share or the connection's budget, in
+    /// milliseconds; then the inventory answers without it (`live_check: skipped`).
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS",
+        default_value_t = 250
+    )]
+    pub trust_live_wait_ms: u64,
     /// With PostgreSQL: how long a replica's hold on a running stream lasts without a
     /// checkpoint renewing it; another replica resumes the stream once it has expired.
     #[arg(
@@ -415,6 +432,18 @@ impl ServeArgs {
                 self.inventory_budget_reserve
             ));
         }
+        if !(self.trust_live_share > 0.0 && self.trust_live_share <= 100.0) {
+            problems.push(format!(
+                "KANDJI_CONNECTOR_TRUST_LIVE_SHARE={} must be a percentage above 0 and at most 100",
+                self.trust_live_share
+            ));
+        }
+        if self.trust_live_wait_ms > 60_000 {
+            problems.push(format!(
+                "KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS={} is too long for a sign-in: give at most 60000 (the default is 250)",
+                self.trust_live_wait_ms
+            ));
+        }
         if self.stream_lease_ms < 4 * self.stream_checkpoint_ms.max(1) {
             problems.push("KANDJI_CONNECTOR_STREAM_LEASE_MS must be at least 4 times KANDJI_CONNECTOR_STREAM_CHECKPOINT_MS (checkpoints renew the lease)".into());
         }
@@ -473,6 +502,9 @@ impl ServeArgs {
                 budget_share: self.inventory_budget_share / 100.0,
                 budget_reserve: self.inventory_budget_reserve / 100.0,
                 stale_after: self.inventory_stale_after_ms.map(Duration::from_millis),
+                live_share: self.trust_live_share / 100.0,
+                live_wait: Duration::from_millis(self.trust_live_wait_ms),
+                ..TrustConfig::default()
             },
             retention: RetentionConfig {
                 max_age: (self.retention_days > 0)

@@ -91,7 +91,7 @@ fn serial_from_query(query: Option<&str>) -> Result<SerialNumber, Problem> {
 
 /// Is this device managed?
 ///
-/// For device-trust products (at sign-in): whether the device with this serial number is managed, with what Kandji says of it. Needs the `trust:read` scope (which opens this route and nothing else: give it to the device-trust product) or `cards:invoke`. With the connection's `inventory_sync` on, answers come from the synced device inventory without a request to Kandji; a serial number the inventory has not seen costs one live `GET /api/v1/devices?serial_number=` within the connection's budget (a serial number Kandji does not know is then remembered for one sync interval). With the sync off, every lookup is live. When Kandji cannot be reached (or the budget is spent), the inventory answers with `kandji_available: false` and `stale: true` instead of failing; without an inventory the failure shows as 502, 504 or 429. The same answer is the `get_device_trust` card's.
+/// For device-trust products (at sign-in): whether the device with this serial number is managed, with what Kandji says of it. Needs the `trust:read` scope (which opens this route and nothing else: give it to the device-trust product) or `cards:invoke`. With the connection's `inventory_sync` on, answers come from the synced device inventory without a request to Kandji; a serial number the inventory has not seen costs one live `GET /api/v1/devices?serial_number=` within the connection's budget and within the share of its rate kept for live lookups (`KANDJI_CONNECTOR_TRUST_LIVE_SHARE`, 10 % by default; a serial number Kandji does not know is then remembered for one sync interval). A live lookup waits at most `KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS` (250 ms by default) for that share and budget; without them the inventory answers at once with `live_check: skipped` (`inventory_complete` says whether its `found: false` means "not enrolled as of `checked_at`"). With the sync off, every lookup is live. When Kandji cannot be reached, the inventory answers with `kandji_available: false` and `stale: true` instead of failing; without an inventory the failure shows as 502, 504 or 429. The same answer is the `get_device_trust` card's.
 #[utoipa::path(get, path = "/connections/{id}/device-trust", tag = "connections", operation_id = "getDeviceTrust",
     params(ConnectionId, TrustQuery),
     responses(
@@ -113,6 +113,8 @@ fn serial_from_query(query: Option<&str>) -> Result<SerialNumber, Problem> {
                 "checked_at": "2024-07-23T14:20:02.004512Z",
                 "age_seconds": 41,
                 "source": "inventory",
+                "live_check": "not_needed",
+                "inventory_complete": true,
                 "kandji_available": true,
                 "stale": false,
             }),

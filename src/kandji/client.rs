@@ -183,8 +183,31 @@ impl Default for ClientConfig {
 pub enum Wait {
     /// Cards: up to the configured bound, then `Throttled`.
     Bounded,
+    /// Up to this long (device-trust lookups at sign-in), then `Throttled`.
+    Upto(Duration),
     /// Streams and background work: as long as it takes.
     Forever,
+}
+
+/// A part of a connection's request rate set aside for one kind of request (device-trust live
+/// lookups): each such request takes one request's worth from the share and then from the
+/// connection's budget, so the kind never uses more than `fraction` of the rate, and everything
+/// else keeps the rest. With several replicas the share is one GCRA row in the store (named
+/// `<connection>/<name>`), like the connection's budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Share {
+    /// Names the share's budget (and its row in the store).
+    pub name: &'static str,
+    /// Of the connection's rate, above 0 and at most 1.
+    pub fraction: f64,
+}
+
+impl Share {
+    /// The share's own hourly rate for a connection of `per_hour`: at least one request an hour.
+    pub fn per_hour(&self, per_hour: u32) -> u32 {
+        let n = (f64::from(per_hour.max(1)) * self.fraction.clamp(0.0, 1.0)).floor();
+        (n as u32).max(1)
+    }
 }
 
 /// Counts kept in one place, by connection and card, for the metrics endpoint.
@@ -255,6 +278,8 @@ pub struct KandjiClient {
     http: reqwest::Client,
     config: ClientConfig,
     budgets: Arc<Budgets>,
+    /// The budgets of shares ([`Share`]), keyed `<connection>/<share>`.
+    shares: Arc<Budgets>,
     /// With several replicas: the store that holds every connection's budget (GCRA row).
     shared: Option<Arc<dyn crate::store::Store>>,
     stats: Arc<Stats>,
@@ -276,6 +301,7 @@ impl KandjiClient {
             http,
             config,
             budgets: Arc::new(Budgets::default()),
+            shares: Arc::new(Budgets::default()),
             shared: None,
             stats: Arc::new(Stats::default()),
             epoch: Instant::now(),
@@ -332,10 +358,28 @@ impl KandjiClient {
         wait: Wait,
         label: &str,
     ) -> Result<KandjiResponse, KandjiError> {
+        self.send_within(tenant, req, wait, label, None).await
+    }
+
+    /// [`Self::send_with`], each attempt (retries too) taking its budget from `share` first,
+    /// then from the connection's budget; `wait` bounds the two waits together.
+    pub async fn send_within(
+        &self,
+        tenant: &Tenant,
+        req: &KandjiRequest,
+        wait: Wait,
+        label: &str,
+        share: Option<Share>,
+    ) -> Result<KandjiResponse, KandjiError> {
         let idempotent = req.method == Method::GET || req.method == Method::HEAD;
         let budget = self
             .budgets
             .get(&tenant.connection_id, tenant.requests_per_hour);
+        let share = share.map(|s| {
+            let key = format!("{}/{}", tenant.connection_id, s.name);
+            let b = self.shares.get(&key, s.per_hour(tenant.requests_per_hour));
+            (key, b)
+        });
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.config.retry_min_delay)
             .with_max_delay(self.config.retry_max_delay)
@@ -347,7 +391,18 @@ impl KandjiClient {
         let mut answer_time = Duration::ZERO;
         let id = &tenant.connection_id;
         loop {
-            self.acquire(&budget, wait, id, label).await?;
+            let deadline = match wait {
+                Wait::Bounded => Some(Instant::now() + self.config.budget_wait),
+                Wait::Upto(d) => Some(Instant::now() + d),
+                Wait::Forever => None,
+            };
+            let mut waited = false;
+            if let Some((key, share)) = &share {
+                self.acquire(share, key, id, label, deadline, &mut waited)
+                    .await?;
+            }
+            self.acquire(&budget, id, id, label, deadline, &mut waited)
+                .await?;
             let left = self.config.total_timeout.saturating_sub(answer_time);
             if left.is_zero() {
                 return Err(KandjiError::Timeout(self.config.total_timeout));
@@ -399,21 +454,25 @@ impl KandjiClient {
         }
     }
 
+    /// Takes one request's worth of `budget` (named `key` in a shared store; `id` is the
+    /// connection, for counts), waiting until `deadline` at most (`None`: as long as it takes).
+    /// `waited` notes (for the counts) that this attempt has waited already.
     async fn acquire(
         &self,
         budget: &super::budget::Budget,
-        wait: Wait,
+        key: &str,
         id: &str,
         label: &str,
+        deadline: Option<Instant>,
+        waited: &mut bool,
     ) -> Result<(), KandjiError> {
-        let mut waited = Duration::ZERO;
         loop {
             let taken = match &self.shared {
                 None => budget.try_acquire(self.epoch),
                 Some(store) => match budget.paused_for() {
                     Some(p) => Err(p),
                     None => match store
-                        .budget_take(id, budget.interval, budget.tolerance)
+                        .budget_take(key, budget.interval, budget.tolerance)
                         .await
                     {
                         Ok(crate::store::BudgetTake::Granted) => {
@@ -433,18 +492,18 @@ impl KandjiClient {
             match taken {
                 Ok(()) => return Ok(()),
                 Err(need) => {
-                    if let Wait::Bounded = wait
-                        && waited + need > self.config.budget_wait
+                    // The deadline counts every wait, the store's answers included.
+                    if let Some(deadline) = deadline
+                        && Instant::now() + need > deadline
                     {
                         self.stats.bump(id, label, |c| c.budget_refusals += 1);
                         return Err(KandjiError::Throttled(need));
                     }
-                    if waited.is_zero() {
+                    if !*waited {
+                        *waited = true;
                         self.stats.bump(id, label, |c| c.budget_waits += 1);
                     }
-                    let need = need.max(Duration::from_millis(1));
-                    tokio::time::sleep(need).await;
-                    waited += need;
+                    tokio::time::sleep(need.max(Duration::from_millis(1))).await;
                 }
             }
         }

@@ -4,9 +4,13 @@
 //! Kandji's device list and keeps an in-memory [`Index`] by serial number, persisted in the
 //! store so a restart answers at once. A lookup the index cannot answer costs one live
 //! `GET /devices?serial_number=` (Kandji's filter is "contains"; the exact serial is picked
-//! here), within the connection's budget like every other call. With the sync off, every
-//! lookup is live. When Kandji cannot be reached, a lookup is answered from the index, marked
-//! stale, with `kandji_available: false`.
+//! here), within the connection's budget like every other call and, apart from the sync's,
+//! within a share of its rate kept for live lookups (`live_share`, shared by the replicas), for
+//! which it waits at most `live_wait`: a flood of unknown serial numbers (a key holder probing,
+//! personal devices) cannot spend the tenant's budget or stall a sign-in. Without share or
+//! budget in time, the inventory answers at once, saying no live check was made. With the sync
+//! off, every lookup is live. When Kandji cannot be reached, a lookup is answered from the
+//! index, marked stale, with `kandji_available: false`.
 //!
 //! Several replicas on one PostgreSQL database share the work: one replica at a time holds a
 //! connection's sync lease and pages through Kandji; the others follow, loading each completed
@@ -21,8 +25,8 @@ mod sync;
 
 pub use index::{Entry, Index, SerialNumber};
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -34,7 +38,9 @@ use utoipa::ToSchema;
 
 use crate::engine::{self, Resolved, Resolver, ResolverPreview, RunError};
 use crate::error::FieldError;
-use crate::kandji::{ApiPath, KandjiClient, KandjiError, KandjiRequest, Tenant, TenantCache, Wait};
+use crate::kandji::{
+    ApiPath, KandjiClient, KandjiError, KandjiRequest, Share, Tenant, TenantCache, Wait,
+};
 use crate::store::{InventoryDevice, InventorySync, Store, StoreError};
 
 /// The client's counts label of live lookups.
@@ -53,6 +59,14 @@ pub struct TrustConfig {
     /// An answer Kandji has not confirmed for this long is stale even when Kandji answers;
     /// `None`: twice the interval.
     pub stale_after: Option<Duration>,
+    /// The share (0 to 1) of the connection's request rate live lookups may use (serial numbers
+    /// the inventory lacks, or every lookup with the sync off); separate from the sync's share.
+    pub live_share: f64,
+    /// How long a live lookup waits for its share or the connection's budget before the
+    /// inventory answers without it.
+    pub live_wait: Duration,
+    /// Serial numbers Kandji did not know remembered per connection, at most.
+    pub remembered_misses: usize,
 }
 
 impl Default for TrustConfig {
@@ -62,6 +76,9 @@ impl Default for TrustConfig {
             budget_share: 0.5,
             budget_reserve: 0.2,
             stale_after: None,
+            live_share: 0.1,
+            live_wait: Duration::from_millis(250),
+            remembered_misses: MAX_REMEMBERED_MISSES,
         }
     }
 }
@@ -82,6 +99,24 @@ pub enum Source {
     Inventory,
     /// A request to Kandji made for this lookup.
     Live,
+}
+
+/// Whether Kandji was asked for this answer. `made`: a live lookup was made for it (`source:
+/// live`). `not_needed`: the inventory holds the device. `recent`: a live lookup within the sync
+/// interval (at `checked_at`) found Kandji does not know this serial number. `skipped`: the
+/// inventory lacks the serial number and no live lookup was made: the connection's share for
+/// live lookups (`KANDJI_CONNECTOR_TRUST_LIVE_SHARE`) or its budget was not available within
+/// `KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS`; `found: false` is the inventory's word as of
+/// `checked_at`. `failed`: a live lookup was tried but Kandji could not be reached
+/// (`kandji_available: false`); the inventory answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveCheck {
+    Made,
+    NotNeeded,
+    Recent,
+    Skipped,
+    Failed,
 }
 
 /// Whether a device is managed. `managed` means enrolled (Kandji lists the device), MDM
@@ -122,6 +157,14 @@ pub struct TrustAnswer {
     #[schema(required = true)]
     pub age_seconds: Option<u64>,
     pub source: Source,
+    #[schema(inline)]
+    pub live_check: LiveCheck,
+    /// The connection's inventory is complete and fresh: it holds every device Kandji listed
+    /// at its last full sync, and that sync is on schedule (it started no longer ago than the
+    /// sync interval plus the time a sync takes). A serial number it lacks was then not
+    /// enrolled as of `checked_at` (its age is `age_seconds`). False with the sync off, before
+    /// the first full sync, and while syncs fail or fall behind.
+    pub inventory_complete: bool,
     /// Whether the latest exchange with Kandji on this connection succeeded. When Kandji cannot
     /// be reached, the inventory answers (`source: inventory`) with this false instead of
     /// failing.
@@ -133,7 +176,12 @@ pub struct TrustAnswer {
 }
 
 impl TrustAnswer {
-    fn new(serial: &SerialNumber, device: Option<&InventoryDevice>, source: Source) -> Self {
+    fn new(
+        serial: &SerialNumber,
+        device: Option<&InventoryDevice>,
+        source: Source,
+        live_check: LiveCheck,
+    ) -> Self {
         let d = device;
         Self {
             serial_number: serial.as_str().to_string(),
@@ -151,6 +199,8 @@ impl TrustAnswer {
             checked_at: None,
             age_seconds: None,
             source,
+            live_check,
+            inventory_complete: false,
             kandji_available: true,
             stale: false,
         }
@@ -167,6 +217,12 @@ impl TrustAnswer {
         self.age_seconds = age.map(|a| a.as_secs());
         self.kandji_available = available;
         self.stale = !available || age.is_none_or(|a| a > stale_after);
+        self
+    }
+
+    /// Notes whether the connection's inventory is complete and fresh.
+    fn of(mut self, inv: &Inventory) -> Self {
+        self.inventory_complete = inv.complete_and_fresh();
         self
     }
 }
@@ -189,6 +245,9 @@ pub struct InventoryStatus {
     pub devices: usize,
     /// Heap bytes of the in-memory index, estimated from its allocations.
     pub index_bytes: usize,
+    /// Serial numbers a live lookup found Kandji does not know, remembered for one sync interval
+    /// so they are not asked again: at most 10,000 (the oldest are forgotten first).
+    pub remembered_misses: usize,
     /// Whether the latest exchange with Kandji on this connection (a sync page or a live
     /// lookup) succeeded.
     pub kandji_available: bool,
@@ -254,37 +313,116 @@ struct SyncState {
     last_error: Option<String>,
 }
 
-/// Live "not found" answers remembered, so a device Kandji does not know costs one call per
-/// sync interval rather than one per sign-in. Cleared when full.
-const MAX_REMEMBERED_MISSES: usize = 100_000;
+/// Serial numbers remembered per connection at most, by default: with 64-character serial
+/// numbers about 1.5 MiB. (At the default share of 10 % of Kandji's 10,000 requests an hour and
+/// the default 5-minute interval, live lookups find at most about 85 per interval.)
+const MAX_REMEMBERED_MISSES: usize = 10_000;
+
+/// Serial numbers a live lookup found Kandji does not know, each remembered for one sync
+/// interval so a device Kandji does not know costs one call per interval rather than one per
+/// sign-in; at most `cap` of them, the oldest forgotten first.
+struct Misses {
+    cap: usize,
+    at: HashMap<Arc<str>, DateTime<Utc>>,
+    /// Insertion order (so oldest first); an entry whose time differs from `at`'s is outdated.
+    order: VecDeque<(Arc<str>, DateTime<Utc>)>,
+}
+
+impl Misses {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            at: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<DateTime<Utc>> {
+        self.at.get(key).copied()
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.at.remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Remembers `key` from `now`, first forgetting what is older than `ttl` and, when full,
+    /// the oldest.
+    fn insert(&mut self, key: &str, now: DateTime<Utc>, ttl: chrono::Duration) {
+        while let Some((_, t)) = self.order.front() {
+            let full = self.at.len() >= self.cap || self.order.len() >= 2 * self.cap;
+            if !(full || now - *t >= ttl) {
+                break;
+            }
+            let (k, t) = self.order.pop_front().expect("a front");
+            if self.at.get(&k) == Some(&t) {
+                self.at.remove(&k);
+            }
+        }
+        let key: Arc<str> = key.into();
+        self.at.insert(key.clone(), now);
+        self.order.push_back((key, now));
+    }
+}
 
 /// One connection's inventory.
 pub struct Inventory {
     connection_id: String,
     index: RwLock<Index>,
-    misses: Mutex<HashMap<String, DateTime<Utc>>>,
+    misses: Mutex<Misses>,
     state: Mutex<SyncState>,
     available: AtomicBool,
     /// A write to the store failed: the next sync writes every device, not only changed ones.
     store_behind: AtomicBool,
+    interval: Duration,
+    /// Until when (µs since the epoch) the last completed sync keeps the inventory complete and
+    /// fresh; 0: not complete.
+    fresh_until: AtomicI64,
 }
 
 impl Inventory {
-    fn new(connection_id: &str, last: Option<InventorySync>) -> Self {
-        Self {
+    fn new(connection_id: &str, last: Option<InventorySync>, config: &TrustConfig) -> Self {
+        let inv = Self {
             connection_id: connection_id.to_string(),
             index: RwLock::new(Index::default()),
-            misses: Mutex::new(HashMap::new()),
+            misses: Mutex::new(Misses::new(config.remembered_misses)),
             state: Mutex::new(SyncState {
                 // A first sync starts as soon as the inventory exists.
                 phase: Phase::Syncing,
-                last,
+                last: None,
                 current: None,
                 last_error: None,
             }),
             available: AtomicBool::new(true),
             store_behind: AtomicBool::new(false),
+            interval: config.interval,
+            fresh_until: AtomicI64::new(0),
+        };
+        if let Some(last) = last {
+            inv.completed(last);
         }
+        inv
+    }
+
+    /// Records a completed sync (this replica's or, loaded from the store, another's).
+    fn completed(&self, last: InventorySync) {
+        // On schedule, the next sync starts an interval after this one and takes about as long.
+        let took = last.finished_at - last.started_at;
+        let until = last.started_at
+            + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::MAX / 2)
+            + took.max(chrono::Duration::zero());
+        self.fresh_until
+            .store(until.timestamp_micros(), Ordering::Relaxed);
+        self.state().last = Some(last);
+    }
+
+    /// The index holds every device Kandji listed at the last completed sync, and that sync is
+    /// on schedule.
+    fn complete_and_fresh(&self) -> bool {
+        Utc::now().timestamp_micros() < self.fresh_until.load(Ordering::Relaxed)
     }
 
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -299,7 +437,7 @@ impl Inventory {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn misses(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+    fn misses(&self) -> std::sync::MutexGuard<'_, Misses> {
         self.misses.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -322,11 +460,13 @@ impl Inventory {
             let idx = self.index();
             (idx.len(), idx.approx_bytes())
         };
+        let remembered_misses = self.misses().len();
         let st = self.state();
         InventoryStatus {
             state: st.phase,
             devices,
             index_bytes,
+            remembered_misses,
             kandji_available: self.available(),
             last_sync: st.last.as_ref().map(SyncReport::from),
             current_sync: st.current.clone(),
@@ -494,7 +634,11 @@ impl Trust {
         let started = std::time::Instant::now();
         let store = &self.shared.store;
         let last = store.inventory_last_sync(connection).await?;
-        let inv = Arc::new(Inventory::new(connection, last.clone()));
+        let inv = Arc::new(Inventory::new(
+            connection,
+            last.clone(),
+            &self.shared.config,
+        ));
         *inv.index_mut() = load_index(store.as_ref(), connection, last.as_ref()).await?;
         tracing::info!(
             connection,
@@ -586,22 +730,22 @@ impl Trust {
         let stale_after = self.shared.config.stale_after();
         if let Some(d) = inv.index().get(serial).map(|e| e.to_device(serial.key())) {
             return Some(
-                TrustAnswer::new(serial, Some(&d), Source::Inventory).checked(
-                    Some(d.last_seen),
-                    inv.available(),
-                    stale_after,
-                ),
+                TrustAnswer::new(serial, Some(&d), Source::Inventory, LiveCheck::NotNeeded)
+                    .checked(Some(d.last_seen), inv.available(), stale_after)
+                    .of(&inv),
             );
         }
-        let at = inv.misses().get(serial.key()).copied()?;
-        let ttl = chrono::Duration::from_std(self.shared.config.interval).unwrap_or_default();
-        (Utc::now() - at < ttl).then(|| {
-            TrustAnswer::new(serial, None, Source::Inventory).checked(
-                Some(at),
-                inv.available(),
-                stale_after,
-            )
+        let at = inv.misses().get(serial.key())?;
+        (Utc::now() - at < self.miss_ttl()).then(|| {
+            TrustAnswer::new(serial, None, Source::Inventory, LiveCheck::Recent)
+                .checked(Some(at), inv.available(), stale_after)
+                .of(&inv)
         })
+    }
+
+    /// How long a serial number Kandji did not know is remembered: one sync interval.
+    fn miss_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.shared.config.interval).unwrap_or_default()
     }
 
     /// Answers for `serial` from the inventory when it knows, else with one live lookup.
@@ -616,19 +760,22 @@ impl Trust {
         }
     }
 
-    /// One live lookup. What it finds joins the inventory (if the connection keeps one); when
-    /// Kandji cannot be asked, the inventory answers as of its last completed sync.
+    /// One live lookup, within the connection's share for live lookups and waiting for budget
+    /// at most `live_wait`. What it finds joins the inventory (if the connection keeps one);
+    /// when Kandji cannot be asked (budget or share not available in time, or Kandji failing),
+    /// the inventory answers as of its last completed sync, saying no live check was made.
     pub async fn ask_kandji(
         &self,
         tenant: &Tenant,
         serial: &SerialNumber,
     ) -> Result<TrustAnswer, LookupError> {
         let connection = tenant.connection_id.as_str();
-        let stale_after = self.shared.config.stale_after();
-        let outcome = live_lookup(&self.shared.kandji, tenant, serial).await;
+        let config = &self.shared.config;
+        let stale_after = config.stale_after();
+        let outcome = live_lookup(&self.shared.kandji, config, tenant, serial).await;
         let Some(inv) = self.inventory(connection) else {
             return outcome.map(|d| {
-                TrustAnswer::new(serial, d.as_ref(), Source::Live).checked(
+                TrustAnswer::new(serial, d.as_ref(), Source::Live, LiveCheck::Made).checked(
                     Some(now()),
                     true,
                     stale_after,
@@ -653,40 +800,31 @@ impl Trust {
                             tracing::warn!(connection, error = %e, "could not store a device found by a live lookup");
                         }
                     }
-                    None => {
-                        let mut misses = inv.misses();
-                        if misses.len() >= MAX_REMEMBERED_MISSES {
-                            misses.clear();
-                        }
-                        misses.insert(serial.key().to_string(), at);
-                    }
+                    None => inv.misses().insert(serial.key(), at, self.miss_ttl()),
                 }
                 Ok(
-                    TrustAnswer::new(serial, found.as_ref(), Source::Live).checked(
-                        Some(at),
-                        true,
-                        stale_after,
-                    ),
+                    TrustAnswer::new(serial, found.as_ref(), Source::Live, LiveCheck::Made)
+                        .checked(Some(at), true, stale_after)
+                        .of(&inv),
                 )
             }
-            // Kandji is fine but this connection's budget is spent: the inventory's word stands
-            // if it has one, and the caller is told when it was last confirmed.
-            Err(LookupError::Kandji(KandjiError::Throttled(wait))) => match inv.complete_since() {
-                Some(since) => Ok(TrustAnswer::new(serial, None, Source::Inventory).checked(
-                    Some(since),
-                    inv.available(),
-                    stale_after,
-                )),
-                None => Err(LookupError::Kandji(KandjiError::Throttled(wait))),
-            },
+            // Kandji is fine but the share or the budget is not available in time: the
+            // inventory's word stands, as of its last completed sync (if any), and says so.
+            Err(LookupError::Kandji(KandjiError::Throttled(_))) => {
+                Ok(
+                    TrustAnswer::new(serial, None, Source::Inventory, LiveCheck::Skipped)
+                        .checked(inv.complete_since(), inv.available(), stale_after)
+                        .of(&inv),
+                )
+            }
             Err(e) => {
                 tracing::info!(connection, error = %e, "Kandji unavailable for a device-trust lookup; answering from the inventory");
                 inv.set_available(false);
-                Ok(TrustAnswer::new(serial, None, Source::Inventory).checked(
-                    inv.complete_since(),
-                    false,
-                    stale_after,
-                ))
+                Ok(
+                    TrustAnswer::new(serial, None, Source::Inventory, LiveCheck::Failed)
+                        .checked(inv.complete_since(), false, stale_after)
+                        .of(&inv),
+                )
             }
         }
     }
@@ -710,11 +848,22 @@ fn live_request(serial: &SerialNumber) -> KandjiRequest {
 /// One `GET /devices?serial_number=` and the exact (case-insensitive) match among its answers.
 async fn live_lookup(
     kandji: &KandjiClient,
+    config: &TrustConfig,
     tenant: &Tenant,
     serial: &SerialNumber,
 ) -> Result<Option<InventoryDevice>, LookupError> {
+    let share = Share {
+        name: LOOKUP_LABEL,
+        fraction: config.live_share,
+    };
     let resp = kandji
-        .send_with(tenant, &live_request(serial), Wait::Bounded, LOOKUP_LABEL)
+        .send_within(
+            tenant,
+            &live_request(serial),
+            Wait::Upto(config.live_wait),
+            LOOKUP_LABEL,
+            Some(share),
+        )
         .await?;
     let body = engine::parse_body(&resp);
     if !resp.is_success() {
@@ -766,8 +915,8 @@ impl Resolver for Trust {
             None => ResolverPreview {
                 requests: vec![live_request(&serial)],
                 answer_from: match self.inventory(connection) {
-                    Some(_) => "the connection's device inventory does not know this serial number: one live lookup asks Kandji (its exact, case-insensitive match is kept); if Kandji cannot be reached, the inventory answers, marked stale",
-                    None => "this connection keeps no device inventory (inventory_sync is off): one live lookup asks Kandji (its exact, case-insensitive match is kept)",
+                    Some(_) => "the connection's device inventory does not know this serial number: one live lookup asks Kandji (its exact, case-insensitive match is kept), within the connection's share for live lookups (KANDJI_CONNECTOR_TRUST_LIVE_SHARE); if that share or the budget is not available within KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS, or Kandji cannot be reached, the inventory answers (live_check: skipped or failed)",
+                    None => "this connection keeps no device inventory (inventory_sync is off): one live lookup asks Kandji (its exact, case-insensitive match is kept), within the connection's share for live lookups (KANDJI_CONNECTOR_TRUST_LIVE_SHARE); if that share or the budget is not available within KANDJI_CONNECTOR_TRUST_LIVE_WAIT_MS, the answer is 429",
                 }
                 .into(),
             },

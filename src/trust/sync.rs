@@ -110,7 +110,7 @@ async fn follow(shared: &Shared, inv: &Inventory) -> Result<(), String> {
         *inv.index_mut() = idx;
         // The sync that stored it reached Kandji.
         inv.set_available(true);
-        inv.state().last = last.clone();
+        inv.completed(l.clone());
         tracing::debug!(
             connection = conn,
             devices,
@@ -252,11 +252,11 @@ async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), St
         "inventory synced"
     );
     inv.store_behind.store(false, Ordering::Relaxed);
+    inv.completed(done);
     let mut st = inv.state();
     st.phase = Phase::Idle;
     st.current = None;
     st.last_error = None;
-    st.last = Some(done);
     Ok(())
 }
 

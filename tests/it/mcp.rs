@@ -751,7 +751,13 @@ async fn needs_python_mcp_official_sdk_lists_and_calls_tools() {
 
 #[tokio::test]
 async fn a_trust_read_key_runs_the_device_trust_card_and_nothing_else_on_both_surfaces() {
-    let s = server().await;
+    // The sync is off, so each lookup below is live: a budget whose live share (10 %) does not
+    // space them out.
+    let s = TestApp::builder()
+        .config(with_keys)
+        .requests_per_hour(3_600_000)
+        .start()
+        .await;
     let (mac, serial) = first_device(&s, "Mac");
     let invoke = async |card: &str, inputs: Value| {
         let path = format!("/v1/cards/{card}/invoke");

@@ -506,3 +506,102 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
     }
     raw.close().await;
 }
+
+/// The share of the rate kept for device-trust live lookups is one share for all replicas (a
+/// row of the shared `budgets` table), not one each: two replicas flooded with serial numbers
+/// Kandji does not know for about three seconds together send at most what one share allows,
+/// and every answer comes within the short wait.
+#[tokio::test]
+async fn the_device_trust_live_share_holds_across_replicas() {
+    let pg = PgSchema::new().await;
+    let sim = sim(50).await;
+    let (a, b) = two(&pg, &sim, |c| {
+        c.trust.interval = Duration::from_millis(2_000);
+    })
+    .await;
+    let conn = a.connection.clone();
+    // 360,000 an hour: the live share (10 %) is 10 a second, with a burst of 10.
+    let r = a
+        .patch(
+            &format!("/v1/connections/{conn}"),
+            json!({"inventory_sync": true, "requests_per_hour": 360_000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for r in [&a, &b] {
+        eventually(
+            "both replicas hold a complete inventory",
+            Duration::from_secs(20),
+            async || {
+                let inv = inventory(r).await;
+                inv["devices"] == 50 && inv["last_sync"].is_object()
+            },
+        )
+        .await;
+    }
+    let live_wait = a.state.trust.config().live_wait;
+    sim.clear_requests();
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let started = Instant::now();
+    let run_for = Duration::from_secs(3);
+    let mut workers = Vec::new();
+    // 16 callers on each replica, each asking as soon as it has its answer.
+    for w in 0..32 {
+        let r = if w % 2 == 0 { a.clone() } else { b.clone() };
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while started.elapsed() < run_for {
+                let path = format!(
+                    "/v1/connections/{}/device-trust?serial_number=NOPE{w}X{i:05}",
+                    r.connection
+                );
+                i += 1;
+                let t = Instant::now();
+                let resp = r.get(&path).await;
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                seen.push((
+                    resp.body["live_check"].as_str().unwrap().to_string(),
+                    t.elapsed(),
+                ));
+            }
+            seen
+        }));
+    }
+    let mut answers = Vec::new();
+    for w in workers {
+        answers.extend(w.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    let live = sim
+        .requests()
+        .iter()
+        .filter(|r| r.query_pairs().iter().any(|(k, _)| k == "serial_number"))
+        .count();
+    let made = answers.iter().filter(|(c, _)| c == "made").count();
+    let slowest = answers.iter().map(|(_, t)| *t).max().unwrap();
+    // One share: a burst of 10 and 10 a second (two shares would allow twice as many).
+    let allowed = 10 + (10.0 * elapsed.as_secs_f64()).ceil() as usize + 2;
+    println!(
+        "{} lookups on two replicas in {elapsed:?}: {live} Kandji calls (one share allows {allowed}), slowest answer {slowest:?}",
+        answers.len()
+    );
+    assert_eq!(live, made, "one Kandji call per live answer");
+    assert!(
+        answers.iter().all(|(c, _)| c == "made" || c == "skipped"),
+        "{answers:?}"
+    );
+    // More asked than one share allows (so two shares would show).
+    assert!(
+        answers.len() > allowed + allowed / 2,
+        "a flood: {} lookups",
+        answers.len()
+    );
+    assert!(live <= allowed, "{live} Kandji calls in {elapsed:?}");
+    assert!(live >= 10, "the share was used: {live}");
+    // The allowance: HTTP, the store and scheduling on a machine shared with parallel tests.
+    assert!(
+        slowest < live_wait + Duration::from_millis(1_500),
+        "slowest answer {slowest:?}"
+    );
+}
