@@ -20,6 +20,7 @@ use super::{HelperFlow, Shared, webhook_id};
 use crate::engine::{self, Pager};
 use crate::kandji::{KandjiClient, Tenant, TenantError, Wait};
 use crate::store::{DeliveryFailure, StreamCheckpoint, StreamJob, StreamState};
+use crate::telemetry;
 
 /// Why a runner was asked to stop before the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +124,13 @@ impl Progress {
             consecutive_failures: 0,
             last_failure: None,
         }
+    }
+
+    /// Records received from Kandji and not finished yet.
+    pub fn backlog(&self) -> u64 {
+        self.next_start
+            .saturating_sub(self.done_below)
+            .saturating_sub(self.done_above.len() as u64)
     }
 
     fn is_done(&self, idx: u64) -> bool {
@@ -266,6 +274,9 @@ pub async fn run(
         Ending::Stopped(Stop::Cancel) => (Some(StreamState::Cancelled), None),
         Ending::Stopped(Stop::Shutdown) => (None, None),
     };
+    if let Some(state) = state {
+        telemetry::stream_finished(state.as_str());
+    }
     let (cp, failures) = progress.lock().expect("progress lock").snapshot();
     let saved = match state {
         Some(state) => {
@@ -571,11 +582,18 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
             return;
         }
         attempts += 1;
-        match ctx
+        let started = std::time::Instant::now();
+        let attempt = ctx
             .client
             .post(&ctx.url, &id, body.clone(), ctx.secret.as_ref())
-            .await
-        {
+            .await;
+        let outcome = match &attempt {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { .. } => "retry",
+            Attempt::Refused { .. } => "refused",
+        };
+        telemetry::delivery_attempt(outcome, started.elapsed());
+        match attempt {
             Attempt::Delivered => break None,
             Attempt::Refused {
                 status,
@@ -613,6 +631,7 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
         attempts,
         failed_at: chrono::Utc::now(),
     });
+    telemetry::record_finished(failure.is_none());
     let below = ctx
         .progress
         .lock()
