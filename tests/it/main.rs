@@ -21,6 +21,7 @@ mod console;
 mod deployment;
 mod healthcheck;
 mod mcp;
+mod metrics;
 mod needs_postgres;
 mod preview;
 mod readme;
