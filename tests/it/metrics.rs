@@ -87,6 +87,92 @@ fn series(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Every metric name in a text: `kandji_connector_…`, `http_server_…`, `process_…`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for prefix in ["kandji_connector_", "http_server_", "process_"] {
+        let mut rest = text;
+        while let Some(i) = rest.find(prefix) {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            out.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    out
+}
+
+/// The dashboard's queries, with its variables given their "All" values.
+fn dashboard_queries() -> Vec<String> {
+    let dash: Value =
+        serde_json::from_str(&read("deploy/grafana/dashboards/kandji-connector.json")).unwrap();
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push(
+                t["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$instance", ".*")
+                    .replace("$connection", ".*")
+                    .replace("$__rate_interval", "1m"),
+            );
+        }
+    }
+    out
+}
+
+/// The metrics the code records (named in src/telemetry.rs), the README's table and the
+/// dashboard's queries name the same set.
+#[test]
+fn the_readme_and_the_dashboard_name_the_metrics_the_code_records() {
+    let code = metric_names(&read("src/telemetry.rs"));
+    assert!(code.len() > 25, "{code:?}");
+    let readme = read("README.md");
+    let section = &readme[readme
+        .find("\n## Metrics and logs")
+        .expect("a Metrics section")..];
+    let table: std::collections::BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        table, code,
+        "README's metrics table against src/telemetry.rs"
+    );
+    let base = |n: &str| {
+        ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| n.strip_suffix(s).filter(|b| code.contains(*b)))
+            .unwrap_or(n)
+            .to_string()
+    };
+    let queries = dashboard_queries();
+    let used: std::collections::BTreeSet<String> = queries
+        .iter()
+        .flat_map(|q| metric_names(q))
+        .map(|n| base(&n))
+        .collect();
+    let unknown: Vec<_> = used.difference(&code).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics nobody records: {unknown:?}"
+    );
+    let unshown: Vec<_> = code.difference(&used).collect();
+    assert!(
+        unshown.is_empty(),
+        "metrics the dashboard does not show: {unshown:?}"
+    );
+}
+
 #[tokio::test]
 async fn metrics_need_the_metrics_read_scope_or_the_metrics_listener() {
     let dir = tempfile::tempdir().unwrap();
@@ -604,6 +690,20 @@ mod needs_prometheus {
         })
         .await;
         assert!(settled.is_ok(), "Prometheus's counts:\n{}", last.join("\n"));
+        // Every query of the dashboard is valid PromQL and finds data here.
+        for q in dashboard_queries() {
+            let r: Value = prometheus
+                .http
+                .get(format!("{}/api/v1/query", prometheus.url))
+                .query(&[("query", q.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(r["status"], "success", "{q}: {r}");
+        }
         server.kill().await;
         let mut prometheus = prometheus;
         let _ = prometheus.child.kill().await;
