@@ -711,8 +711,10 @@ mod tests {
         });
         p.push_page(0, 3, (0, 1, None), (3, 2, None));
         p.push_page(3, 6, (3, 2, None), (6, 3, None));
+        assert_eq!(p.backlog(), 6, "two pages received, nothing finished");
         assert_eq!(p.finish(1, None), 0);
         assert_eq!(p.finish(4, failure(4)), 0);
+        assert_eq!(p.backlog(), 4, "a failure is finished too");
         let (cp, f) = p.snapshot();
         assert_eq!(
             (
