@@ -2,6 +2,7 @@
 # Benchmark (not a test): get_device invocations through the connector vs the same
 # GET /api/v1/devices/{id} straight to the simulated tenant, each driven by wrk from its own process.
 # Prints throughput and p50/p99 for both and their ratio. Usage: bench/invoke.sh [seconds] [connections]
+# METRICS=off runs the connector with KANDJI_CONNECTOR_METRICS=off (bench/telemetry.sh compares both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"; CONNS="${2:-8}"
@@ -17,7 +18,7 @@ KANDJI_CONNECTOR_LISTEN=$APP KANDJI_CONNECTOR_API_KEYS=$KEY \
 KANDJI_CONNECTOR_SECRET_KEY=$(head -c32 /dev/urandom | base64) \
 KANDJI_CONNECTOR_DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc" \
 KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND=1000000 KANDJI_CONNECTOR_RATE_LIMIT_BURST=1000000 \
-KANDJI_CONNECTOR_LOG=warn $BIN serve >"$WORK/app.log" 2>&1 &
+KANDJI_CONNECTOR_METRICS="${METRICS:-on}" KANDJI_CONNECTOR_LOG=warn $BIN serve >"$WORK/app.log" 2>&1 &
 for _ in $(seq 100); do curl -sf "http://$APP/healthz" >/dev/null && curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "http://$SIM/api/v1/devices?limit=1" && break; sleep 0.1; done
 CONN=$(curl -sf -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
   -d "{\"name\":\"bench\",\"api_url\":\"http://$SIM\",\"api_token\":\"$TOKEN\",\"requests_per_hour\":4000000000}" \

@@ -58,12 +58,18 @@ probe_chromium() {
     [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
 }
 
+probe_prometheus() {
+    # tests/it/metrics.rs starts Debian's prometheus (a real server scraping the connector).
+    command -v prometheus >/dev/null
+}
+
 # --- Requirements, one a line: name | probe | nextest filter of the tests that need it |
 # --- how to install it (run when CI=true; empty: not installed by this script).
 REQUIREMENTS=(
     "postgres|probe_postgres|test(needs_postgres)|"
     "python_mcp|probe_python_mcp|test(needs_python_mcp)|apt-get install -y python3 python3-venv python3-pip"
     "chromium|probe_chromium|test(needs_chromium)|apt-get update -qq && apt-get install -y chromium chromium-driver"
+    "prometheus|probe_prometheus|test(needs_prometheus)|apt-get update -qq && apt-get install -y prometheus"
 )
 
 cargo fmt --all -- --check

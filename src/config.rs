@@ -13,6 +13,7 @@ use crate::mcp::{McpConfig, McpOrigin};
 use crate::retention::RetentionConfig;
 use crate::store::TokenCipher;
 use crate::streams::{CallbackPolicy, StreamConfig};
+use crate::telemetry::{LogFormat, MetricsConfig};
 use crate::trust::TrustConfig;
 
 /// Where the store is when `KANDJI_CONNECTOR_DATABASE_URL` is not set (`serve` and
@@ -229,6 +230,17 @@ pub struct ServeArgs {
     /// (MCP clients that are not web pages) are not affected.
     #[arg(long, env = "KANDJI_CONNECTOR_MCP_ALLOWED_ORIGINS", default_value = "")]
     pub mcp_allowed_origins: String,
+    /// `on` (the default) records Prometheus metrics and serves them at `GET /metrics` (a key
+    /// with the `metrics:read` scope); `off` records nothing and `/metrics` answers 404.
+    #[arg(long, env = "KANDJI_CONNECTOR_METRICS", default_value = "on")]
+    pub metrics: String,
+    /// A second address (e.g. `0.0.0.0:9090`) serving only `GET /metrics`, without a key: for
+    /// a Prometheus inside the same private network. Not set: no second listener.
+    #[arg(long, env = "KANDJI_CONNECTOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// `text` (the default): readable lines; `json`: one JSON object per line.
+    #[arg(long, env = "KANDJI_CONNECTOR_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
 }
 
 /// The checked configuration the server runs with.
@@ -248,6 +260,7 @@ pub struct Config {
     pub trust: TrustConfig,
     pub retention: RetentionConfig,
     pub mcp: McpConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -271,6 +284,7 @@ impl Config {
             trust: TrustConfig::default(),
             retention: RetentionConfig::default(),
             mcp: McpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -460,6 +474,36 @@ impl ServeArgs {
         let allowed_origins = McpOrigin::parse_list(&self.mcp_allowed_origins)
             .map_err(|e| problems.push(format!("KANDJI_CONNECTOR_MCP_ALLOWED_ORIGINS: {e}")))
             .unwrap_or_default();
+        let metrics_enabled = match self.metrics.trim() {
+            "on" | "" => true,
+            "off" => false,
+            other => {
+                problems.push(format!(
+                    "KANDJI_CONNECTOR_METRICS={other:?} must be `on` or `off`"
+                ));
+                true
+            }
+        };
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => match a.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    problems.push(format!(
+                        "KANDJI_CONNECTOR_METRICS_LISTEN={a:?} is not an address:port; use e.g. 0.0.0.0:9090"
+                    ));
+                    None
+                }
+            },
+        };
+        if metrics_listen.is_some() && !metrics_enabled {
+            problems.push(
+                "KANDJI_CONNECTOR_METRICS_LISTEN is set but KANDJI_CONNECTOR_METRICS is off: unset one".into(),
+            );
+        }
+        if let Err(e) = LogFormat::parse(&self.log_format) {
+            problems.push(e);
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -514,6 +558,10 @@ impl ServeArgs {
             mcp: McpConfig {
                 destructive,
                 allowed_origins,
+            },
+            metrics: MetricsConfig {
+                enabled: metrics_enabled,
+                listen: metrics_listen,
             },
         })
     }

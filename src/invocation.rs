@@ -20,6 +20,7 @@ use crate::error::{FieldError, Problem, UnshownFailure};
 use crate::kandji::{Tenant, TenantError};
 use crate::store::IdempotencyClaim;
 use crate::streams::StreamRequest;
+use crate::telemetry;
 
 /// Where an invocation came from (for the log and the metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,14 @@ pub async fn invoke(
     key: Option<IdempotencyKey<'_>>,
     surface: Surface,
 ) -> Answer {
+    if let Some(card) = app.catalog.get(id) {
+        // The request's log lines name the card and connection (ids, never secrets).
+        telemetry::record_ids(
+            Some(&card.def.id),
+            raw.get("connection").and_then(Value::as_str),
+            None,
+        );
+    }
     let answer = invoke_keyed(app, caller, id, raw, key).await;
     if let Some(card) = app.catalog.get(id) {
         count(&card.def.id, &answer, surface);
@@ -125,11 +134,10 @@ pub async fn invoke(
 }
 
 /// The metrics hook: one invocation of a catalog card (never an id a caller made up), with
-/// its HTTP status, Kandji's status and its surface. The metrics module (issue 14) is not on
-/// this branch yet: when it lands, this is the one place to call
-/// `metrics::card_invocation(card, metrics::Outcome::of(status, kandji), surface)`.
+/// its HTTP status, Kandji's status and its surface.
 fn count(card: &str, answer: &Answer, surface: Surface) {
     let (status, kandji) = (answer.status().as_u16(), answer.kandji_status());
+    telemetry::card_invocation(card, telemetry::Outcome::of(status, kandji), surface);
     tracing::debug!(
         card,
         status,
@@ -338,6 +346,7 @@ async fn run(
                 request,
             )
             .await?;
+        telemetry::record_ids(None, None, Some(&started.id));
         let body = StreamStarted {
             status_url: crate::api::status_url(&started.id),
             stream_id: started.id,

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod simulator;
 pub mod store;
 pub mod streams;
+pub mod telemetry;
 pub mod trust;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub use api::{App, AppState};
 
 /// Loads the cards, opens the store (checking the secret key) and builds the Kandji client.
 pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
+    // Before anything records: with metrics off no recorder is installed and recording is free.
+    let metrics = config.metrics.enabled.then(telemetry::install);
     let catalog = catalog::Catalog::load(config.cards_dir.as_deref()).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!("invalid card definitions:\n{}", lines.join("\n"))
@@ -85,6 +88,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         request_timeout: config.request_timeout,
         retention,
         mcp: config.mcp,
+        metrics,
     }))
 }
 
@@ -110,6 +114,13 @@ pub async fn serve(
     state.streams.shutdown().await;
     state.trust.shutdown().await;
     served?;
+    Ok(())
+}
+
+/// Serves `GET /metrics` alone, without a key, on its own listener
+/// (`KANDJI_CONNECTOR_METRICS_LISTEN`), until the process ends.
+pub async fn serve_metrics(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+    axum::serve(listener, api::metrics_router(state)).await?;
     Ok(())
 }
 

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kandji_connector::config::{DEFAULT_DATABASE_URL, ServeArgs};
+use kandji_connector::telemetry::{self, LogFormat};
 use kandji_connector::{catalog, simulator};
 use secrecy::{ExposeSecret, SecretString};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -94,12 +94,7 @@ enum CardsCommand {
 }
 
 fn init_tracing() {
-    let filter =
-        EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    telemetry::init_logging(LogFormat::Text);
 }
 
 #[tokio::main]
@@ -115,7 +110,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => {
-            init_tracing();
+            // A malformed format is reported with the other settings below.
+            telemetry::init_logging(LogFormat::parse(&args.log_format).unwrap_or(LogFormat::Text));
             let config = match args.into_config() {
                 Ok(c) => c,
                 Err(problems) => {
@@ -127,9 +123,17 @@ async fn main() -> ExitCode {
                 }
             };
             let listen = config.listen;
+            let metrics_listen = config.metrics.listen;
             let result = async {
                 let state = kandji_connector::build_state(config).await?;
                 let listener = tokio::net::TcpListener::bind(listen).await?;
+                if let Some(addr) = metrics_listen {
+                    let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                        anyhow::anyhow!("KANDJI_CONNECTOR_METRICS_LISTEN={addr}: {e}")
+                    })?;
+                    tracing::info!(address = %metrics.local_addr()?, "metrics endpoint listening");
+                    tokio::spawn(kandji_connector::serve_metrics(state.clone(), metrics));
+                }
                 tracing::info!(address = %listener.local_addr()?, cards = state.catalog.len(), "serving");
                 kandji_connector::serve(state, listener, kandji_connector::shutdown_signal()).await
             }

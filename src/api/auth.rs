@@ -31,15 +31,19 @@ pub enum Scope {
     /// else: the key to give a sign-in or device-trust product, which must not be able to run
     /// device actions.
     TrustRead,
+    /// Read the Prometheus metrics (`GET /metrics`) and nothing else: the key to give a
+    /// Prometheus server.
+    MetricsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::CatalogRead,
         Scope::CardsInvoke,
         Scope::SecretsRead,
         Scope::Admin,
         Scope::TrustRead,
+        Scope::MetricsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Scope {
             Scope::SecretsRead => "secrets:read",
             Scope::Admin => "admin",
             Scope::TrustRead => "trust:read",
+            Scope::MetricsRead => "metrics:read",
         }
     }
 

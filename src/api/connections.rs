@@ -343,6 +343,7 @@ async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
     (status = 500, response = InternalError),
 ))]
 async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    crate::telemetry::record_ids(None, Some(&id), None);
     let c = app
         .store
         .get_connection(&id)
@@ -379,6 +380,7 @@ async fn update(
     Path(id): Path<String>,
     AppJson(body): AppJson<UpdateBody>,
 ) -> Result<Response, Problem> {
+    crate::telemetry::record_ids(None, Some(&id), None);
     let current = app
         .store
         .get_connection(&id)
@@ -455,6 +457,7 @@ async fn remove(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
+    crate::telemetry::record_ids(None, Some(&id), None);
     app.tenants.invalidate(&id);
     app.trust.disable(&id).await?;
     if app.store.delete_connection(&id).await? {

@@ -29,6 +29,7 @@ mod connections;
 mod errors;
 mod extract;
 mod health;
+mod metrics;
 pub mod openapi;
 #[cfg(test)]
 mod openapi_check;
@@ -44,7 +45,6 @@ use axum::http::{HeaderName, StatusCode, header};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -84,6 +84,8 @@ pub struct App {
     pub retention: crate::retention::Sweeper,
     /// The MCP endpoint's settings.
     pub mcp: crate::mcp::McpConfig,
+    /// What renders `GET /metrics`; `None` when metrics are off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub type AppState = Arc<App>;
@@ -95,7 +97,7 @@ fn routes() -> OpenApiRouter<AppState> {
 }
 
 fn routes_with(
-    authenticate: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+    authenticate: impl Fn(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
 ) -> OpenApiRouter<AppState> {
     use auth::{Scope, any_scope_layer};
     let scoped = |r: OpenApiRouter<AppState>, scopes: Vec<Scope>| {
@@ -127,13 +129,25 @@ fn routes_with(
         .routes(routes!(openapi::serve_document))
         .routes(routes!(crate::console::index))
         .routes(routes!(crate::console::asset))
+        .merge(authenticate(scoped(
+            metrics::routes(),
+            vec![Scope::MetricsRead],
+        )))
         .nest(openapi::V1, authenticate(v1))
+}
+
+/// `GET /metrics` alone, without a key: what `KANDJI_CONNECTOR_METRICS_LISTEN` serves.
+pub fn metrics_router(state: AppState) -> Router {
+    let (router, _) = metrics::routes().split_for_parts();
+    router
+        .fallback(|| async { Problem::not_found("no such route") })
+        .with_state(state)
 }
 
 /// The whole HTTP API; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key);
-    let (router, _) = routes_with(|v1| v1.route_layer(auth)).split_for_parts();
+    let (router, _) = routes_with(|r| r.route_layer(auth.clone())).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     router
         // JSON-RPC, not a REST route: outside the OpenAPI document (see src/mcp).
@@ -151,7 +165,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(log_problems))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::telemetry::observe))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,

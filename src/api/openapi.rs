@@ -30,7 +30,7 @@ pub const V1: &str = "/v1";
     ),
     tags(
         (name = "health", description = "Liveness and readiness probes; no authentication."),
-        (name = "meta", description = "This document."),
+        (name = "meta", description = "This document, and the Prometheus metrics."),
         (name = "console", description = "The browser console (catalog, try a card, streams, connections); no authentication to load it, its pages call `/v1` with the key pasted into it."),
         (name = "cards", description = "The catalog of action cards and their invocation."),
         (name = "connections", description = "Kandji tenants the cards run against. The API token is write-only."),
@@ -47,7 +47,7 @@ pub struct ApiDoc;
 
 const DESCRIPTION: &str = "Hosts Kandji \"action cards\" for workflow engines. A card is one Kandji operation (lock a device, list devices, read a FileVault key, ...) with a JSON Schema for its inputs, options and outputs. A workflow designer reads the catalog (`GET /v1/cards`, `GET /v1/cards/{id}`) to build its forms; a running workflow invokes a card against a registered Kandji tenant (`POST /v1/cards/{id}/invoke`). Kandji tenants and their API tokens are registered under `/v1/connections`; tokens are write-only and never returned.
 
-Every route under `/v1` needs `Authorization: Bearer <API key>`; `/healthz`, `/readyz`, `/openapi.json` and the console (`/`, `/console/…`) do not.
+Every route under `/v1` needs `Authorization: Bearer <API key>`, and so does `/metrics` (a key with the `metrics:read` scope); `/healthz`, `/readyz`, `/openapi.json` and the console (`/`, `/console/…`) do not.
 
 Errors of the connector itself are RFC 9457 `application/problem+json` documents (see the `Problem` schema); a request whose fields are wrong gets 422 with one entry in `errors` per offending field. An answer from Kandji, whatever its status, is not an error of the connector: invoking a card returns 200 with Kandji's status in `outputs.status_code` and Kandji's message in `outputs.error`.
 
@@ -64,7 +64,7 @@ impl utoipa::Modify for Bearer {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("One of the connector's API keys (configured on the server), sent as `Authorization: Bearer <key>`. Required on every route under /v1."))
+                    .description(Some("One of the connector's API keys (configured on the server), sent as `Authorization: Bearer <key>`. Required on every route under /v1 and on /metrics."))
                     .build(),
             ),
         );

@@ -112,6 +112,11 @@ fn openapi_lists_every_route() {
     }
 }
 
+/// The routes behind the API-key layer: `/v1`, and `/metrics` (scope `metrics:read`).
+fn needs_key(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/v1" || path == "/metrics"
+}
+
 #[test]
 fn openapi_security_bearer_exactly_on_v1() {
     let doc = doc();
@@ -122,7 +127,7 @@ fn openapi_security_bearer_exactly_on_v1() {
     for (method, path, op, _) in operations(&doc) {
         // An operation's own `security` overrides the document's top-level one.
         let effective = op.get("security").or_else(|| doc.get("security"));
-        if path.starts_with("/v1/") || path == "/v1" {
+        if needs_key(&path) {
             assert_eq!(
                 effective,
                 Some(&bearer),
@@ -208,8 +213,8 @@ fn openapi_refs_resolve() {
     walk(&doc, &doc);
 }
 
-/// Every documented operation is served: under `/v1` behind the API-key layer (401 without a
-/// key, where an unknown route would be 404), elsewhere without one; and `/openapi.json`
+/// Every documented operation is served: under `/v1` and at `/metrics` behind the API-key
+/// layer (401 without a key, where an unknown route would be 404), elsewhere without one; and `/openapi.json`
 /// serves this very document.
 #[tokio::test]
 async fn every_documented_operation_is_served() {
@@ -243,7 +248,7 @@ async fn every_documented_operation_is_served() {
             .body(Body::empty())
             .unwrap();
         let status = app.clone().oneshot(req).await.unwrap().status();
-        if path.starts_with("/v1/") {
+        if needs_key(&path) {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
         } else {
             assert_eq!(status, StatusCode::OK, "{method} {path}");

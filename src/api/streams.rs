@@ -255,6 +255,7 @@ async fn status(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    crate::telemetry::record_ids(None, None, Some(&id));
     let s = visible_stream(&app, &caller, &id).await?;
     Ok(Json(stream_view(&s)).into_response())
 }
@@ -274,6 +275,7 @@ async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    crate::telemetry::record_ids(None, None, Some(&id));
     finished(&visible_stream(&app, &caller, &id).await?)?;
     let s = app
         .streams
@@ -323,6 +325,7 @@ async fn failures(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Problem> {
+    crate::telemetry::record_ids(None, None, Some(&id));
     let q: FailuresQuery = query(raw)?;
     let limit = check_limit(q.limit, 100)?;
     visible_stream(&app, &caller, &id).await?;

@@ -139,14 +139,20 @@ async fn device_trust(
 ) -> Result<Response, Problem> {
     let serial = serial_from_query(query.as_deref())?;
     // The inventory answers without reading the store or resolving the tenant.
+    crate::telemetry::record_ids(None, Some(&id), None);
     let answer = match app.trust.known(&id, &serial) {
-        Some(a) => a,
+        Some(a) => {
+            crate::telemetry::trust_lookup(Ok(&a), false);
+            a
+        }
         None => {
             let tenant = app.tenants.get(&id).await.map_err(|e| match e {
                 TenantError::Unknown => Problem::not_found(format!("no connection {id:?}")),
                 TenantError::Store(e) => e.into(),
             })?;
-            app.trust.ask_kandji(&tenant, &serial).await?
+            let answer = app.trust.ask_kandji(&tenant, &serial).await;
+            crate::telemetry::trust_lookup(answer.as_ref().map_err(|_| ()), true);
+            answer?
         }
     };
     let mut resp = Json(answer).into_response();

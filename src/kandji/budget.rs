@@ -192,6 +192,12 @@ impl Budgets {
         }
     }
 
+    /// Every budget, by connection.
+    pub fn all(&self) -> Vec<(String, Arc<Budget>)> {
+        let map = self.map.lock().expect("budgets lock");
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub fn peek(&self, connection_id: &str) -> Option<Arc<Budget>> {
         self.map
             .lock()

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::budget::{BudgetReport, Budgets, DEFAULT_REQUESTS_PER_HOUR};
 use super::url::{ApiBaseUrl, ApiPath};
+use crate::telemetry::{self, KandjiEvent};
 
 /// A Kandji tenant as the client needs it.
 #[derive(Clone)]
@@ -338,6 +339,15 @@ impl KandjiClient {
         }
     }
 
+    /// Every connection this process has sent requests for, with its budget (for the metrics).
+    pub fn budget_reports(&self) -> Vec<(String, BudgetReport)> {
+        self.budgets
+            .all()
+            .into_iter()
+            .map(|(id, b)| (id, b.report(self.epoch)))
+            .collect()
+    }
+
     /// A card's request: waits for budget up to the configured bound.
     pub async fn send(
         &self,
@@ -412,8 +422,14 @@ impl KandjiClient {
                 Ok(a) => a,
                 Err(_) => Attempt::Failed(KandjiError::Timeout(self.config.total_timeout)),
             };
-            answer_time += started.elapsed();
+            let took = started.elapsed();
+            answer_time += took;
             self.stats.bump(id, label, |c| c.requests += 1);
+            let class = match &attempt {
+                Attempt::Answer(resp) => telemetry::status_class(resp.status),
+                _ => "error",
+            };
+            telemetry::kandji_request(id, label, class, took);
             let (retry, retry_after, outcome) = match attempt {
                 Attempt::Answer(resp) => {
                     budget.observe(&resp.headers);
@@ -421,18 +437,22 @@ impl KandjiClient {
                         resp.status == 429 || (idempotent && matches!(resp.status, 502..=504));
                     if resp.status == 429 {
                         self.stats.bump(id, label, |c| c.kandji_429 += 1);
+                        telemetry::kandji_event(id, label, KandjiEvent::RateLimited);
                     }
                     (retry, retry_after(&resp.headers), Ok(resp))
                 }
                 Attempt::NotSent(e) => {
                     self.stats.bump(id, label, |c| c.errors += 1);
+                    telemetry::kandji_event(id, label, KandjiEvent::ConnectionError);
                     (true, None, Err(e))
                 }
                 Attempt::Failed(e) => {
                     if matches!(e, KandjiError::Timeout(_)) {
                         self.stats.bump(id, label, |c| c.timeouts += 1);
+                        telemetry::kandji_event(id, label, KandjiEvent::Timeout);
                     } else {
                         self.stats.bump(id, label, |c| c.errors += 1);
+                        telemetry::kandji_event(id, label, KandjiEvent::ConnectionError);
                     }
                     let transient =
                         matches!(e, KandjiError::Timeout(_) | KandjiError::Unreachable(_));
@@ -449,6 +469,7 @@ impl KandjiClient {
                 ra.min(self.config.max_retry_after).max(backoff / 4)
             });
             self.stats.bump(id, label, |c| c.retries += 1);
+            telemetry::kandji_event(id, label, KandjiEvent::Retry);
             tracing::debug!(connection = %id, card = label, delay_ms = delay.as_millis() as u64, "retrying a Kandji request");
             tokio::time::sleep(delay).await;
         }
@@ -497,11 +518,13 @@ impl KandjiClient {
                         && Instant::now() + need > deadline
                     {
                         self.stats.bump(id, label, |c| c.budget_refusals += 1);
+                        telemetry::kandji_event(id, label, KandjiEvent::BudgetRefusal);
                         return Err(KandjiError::Throttled(need));
                     }
                     if !*waited {
                         *waited = true;
                         self.stats.bump(id, label, |c| c.budget_waits += 1);
+                        telemetry::kandji_event(id, label, KandjiEvent::BudgetWait);
                     }
                     tokio::time::sleep(need.max(Duration::from_millis(1))).await;
                 }

@@ -115,6 +115,7 @@ impl From<sqlx::Error> for StoreError {
             ),
             _ => false,
         };
+        crate::telemetry::store_error(unavailable);
         if unavailable {
             StoreError::Unavailable(e.to_string())
         } else {

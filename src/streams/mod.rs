@@ -516,6 +516,16 @@ impl Streams {
         Ok(true)
     }
 
+    /// Streams this process runs, and their records fetched but not finished (for the metrics).
+    pub fn gauges(&self) -> (usize, u64) {
+        let running = self.running.lock().expect("streams lock");
+        let backlog = running
+            .values()
+            .map(|r| r.progress.lock().expect("progress lock").backlog())
+            .sum();
+        (running.len(), backlog)
+    }
+
     /// A stream with live counters when this process runs it.
     pub async fn get(&self, id: &str) -> Result<Option<Stream>, StoreError> {
         let Some(mut s) = self.shared.store.get_stream(id).await? else {

@@ -27,6 +27,7 @@ use super::{HelperFlow, Shared, webhook_id};
 use crate::engine::{self, Pager};
 use crate::kandji::{KandjiClient, Tenant, TenantError, Wait};
 use crate::store::{DeliveryFailure, StreamCheckpoint, StreamJob, StreamState};
+use crate::telemetry;
 
 /// Why a runner was asked to stop before the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +154,13 @@ impl Progress {
     /// The checkpoint of the snapshot that took `finished` deliveries is saved.
     fn saved_up_to(&mut self, finished: u64) {
         self.saved = self.saved.max(finished);
+    }
+
+    /// Records received from Kandji and not finished yet.
+    pub fn backlog(&self) -> u64 {
+        self.next_start
+            .saturating_sub(self.done_below)
+            .saturating_sub(self.done_above.len() as u64)
     }
 
     fn is_done(&self, idx: u64) -> bool {
@@ -325,6 +333,9 @@ pub async fn run(
         Ending::Stopped(Stop::Cancel) => (Some(StreamState::Cancelled), None),
         Ending::Stopped(Stop::Shutdown) => (None, None),
     };
+    if let Some(state) = state {
+        telemetry::stream_finished(state.as_str());
+    }
     let (cp, failures) = progress.lock().expect("progress lock").snapshot();
     let saved = match state {
         Some(state) => {
@@ -649,11 +660,18 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
             return;
         }
         attempts += 1;
-        match ctx
+        let started = std::time::Instant::now();
+        let attempt = ctx
             .client
             .post(&ctx.url, &id, body.clone(), ctx.secret.as_ref())
-            .await
-        {
+            .await;
+        let outcome = match &attempt {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { .. } => "retry",
+            Attempt::Refused { .. } => "refused",
+        };
+        telemetry::delivery_attempt(outcome, started.elapsed());
+        match attempt {
             Attempt::Delivered => break None,
             Attempt::Refused {
                 status,
@@ -691,6 +709,7 @@ async fn deliver(ctx: Arc<Ctx>, idx: u64, record: Value, _permit: OwnedSemaphore
         attempts,
         failed_at: chrono::Utc::now(),
     });
+    telemetry::record_finished(failure.is_none());
     let (below, save) = {
         let mut p = ctx.progress.lock().expect("progress lock");
         let below = p.finish(idx, failure);
@@ -786,8 +805,10 @@ mod tests {
         });
         p.push_page(0, 3, (0, 1, None), (3, 2, None));
         p.push_page(3, 6, (3, 2, None), (6, 3, None));
+        assert_eq!(p.backlog(), 6, "two pages received, nothing finished");
         assert_eq!(p.finish(1, None), 0);
         assert_eq!(p.finish(4, failure(4)), 0);
+        assert_eq!(p.backlog(), 4, "a failure is finished too");
         let (cp, f) = p.snapshot();
         assert_eq!(
             (

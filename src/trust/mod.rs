@@ -718,6 +718,20 @@ impl Trust {
         }
     }
 
+    /// Every inventory's status, by connection (for the metrics).
+    pub fn statuses(&self) -> Vec<(String, InventoryStatus)> {
+        let invs: Vec<Arc<Inventory>> = self
+            .inventories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        invs.iter()
+            .map(|i| (i.connection_id.clone(), i.status()))
+            .collect()
+    }
+
     /// A connection's inventory as operators see it; `None` when its sync is off.
     pub fn status(&self, connection: &str) -> Option<InventoryStatus> {
         self.inventory(connection).map(|i| i.status())
@@ -755,8 +769,15 @@ impl Trust {
         serial: &SerialNumber,
     ) -> Result<TrustAnswer, LookupError> {
         match self.known(&tenant.connection_id, serial) {
-            Some(a) => Ok(a),
-            None => self.ask_kandji(tenant, serial).await,
+            Some(a) => {
+                crate::telemetry::trust_lookup(Ok(&a), false);
+                Ok(a)
+            }
+            None => {
+                let answer = self.ask_kandji(tenant, serial).await;
+                crate::telemetry::trust_lookup(answer.as_ref().map_err(|_| ()), true);
+                answer
+            }
         }
     }
 

@@ -63,6 +63,7 @@ pub(super) async fn run(shared: Arc<Shared>, inv: Arc<Inventory>) {
             Ok(false) => follow(&shared, &inv).await.map(|()| interval / 4),
             Err(e) => Err(format!("the sync lease could not be read: {e}")),
         };
+        crate::telemetry::inventory_sync(conn, round.is_ok());
         let wait = match round {
             Ok(every) => {
                 failures = 0;

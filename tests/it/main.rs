@@ -22,6 +22,7 @@ mod demo;
 mod deployment;
 mod healthcheck;
 mod mcp;
+mod metrics;
 mod needs_postgres;
 mod paging_order;
 mod preview;

@@ -861,3 +861,43 @@ async fn a_card_whose_names_clash_takes_the_http_bodys_shape() {
         text(&r)
     );
 }
+
+/// Both surfaces count their invocations under the same card, told apart by `surface`.
+#[tokio::test]
+async fn invocations_are_counted_by_surface() {
+    let s = server().await;
+    let (mac, _) = first_device(&s, "Mac");
+    s.outputs(
+        "get_device",
+        json!({"device_id": mac}),
+        json!({"details": "basic"}),
+    )
+    .await;
+    let c = client(&s, API_KEY).await;
+    for _ in 0..2 {
+        let r = call(
+            &c,
+            "get_device",
+            json!({"device_id": mac, "details": "basic"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.is_error, Some(false), "{r:?}");
+    }
+    let text = s.get("/metrics").await.body.as_str().unwrap().to_string();
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.parse::<f64>().unwrap())
+    };
+    for (surface, n) in [("http", 1.0), ("mcp", 2.0)] {
+        let series = format!(
+            "kandji_connector_card_invocations_total{{card=\"get_device\",outcome=\"ok\",surface=\"{surface}\"}}"
+        );
+        assert_eq!(value(&series), Some(n), "{series} in {text}");
+    }
+    assert!(
+        text.contains("http_route=\"/mcp\""),
+        "MCP requests are HTTP requests too: {text}"
+    );
+}

@@ -10,6 +10,17 @@ const API_KEY: &str = "leak-test-key-9f8e7d6c5b4a3210";
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs_or_an_error_body() {
+    no_secret_leaks("text").await;
+}
+
+/// The same with `KANDJI_CONNECTOR_LOG_FORMAT=json`, whose lines also carry every field of the
+/// request's span.
+#[tokio::test]
+async fn no_secret_reaches_the_json_logs_or_an_error_body() {
+    no_secret_leaks("json").await;
+}
+
+async fn no_secret_leaks(format: &str) {
     let sim = simulator::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         SimConfig::default(),
@@ -25,6 +36,7 @@ async fn no_secret_reaches_the_logs_or_an_error_body() {
             format!("sqlite://{}/t.db?mode=rwc", dir.path().display()),
         ),
         ("KANDJI_CONNECTOR_LOG", "trace".to_string()),
+        ("KANDJI_CONNECTOR_LOG_FORMAT", format.to_string()),
         ("KANDJI_CONNECTOR_KANDJI_TIMEOUT_MS", "1500".to_string()),
     ])
     .await;
@@ -168,6 +180,14 @@ async fn no_secret_reaches_the_logs_or_an_error_body() {
         logs.len() > 1000 && logs.contains("DEBUG"),
         "the server logged too little to check: {logs}"
     );
+    if format == "json" {
+        for line in logs.lines() {
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object()),
+                "not a JSON object: {line}"
+            );
+        }
+    }
     for s in &secrets {
         assert!(
             !logs.contains(s.as_str()),

@@ -103,6 +103,15 @@ impl Binary {
     }
 }
 
+/// The `address` of a log line, in the text format (`address=…`) or in JSON (`"address":"…"`).
+pub fn address(line: &str) -> Option<String> {
+    if let Some(rest) = line.split("address=").nth(1) {
+        return rest.split_whitespace().next().map(str::to_string);
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["address"].as_str().map(str::to_string)
+}
+
 /// Reads lines into `logs`; the first `address=…` of the server's start-up line goes to `addr`.
 fn drain(
     out: impl AsyncRead + Unpin + Send + 'static,
@@ -113,10 +122,10 @@ fn drain(
         let mut lines = BufReader::new(out).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("serving")
-                && let Some(rest) = line.split("address=").nth(1)
+                && let Some(a) = address(&line)
                 && let Some(tx) = addr.take()
             {
-                let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+                let _ = tx.send(a);
             }
             let mut logs = logs.lock().unwrap();
             logs.push_str(&line);

@@ -20,7 +20,7 @@ mod receiver;
 mod wait;
 
 pub use app::{API_KEY, Api, Resp, TestApp};
-pub use binary::Binary;
+pub use binary::{Binary, address as binary_address};
 pub(crate) use db::both;
 pub use db::{PgSchema, TestDb};
 pub use receiver::{Answer, Hit, Receiver, SECRET, assert_signed, helper_flow};

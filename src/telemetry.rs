@@ -1,0 +1,566 @@
+//! What operators see: Prometheus metrics (`GET /metrics`) and the log format.
+//!
+//! Metrics go through the `metrics` facade to one process-wide `metrics-exporter-prometheus`
+//! recorder, rendered by an axum handler (the exporter's own HTTP listener is not used, so the
+//! endpoint sits behind the API-key layer, or on `KANDJI_CONNECTOR_METRICS_LISTEN`). Every
+//! metric name and label is written in this module, once, so that the README's table and the
+//! code are read side by side. Counters and histograms are recorded where things happen; gauges
+//! (budget left, running streams, backlog, inventories) are read from the live state at each
+//! scrape ([`render`]).
+//!
+//! Labels stay bounded: a connection id (a handful), a card id (the catalog), an outcome or a
+//! status class (fixed lists), a route template. Never a device id, a serial number, a stream
+//! id, a token or a URL.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{
+    Label, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
+
+use crate::invocation::Surface;
+
+/// The metrics settings (`KANDJI_CONNECTOR_METRICS`, `KANDJI_CONNECTOR_METRICS_LISTEN`).
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Off: nothing is recorded (no recorder is installed) and `/metrics` answers 404.
+    pub enabled: bool,
+    /// A second listener serving only `GET /metrics`, without a key.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+        }
+    }
+}
+
+/// How log lines are written (`KANDJI_CONNECTOR_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event (the default).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "KANDJI_CONNECTOR_LOG_FORMAT={other:?} must be `text` or `json`"
+            )),
+        }
+    }
+}
+
+/// Installs the process's log subscriber: the filter of `KANDJI_CONNECTOR_LOG` (default `info`)
+/// and the format. In JSON, each line carries the fields of the request it belongs to under
+/// `span` (`request_id`, `method`, `route`, and `card`, `connection`, `stream` where they apply).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Histogram buckets (seconds) of every duration: from 1 ms to 1 minute.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the process-wide recorder (once; later calls return the same handle) and describes
+/// every metric. Records the build info and the start time.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .expect("non-empty buckets")
+                .install_recorder()
+                .unwrap_or_else(|_| {
+                    // Another recorder is already installed (only an embedding program could
+                    // have done that): render an empty one rather than fail to start.
+                    PrometheusBuilder::new().build_recorder().handle()
+                });
+            describe();
+            gauge!("kandji_connector_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            let start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            gauge!("process_start_time_seconds").set(start.as_secs_f64());
+            // Histograms keep their samples until rendered; a recorder nobody scrapes stays
+            // bounded through the upkeep.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("a thread starts");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_histogram!(
+        "http_server_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of HTTP requests served, by method, route template and status code."
+    );
+    describe_gauge!(
+        "http_server_active_requests",
+        "HTTP requests being served, by method."
+    );
+    describe_counter!(
+        "kandji_connector_card_invocations_total",
+        "Card invocations (HTTP and MCP) by card, outcome and surface."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_requests_total",
+        "Requests sent to Kandji (each attempt, retries included) by connection, card and status class (2xx..5xx, or error when no answer came)."
+    );
+    describe_histogram!(
+        "kandji_connector_kandji_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of one request to Kandji (one attempt), by connection."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_retries_total",
+        "Requests to Kandji sent again (after a 429, or a transient failure of a safe request)."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_rate_limited_total",
+        "429 answers received from Kandji."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_timeouts_total",
+        "Requests to Kandji that timed out."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_connection_errors_total",
+        "Requests to Kandji that failed without an answer (connection refused, reset, TLS...)."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_budget_waits_total",
+        "Requests that had to wait for the connection's request budget."
+    );
+    describe_counter!(
+        "kandji_connector_kandji_budget_refusals_total",
+        "Card requests refused (429 to the caller) because the connection's budget was spent for longer than KANDJI_CONNECTOR_KANDJI_BUDGET_WAIT_MS."
+    );
+    describe_gauge!(
+        "kandji_connector_kandji_budget_remaining",
+        "Requests left in the connection's rolling hour (this replica's count)."
+    );
+    describe_gauge!(
+        "kandji_connector_streams_running",
+        "Streams this replica runs."
+    );
+    describe_counter!(
+        "kandji_connector_stream_records_delivered_total",
+        "Stream records delivered to their helper flow."
+    );
+    describe_counter!(
+        "kandji_connector_stream_delivery_attempts_total",
+        "Callback POSTs by outcome: delivered, retry (a transient failure, tried again), refused."
+    );
+    describe_counter!(
+        "kandji_connector_stream_deliveries_failed_total",
+        "Stream records given up on (refused, or still failing after the retry schedule)."
+    );
+    describe_histogram!(
+        "kandji_connector_stream_delivery_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of one callback POST."
+    );
+    describe_gauge!(
+        "kandji_connector_stream_backlog_records",
+        "Records fetched from Kandji and not yet delivered, over the streams this replica runs."
+    );
+    describe_counter!(
+        "kandji_connector_streams_finished_total",
+        "Streams that ended on this replica, by final state (succeeded, failed, cancelled)."
+    );
+    describe_counter!(
+        "kandji_connector_trust_lookups_total",
+        "Device-trust lookups by source (inventory, live) and result (managed, unmanaged, not_found, error)."
+    );
+    describe_gauge!(
+        "kandji_connector_inventory_devices",
+        "Devices in the connection's device inventory."
+    );
+    describe_gauge!(
+        "kandji_connector_inventory_sync_age_seconds",
+        "Seconds since the connection's last completed inventory sync finished."
+    );
+    describe_gauge!(
+        "kandji_connector_inventory_last_sync_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of the connection's last completed inventory sync."
+    );
+    describe_gauge!(
+        "kandji_connector_inventory_last_sync_kandji_calls",
+        "Requests to Kandji made by the connection's last completed inventory sync."
+    );
+    describe_counter!(
+        "kandji_connector_inventory_syncs_total",
+        "Inventory syncs run by this replica, by result (ok, failed)."
+    );
+    describe_counter!(
+        "kandji_connector_store_errors_total",
+        "Failed store operations by kind: unavailable (the database could not be reached in time) or other."
+    );
+    describe_gauge!(
+        "kandji_connector_build_info",
+        "Always 1; the version label says which build runs."
+    );
+    describe_gauge!(
+        "process_start_time_seconds",
+        metrics::Unit::Seconds,
+        "Start time of the process since the Unix epoch."
+    );
+}
+
+/// The exposition text: the gauges read from `app` now, then everything recorded.
+pub fn render(app: &crate::App, handle: &PrometheusHandle) -> String {
+    for (connection, report) in app.kandji.budget_reports() {
+        gauge!("kandji_connector_kandji_budget_remaining", "connection" => connection)
+            .set(f64::from(report.remaining_this_hour));
+    }
+    let (running, backlog) = app.streams.gauges();
+    gauge!("kandji_connector_streams_running").set(running as f64);
+    gauge!("kandji_connector_stream_backlog_records").set(backlog as f64);
+    for (connection, status) in app.trust.statuses() {
+        gauge!("kandji_connector_inventory_devices", "connection" => connection.clone())
+            .set(status.devices as f64);
+        if let Some(last) = &status.last_sync {
+            let age = (chrono::Utc::now() - last.finished_at)
+                .to_std()
+                .unwrap_or_default();
+            gauge!("kandji_connector_inventory_sync_age_seconds", "connection" => connection.clone())
+                .set(age.as_secs_f64());
+            gauge!("kandji_connector_inventory_last_sync_duration_seconds", "connection" => connection.clone())
+                .set(last.duration_ms as f64 / 1000.0);
+            gauge!("kandji_connector_inventory_last_sync_kandji_calls", "connection" => connection)
+                .set(last.kandji_calls as f64);
+        }
+    }
+    handle.render()
+}
+
+/// The `Content-Type` of the exposition text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What an invocation came to, for `kandji_connector_card_invocations_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Kandji answered 2xx (or the card was answered without Kandji), or a stream started.
+    Ok,
+    /// Kandji answered, with an error status (the caller got 200 with it in the outputs).
+    KandjiError,
+    /// The body was refused: a field is wrong (400, 422).
+    InvalidInput,
+    /// The caller may not, or not now: a scope, the budget, an idempotency conflict (401, 403,
+    /// 404, 409, 429).
+    Refused,
+    /// The connector or Kandji failed: unreachable, timed out, the store (5xx).
+    Failed,
+}
+
+impl Outcome {
+    pub fn of(status: u16, kandji: Option<u16>) -> Self {
+        match status {
+            200..=299 if kandji.is_some_and(|k| k >= 400) => Outcome::KandjiError,
+            200..=299 => Outcome::Ok,
+            400 | 413 | 422 => Outcome::InvalidInput,
+            401..=499 => Outcome::Refused,
+            _ => Outcome::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::KandjiError => "kandji_error",
+            Outcome::InvalidInput => "invalid_input",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One invocation of a catalog card.
+pub fn card_invocation(card: &str, outcome: Outcome, surface: Surface) {
+    counter!(
+        "kandji_connector_card_invocations_total",
+        "card" => card.to_string(),
+        "outcome" => outcome.as_str(),
+        "surface" => surface.as_str(),
+    )
+    .increment(1);
+}
+
+/// `2xx` … `5xx` for an answer's status.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// One attempt of a request to Kandji: its status class (`error`: no answer) and duration.
+pub fn kandji_request(connection: &str, card: &str, class: &'static str, took: Duration) {
+    counter!(
+        "kandji_connector_kandji_requests_total",
+        "connection" => connection.to_string(),
+        "card" => card.to_string(),
+        "status_class" => class,
+    )
+    .increment(1);
+    histogram!(
+        "kandji_connector_kandji_request_duration_seconds",
+        "connection" => connection.to_string(),
+    )
+    .record(took.as_secs_f64());
+}
+
+/// Kandji client events counted by connection (and card, where it tells which flow paid).
+#[derive(Debug, Clone, Copy)]
+pub enum KandjiEvent {
+    Retry,
+    RateLimited,
+    Timeout,
+    ConnectionError,
+    BudgetWait,
+    BudgetRefusal,
+}
+
+pub fn kandji_event(connection: &str, card: &str, event: KandjiEvent) {
+    let name = match event {
+        KandjiEvent::Retry => "kandji_connector_kandji_retries_total",
+        KandjiEvent::RateLimited => "kandji_connector_kandji_rate_limited_total",
+        KandjiEvent::Timeout => "kandji_connector_kandji_timeouts_total",
+        KandjiEvent::ConnectionError => "kandji_connector_kandji_connection_errors_total",
+        KandjiEvent::BudgetWait => "kandji_connector_kandji_budget_waits_total",
+        KandjiEvent::BudgetRefusal => "kandji_connector_kandji_budget_refusals_total",
+    };
+    counter!(name, "connection" => connection.to_string(), "card" => card.to_string()).increment(1);
+}
+
+/// One callback POST of a stream record: `delivered`, `retry` or `refused`.
+pub fn delivery_attempt(outcome: &'static str, took: Duration) {
+    counter!("kandji_connector_stream_delivery_attempts_total", "outcome" => outcome).increment(1);
+    histogram!("kandji_connector_stream_delivery_duration_seconds").record(took.as_secs_f64());
+}
+
+/// A stream record finished: delivered, or given up on.
+pub fn record_finished(delivered: bool) {
+    if delivered {
+        counter!("kandji_connector_stream_records_delivered_total").increment(1);
+    } else {
+        counter!("kandji_connector_stream_deliveries_failed_total").increment(1);
+    }
+}
+
+/// A stream ended on this replica (`succeeded`, `failed`, `cancelled`).
+pub fn stream_finished(state: &'static str) {
+    counter!("kandji_connector_streams_finished_total", "state" => state).increment(1);
+}
+
+/// A device-trust lookup's answer (or its failure).
+pub fn trust_lookup(answer: Result<&crate::trust::TrustAnswer, ()>, asked_kandji: bool) {
+    let (source, result) = match answer {
+        Ok(a) => (
+            match a.source {
+                crate::trust::Source::Inventory => "inventory",
+                crate::trust::Source::Live => "live",
+            },
+            if a.managed {
+                "managed"
+            } else if a.found {
+                "unmanaged"
+            } else {
+                "not_found"
+            },
+        ),
+        Err(()) => (if asked_kandji { "live" } else { "inventory" }, "error"),
+    };
+    counter!("kandji_connector_trust_lookups_total", "source" => source, "result" => result)
+        .increment(1);
+}
+
+/// An inventory sync round ended (`ok`, `failed`).
+pub fn inventory_sync(connection: &str, ok: bool) {
+    counter!(
+        "kandji_connector_inventory_syncs_total",
+        "connection" => connection.to_string(),
+        "result" => if ok { "ok" } else { "failed" },
+    )
+    .increment(1);
+}
+
+/// A store operation failed (`unavailable` or `other`).
+pub fn store_error(unavailable: bool) {
+    counter!(
+        "kandji_connector_store_errors_total",
+        "kind" => if unavailable { "unavailable" } else { "other" },
+    )
+    .increment(1);
+}
+
+/// The method as OpenTelemetry names it (`_OTHER` for a method outside the standard set, so a
+/// caller cannot add series).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+/// Around every route: the request's span (its id, method and route template, and the card,
+/// connection and stream the handler records), its duration and status in the metrics, and one
+/// log line when it is answered. The route is axum's [`MatchedPath`] (a template such as
+/// `/v1/cards/{id}/invoke`), never the path a caller sent; an unmatched path has none.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method,
+        route = route.as_deref().unwrap_or(""),
+        card = tracing::field::Empty,
+        connection = tracing::field::Empty,
+        stream = tracing::field::Empty,
+    );
+    let resp = {
+        // Decremented when dropped, also when the caller goes away mid-request.
+        let _active = Active::new(method);
+        next.run(req).instrument(span.clone()).await
+    };
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    let mut labels = vec![Label::new("http_request_method", method)];
+    if let Some(r) = route {
+        labels.push(Label::new("http_route", r));
+    }
+    labels.push(Label::new("http_response_status_code", status.to_string()));
+    histogram!("http_server_request_duration_seconds", labels).record(took.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            "request"
+        )
+    });
+    resp
+}
+
+struct Active(metrics::Gauge);
+
+impl Active {
+    fn new(method: &'static str) -> Self {
+        let g = gauge!("http_server_active_requests", "http_request_method" => method);
+        g.increment(1.0);
+        Self(g)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Records ids on the current request's span (a no-op outside one, or when it is not logged).
+pub fn record_ids(card: Option<&str>, connection: Option<&str>, stream: Option<&str>) {
+    let span = tracing::Span::current();
+    if let Some(c) = card {
+        span.record("card", c);
+    }
+    if let Some(c) = connection {
+        span.record("connection", c);
+    }
+    if let Some(s) = stream {
+        span.record("stream", s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_of_statuses() {
+        assert_eq!(Outcome::of(200, Some(200)), Outcome::Ok);
+        assert_eq!(Outcome::of(200, None), Outcome::Ok);
+        assert_eq!(Outcome::of(202, None), Outcome::Ok);
+        assert_eq!(Outcome::of(200, Some(404)), Outcome::KandjiError);
+        assert_eq!(Outcome::of(422, None), Outcome::InvalidInput);
+        assert_eq!(Outcome::of(400, None), Outcome::InvalidInput);
+        assert_eq!(Outcome::of(403, None), Outcome::Refused);
+        assert_eq!(Outcome::of(429, None), Outcome::Refused);
+        assert_eq!(Outcome::of(409, None), Outcome::Refused);
+        assert_eq!(Outcome::of(502, None), Outcome::Failed);
+        assert_eq!(Outcome::of(504, None), Outcome::Failed);
+    }
+
+    #[test]
+    fn log_formats() {
+        assert_eq!(LogFormat::parse("json"), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse(""), Ok(LogFormat::Text));
+        assert!(LogFormat::parse("xml").unwrap_err().contains("`json`"));
+    }
+}
