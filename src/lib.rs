@@ -10,6 +10,7 @@ pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod invocation;
 pub mod kandji;
 pub mod mcp;
@@ -47,7 +48,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     let catalog = Arc::new(catalog);
     let tenants = kandji::TenantCache::new(store.clone());
     let streams = streams::Streams::new(
-        config.streams,
+        config.streams.clone(),
         store.clone(),
         kandji.clone(),
         tenants.clone(),
@@ -65,13 +66,28 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         .context("cannot load the device inventories")?;
     let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
     streams.start_sweeper();
-    let retention = retention::Sweeper::start(store.clone(), config.retention);
+    let events = events::Events::start(
+        config.events.clone(),
+        &config.streams,
+        store.clone(),
+        kandji.clone(),
+        tenants.clone(),
+        catalog.clone(),
+    )?;
+    let retention = retention::Sweeper::start(
+        store.clone(),
+        retention::RetentionConfig {
+            events_max_age: config.events.retention,
+            ..config.retention
+        },
+    );
     Ok(Arc::new(App {
         catalog,
         store,
         kandji,
         streams,
         trust,
+        events,
         resolvers,
         inbound_limit: api::auth::InboundLimit::new(
             config.rate_limit_per_second,
@@ -109,6 +125,7 @@ pub async fn serve(
         .await;
     state.streams.shutdown().await;
     state.trust.shutdown().await;
+    state.events.shutdown().await;
     served?;
     Ok(())
 }

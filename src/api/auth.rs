@@ -31,15 +31,18 @@ pub enum Scope {
     /// else: the key to give a sign-in or device-trust product, which must not be able to run
     /// device actions.
     TrustRead,
+    /// Create, read, replay and delete event subscriptions (`/v1/subscriptions`).
+    EventsManage,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::CatalogRead,
         Scope::CardsInvoke,
         Scope::SecretsRead,
         Scope::Admin,
         Scope::TrustRead,
+        Scope::EventsManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Scope {
             Scope::SecretsRead => "secrets:read",
             Scope::Admin => "admin",
             Scope::TrustRead => "trust:read",
+            Scope::EventsManage => "events:manage",
         }
     }
 

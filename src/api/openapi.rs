@@ -35,6 +35,7 @@ pub const V1: &str = "/v1";
         (name = "cards", description = "The catalog of action cards and their invocation."),
         (name = "connections", description = "Kandji tenants the cards run against. The API token is write-only."),
         (name = "streams", description = "Stream result sets: durable jobs that POST every record of a list card to a helper-flow callback. A key with `cards:invoke` sees and cancels the streams it started; an `admin` key, every stream."),
+        (name = "events", description = "Event cards and subscriptions: Kandji changes (a device enrolled, a Blueprint changed, a FileVault key read, ...) detected once per connection from Kandji's audit log and POSTed to each subscription's URL as signed webhooks. Subscriptions need `events:manage` (or `admin`); a key sees the subscriptions it created, an `admin` key every one."),
     ),
     components(schemas(super::cards::HelperFlow), responses(
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, ConnectionInvalid,

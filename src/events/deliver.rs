@@ -1,0 +1,96 @@
+//! Delivery: claim due deliveries (any replica), post each once, record the outcome; retries are
+//! due again after the streams' retry schedule.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Shared, StoredCallback};
+use crate::store::{DeliveryOutcome, DueDelivery};
+use crate::streams::delivery::Attempt;
+
+pub(super) async fn run(shared: Arc<Shared>) {
+    let batch = shared.config.concurrency.max(1) as u32;
+    loop {
+        let lease = shared.callback_timeout + std::time::Duration::from_secs(10);
+        let lease_until = chrono::Utc::now()
+            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+        match shared
+            .store
+            .claim_deliveries(&shared.owner, lease_until, batch)
+            .await
+        {
+            Ok(due) if !due.is_empty() => {
+                let full = due.len() as u32 >= batch;
+                let posts = due.into_iter().map(|d| deliver(&shared, d));
+                futures::future::join_all(posts).await;
+                if full {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "events: due deliveries could not be claimed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.delivery_tick) => {}
+            _ = shared.wake.notified() => {}
+        }
+    }
+}
+
+async fn deliver(shared: &Shared, d: DueDelivery) {
+    let outcome = match StoredCallback::open(&d.helper, &shared.allow) {
+        Err(error) => DeliveryOutcome::Failed {
+            status: None,
+            error,
+            body: None,
+        },
+        Ok((url, secret)) => {
+            let body = Bytes::from(serde_json::to_vec(&d.payload).expect("JSON serialises"));
+            match shared
+                .client
+                .post(url.as_url(), &d.id, body, secret.as_ref())
+                .await
+            {
+                Attempt::Delivered => DeliveryOutcome::Delivered,
+                Attempt::Refused {
+                    status,
+                    error,
+                    body,
+                } => DeliveryOutcome::Failed {
+                    status,
+                    error,
+                    body,
+                },
+                Attempt::Retry {
+                    status,
+                    retry_after,
+                    error,
+                    body,
+                } => match shared.retry.delay(d.attempts as usize, retry_after) {
+                    Some(wait) => DeliveryOutcome::Retry {
+                        at: chrono::Utc::now()
+                            + chrono::Duration::from_std(wait)
+                                .unwrap_or(chrono::Duration::seconds(60)),
+                        status,
+                        error,
+                        body,
+                    },
+                    None => DeliveryOutcome::Failed {
+                        status,
+                        error: format!("{error}; gave up after {} attempts", d.attempts + 1),
+                        body,
+                    },
+                },
+            }
+        }
+    };
+    if let Err(e) = shared
+        .store
+        .finish_delivery(&d.id, &shared.owner, &outcome)
+        .await
+    {
+        // The lease lapses and the delivery is posted again, with the same webhook-id.
+        tracing::warn!(delivery = %d.id, error = %e, "events: a delivery's outcome could not be saved");
+    }
+}
