@@ -482,13 +482,13 @@ impl ServeArgs {
             retention: RetentionConfig {
                 max_age: (self.retention_days > 0)
                     .then(|| Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)),
+                events_max_age: Duration::from_secs(
+                    u64::from(self.events_retention_days.max(1)) * 24 * 3600,
+                ),
                 ..RetentionConfig::default()
             },
             events: EventsConfig {
                 interval: Duration::from_millis(self.events_interval_ms.max(100)),
-                retention: Duration::from_secs(
-                    u64::from(self.events_retention_days.max(1)) * 24 * 3600,
-                ),
                 ..EventsConfig::default()
             },
             mcp: McpConfig {

@@ -74,13 +74,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         tenants.clone(),
         catalog.clone(),
     )?;
-    let retention = retention::Sweeper::start(
-        store.clone(),
-        retention::RetentionConfig {
-            events_max_age: config.events.retention,
-            ..config.retention
-        },
-    );
+    let retention = retention::Sweeper::start(store.clone(), config.retention);
     Ok(Arc::new(App {
         catalog,
         store,

@@ -37,8 +37,6 @@ pub const POLL_LABEL: &str = "events";
 pub struct EventsConfig {
     /// Time between two polls of a connection's audit log (start to start).
     pub interval: Duration,
-    /// How long detected events are kept (for replay).
-    pub retention: Duration,
     /// How often each replica looks for due deliveries (new events of its own poll wake it at
     /// once).
     pub delivery_tick: Duration,
@@ -50,7 +48,6 @@ impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(60),
-            retention: Duration::from_secs(7 * 24 * 3600),
             delivery_tick: Duration::from_millis(500),
             concurrency: 16,
         }

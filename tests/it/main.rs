@@ -19,6 +19,7 @@ mod cards_lists;
 mod catalog;
 mod console;
 mod deployment;
+mod events;
 mod healthcheck;
 mod mcp;
 mod needs_postgres;
