@@ -61,9 +61,15 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     if resumed > 0 {
         tracing::info!(streams = resumed, "resumed running streams");
     }
-    let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone(), tenants.clone())
-        .await
-        .context("cannot load the device inventories")?;
+    let trust = trust::Trust::start(
+        config.trust,
+        store.clone(),
+        kandji.clone(),
+        tenants.clone(),
+        catalog.clone(),
+    )
+    .await
+    .context("cannot load the device inventories")?;
     let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
     streams.start_sweeper();
     let events = events::Events::start(

@@ -186,7 +186,8 @@ async fn create(
     AppJson(body): AppJson<CreateBody>,
 ) -> Result<Response, Problem> {
     let mut errors = Vec::new();
-    if app.store.get_connection(&body.connection).await?.is_none() {
+    let conn = app.store.get_connection(&body.connection).await?;
+    if conn.is_none() {
         errors.push(FieldError::new(
             &["connection"],
             "no such connection",
@@ -194,12 +195,21 @@ async fn create(
         ));
     }
     let card = app.catalog.event(&body.event);
-    if card.is_none() {
-        errors.push(FieldError::new(
+    match card {
+        None => errors.push(FieldError::new(
             &["event"],
             "no such event card (see GET /v1/events)",
             "unknown_event",
-        ));
+        )),
+        // Inventory events come from the connection's device inventory sync.
+        Some(c) if c.audit_match().is_none() && conn.as_ref().is_some_and(|c| !c.inventory_sync) => {
+            errors.push(FieldError::new(
+                &["event"],
+                "this event is detected by the connection's device inventory: turn its inventory_sync on first (PATCH /v1/connections/{id})",
+                "inventory_sync_off",
+            ))
+        }
+        Some(_) => {}
     }
     let filters = body
         .filters

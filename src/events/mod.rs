@@ -14,6 +14,7 @@
 //!   retries, restarts, replicas and replays.
 
 mod deliver;
+pub mod inventory;
 mod poller;
 
 use std::sync::Arc;

@@ -105,7 +105,7 @@ pub(super) async fn poll(shared: &Shared, conn: &str) -> Result<u64, String> {
             events.extend(detect(shared, conn, &subscriptions, entry, at));
         }
         new += store
-            .ingest_events(conn, position, &events)
+            .ingest_events(conn, Some(position), &events)
             .await
             .map_err(|e| format!("the store could not be written: {e}"))?;
     }

@@ -131,12 +131,12 @@ pub trait EventStore: Send + Sync {
     async fn event_position(&self, connection: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// In one transaction: records the events not yet recorded (by id), a pending delivery
-    /// for each of their subscriptions, and moves the position to `position`. Returns how many
-    /// events were new.
+    /// for each of their subscriptions, and moves the audit position to `position` (when
+    /// given). Returns how many events were new.
     async fn ingest_events(
         &self,
         connection: &str,
-        position: DateTime<Utc>,
+        position: Option<DateTime<Utc>>,
         events: &[NewEvent],
     ) -> Result<u64, StoreError>;
 
@@ -433,7 +433,7 @@ macro_rules! event_store {
                 async fn ingest_events(
                     &self,
                     connection: &str,
-                    position: DateTime<Utc>,
+                    position: Option<DateTime<Utc>>,
                     events: &[NewEvent],
                 ) -> Result<u64, StoreError> {
                     let at = now();
@@ -475,19 +475,21 @@ macro_rules! event_store {
                             .await?;
                         }
                     }
-                    sqlx::query(
-                        "INSERT INTO event_positions (connection_id, audit_after, polls, \
-                         updated_at) VALUES ($1, $2, 1, $3) \
-                         ON CONFLICT (connection_id) DO UPDATE SET \
-                         audit_after = excluded.audit_after, \
-                         polls = event_positions.polls + 1, \
-                         updated_at = excluded.updated_at",
-                    )
-                    .bind(connection)
-                    .bind(Ts(position))
-                    .bind(Ts(at))
-                    .execute(&mut *tx)
-                    .await?;
+                    if let Some(position) = position {
+                        sqlx::query(
+                            "INSERT INTO event_positions (connection_id, audit_after, polls, \
+                             updated_at) VALUES ($1, $2, 1, $3) \
+                             ON CONFLICT (connection_id) DO UPDATE SET \
+                             audit_after = excluded.audit_after, \
+                             polls = event_positions.polls + 1, \
+                             updated_at = excluded.updated_at",
+                        )
+                        .bind(connection)
+                        .bind(Ts(position))
+                        .bind(Ts(at))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     tx.commit().await?;
                     Ok(new)
                 }

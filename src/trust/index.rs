@@ -146,6 +146,16 @@ impl Index {
         self.map.is_empty()
     }
 
+    /// The device stored under a serial key (upper case), as the store keeps it.
+    pub fn device(&self, serial_key: &str) -> Option<InventoryDevice> {
+        self.map.get(serial_key).map(|e| e.to_device(serial_key))
+    }
+
+    /// Every device, as the store keeps it.
+    pub fn devices(&self) -> impl Iterator<Item = InventoryDevice> + '_ {
+        self.map.iter().map(|(k, e)| e.to_device(k))
+    }
+
     pub fn get(&self, serial: &SerialNumber) -> Option<&Entry> {
         self.map.get(serial.key())
     }

@@ -777,3 +777,125 @@ async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
     let _ = Platform::Mac;
     server.terminate().await;
 }
+
+both!(inventory_changes_fire_the_inventory_event_cards);
+async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
+    let app = TestApp::builder()
+        .devices(20)
+        .db(&db)
+        .requests_per_hour(1_000_000)
+        .config(|c| {
+            quick(c);
+            c.trust.interval = Duration::from_millis(300);
+        })
+        .start()
+        .await;
+    let rx = Receiver::start().await;
+    // Inventory events need the connection's inventory sync.
+    let r = app
+        .post(
+            "/v1/subscriptions",
+            json!({"connection": app.connection, "event": "device_missing", "url": rx.url()}),
+        )
+        .await;
+    assert_eq!(r.problem(422), ["event"]);
+    let r = app
+        .patch(
+            &format!("/v1/connections/{}", app.connection),
+            json!({"inventory_sync": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("a full sync", Duration::from_secs(10), async || {
+        app.get(&format!("/v1/connections/{}", app.connection))
+            .await
+            .ok()["inventory"]["last_sync"]
+            .is_object()
+    })
+    .await;
+    for e in ["device_missing", "device_found_again", "device_os_updated"] {
+        subscribe(&app, e, &rx.url(), json!({})).await;
+    }
+    subscribe(
+        &app,
+        "device_check_in_overdue",
+        &rx.url(),
+        json!({"days": 30, "platform": "Mac"}),
+    )
+    .await;
+    let (mac, iphone) = {
+        let t = app.sim.tenant();
+        (
+            t.first_device_of("Mac").unwrap().clone(),
+            t.first_device_of("iPhone").unwrap().clone(),
+        )
+    };
+    let overdue_before = {
+        let t = app.sim.tenant();
+        t.devices
+            .iter()
+            .filter(|d| d.platform == Platform::Mac)
+            .filter(|d| {
+                d.last_check_in
+                    .is_some_and(|c| chrono::Utc::now() - c > chrono::Duration::days(30))
+            })
+            .count()
+    };
+    let mac_id = mac.device_id.to_string();
+    let iphone_id = iphone.device_id.to_string();
+    sim_call(
+        &app.sim,
+        Method::POST,
+        &format!("/_sim/devices/{mac_id}/missing"),
+        json!({"missing": true}),
+    )
+    .await;
+    sim_call(
+        &app.sim,
+        Method::POST,
+        &format!("/_sim/devices/{iphone_id}/check-in"),
+        json!({"os_version": "99.1"}),
+    )
+    .await;
+    eventually("missing and updated", Duration::from_secs(10), async || {
+        let by = by_event(&rx.hits());
+        by.contains_key("device_missing") && by.contains_key("device_os_updated")
+    })
+    .await;
+    sim_call(
+        &app.sim,
+        Method::POST,
+        &format!("/_sim/devices/{mac_id}/missing"),
+        json!({"missing": false}),
+    )
+    .await;
+    eventually("found again", Duration::from_secs(10), async || {
+        by_event(&rx.hits()).contains_key("device_found_again")
+    })
+    .await;
+    // A few more syncs: nothing is emitted twice.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let by = by_event(&rx.hits());
+    assert_eq!(by["device_missing"].len(), 1);
+    assert_eq!(by["device_found_again"].len(), 1);
+    assert_eq!(by["device_os_updated"].len(), 1);
+    let p = &by["device_missing"][0].body;
+    assert_eq!(p["device_id"], mac_id.as_str());
+    assert_eq!(p["serial_number"], mac.serial_number.to_ascii_uppercase());
+    assert_eq!(p["platform"], "Mac");
+    assert_eq!(
+        by["device_found_again"][0].body["device_id"],
+        mac_id.as_str()
+    );
+    let p = &by["device_os_updated"][0].body;
+    assert_eq!(p["device_id"], iphone_id.as_str());
+    assert_eq!(p["os_version"], "99.1");
+    assert_eq!(p["previous_os_version"], iphone.os_version);
+    // Check-in overdue: once per overdue Mac (the simulated fleet has some).
+    let overdue = by.get("device_check_in_overdue").map_or(0, Vec::len);
+    assert_eq!(overdue, overdue_before);
+    for h in by.get("device_check_in_overdue").into_iter().flatten() {
+        assert_eq!(h.body["platform"], "Mac");
+        assert!(h.body["days_since_check_in"].as_i64().unwrap() >= 30);
+    }
+}
