@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kandji_connector::simulator::{Platform, SimHandle};
+use kandji_connector::simulator::{Actor, AuditChange, Platform, SimHandle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -560,13 +560,15 @@ async fn audit_pages_and_the_cursor_are_followed_without_loss() {
             .map(|i| {
                 let id = uuid::Uuid::new_v4();
                 t.record_audit(
-                    kandji_connector::simulator::Actor::Admin,
-                    "create",
-                    "library_item",
-                    id,
-                    "",
-                    json!({"name": format!("item {i}"), "type": "custom-app", "active": true}),
-                    json!({}),
+                    Actor::Admin,
+                    AuditChange {
+                        action: "create",
+                        target_type: "library_item",
+                        target_id: id,
+                        target_component: "",
+                        new_state: json!({"name": format!("item {i}"), "type": "custom-app"}),
+                        metadata: json!({}),
+                    },
                 );
                 id.to_string()
             })
@@ -774,7 +776,6 @@ async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
     devices.dedup();
     assert_eq!(hits.len(), 7, "{hits:#?}");
     assert_eq!(devices.len(), 7);
-    let _ = Platform::Mac;
     server.terminate().await;
 }
 

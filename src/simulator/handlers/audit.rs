@@ -42,18 +42,27 @@ pub enum Actor {
     ApiToken,
 }
 
+/// What an audit entry records (see the module doc for the device entries).
+pub struct AuditChange<'a> {
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: Uuid,
+    pub target_component: &'a str,
+    pub new_state: Value,
+    pub metadata: Value,
+}
+
 impl Tenant {
     /// Appends an entry to the audit log, now.
-    pub fn record_audit(
-        &mut self,
-        actor: Actor,
-        action: &str,
-        target_type: &str,
-        target_id: Uuid,
-        target_component: &str,
-        new_state: Value,
-        metadata: Value,
-    ) {
+    pub fn record_audit(&mut self, actor: Actor, change: AuditChange<'_>) {
+        let AuditChange {
+            action,
+            target_type,
+            target_id,
+            target_component,
+            new_state,
+            metadata,
+        } = change;
         let mut at = crate::simulator::tenant::now_micros();
         if let Some(last) = self.audit.last()
             && last.occurred_at > at
@@ -102,12 +111,14 @@ impl Tenant {
         let state = self.device_audit_state(d);
         self.record_audit(
             actor,
-            action,
-            "device",
-            d.device_id,
-            component,
-            state,
-            metadata,
+            AuditChange {
+                action,
+                target_type: "device",
+                target_id: d.device_id,
+                target_component: component,
+                new_state: state,
+                metadata,
+            },
         );
     }
 }
@@ -347,12 +358,19 @@ pub fn admin(state: &SimState, req: &Req, segments: &[&str]) -> Response {
             let id = Uuid::new_v4();
             t.record_audit(
                 Actor::Admin,
-                "create",
-                "library_item",
-                id,
-                "",
-                json!({"name": name, "type": "custom-app", "active": true, "label": null}),
-                json!({"source_id": null, "source": null}),
+                AuditChange {
+                    action: "create",
+                    target_type: "library_item",
+                    target_id: id,
+                    target_component: "",
+                    new_state: json!({
+                        "name": name,
+                        "type": "custom-app",
+                        "active": true,
+                        "label": null
+                    }),
+                    metadata: json!({"source_id": null, "source": null}),
+                },
             );
             crate::simulator::http::json(201, &json!({"id": id, "name": name}))
         }
@@ -368,12 +386,19 @@ pub fn admin(state: &SimState, req: &Req, segments: &[&str]) -> Response {
             };
             t.record_audit(
                 Actor::Admin,
-                action,
-                "library_item",
-                id,
-                "",
-                json!({"name": name, "type": "custom-app", "active": action == "update", "label": null}),
-                json!({}),
+                AuditChange {
+                    action,
+                    target_type: "library_item",
+                    target_id: id,
+                    target_component: "",
+                    new_state: json!({
+                        "name": name,
+                        "type": "custom-app",
+                        "active": action == "update",
+                        "label": null
+                    }),
+                    metadata: json!({}),
+                },
             );
             empty(204)
         }

@@ -329,12 +329,14 @@ pub fn create(state: &SimState, req: &Req) -> Response {
     t.blueprints.push(blueprint);
     t.record_audit(
         Actor::ApiToken,
-        "create",
-        "blueprint",
-        id,
-        "",
-        state,
-        serde_json::json!({"source_id": null, "source": null}),
+        super::audit::AuditChange {
+            action: "create",
+            target_type: "blueprint",
+            target_id: id,
+            target_component: "",
+            new_state: state,
+            metadata: serde_json::json!({"source_id": null, "source": null}),
+        },
     );
     resp
 }
@@ -381,12 +383,14 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
     let state = audit_state(b);
     t.record_audit(
         Actor::ApiToken,
-        "update",
-        "blueprint",
-        id,
-        "",
-        state,
-        serde_json::json!({}),
+        super::audit::AuditChange {
+            action: "update",
+            target_type: "blueprint",
+            target_id: id,
+            target_component: "",
+            new_state: state,
+            metadata: serde_json::json!({}),
+        },
     );
     let t = &*t;
     match t.blueprint(&id) {
@@ -410,12 +414,14 @@ pub fn delete(state: &SimState, id: &str) -> Response {
     let gone = t.blueprints.remove(pos);
     t.record_audit(
         Actor::ApiToken,
-        "delete",
-        "blueprint",
-        id,
-        "",
-        audit_state(&gone),
-        serde_json::json!({}),
+        super::audit::AuditChange {
+            action: "delete",
+            target_type: "blueprint",
+            target_id: id,
+            target_component: "",
+            new_state: audit_state(&gone),
+            metadata: serde_json::json!({}),
+        },
     );
     t.touch();
     for d in t.devices.iter_mut().filter(|d| d.blueprint_id == id) {
