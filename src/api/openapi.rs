@@ -40,7 +40,8 @@ pub const V1: &str = "/v1";
     components(schemas(super::cards::HelperFlow), responses(
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, ConnectionInvalid,
         BudgetSpent, TooManyRequests, InternalError, KandjiUnreachable, KandjiTimeout, NotReady,
-        StreamFinished, InvalidQuery, InFlight, StoreUnavailable,
+        StreamFinished, InvalidQuery, InFlight, StoreUnavailable, SubscriptionInvalid,
+        ReplayInvalid,
     )),
     modifiers(&Bearer),
 )]
@@ -214,6 +215,14 @@ reusable! {
             "token_refused": {"summary": "Kandji refused the token", "value": invalid(&["api_token"], REFUSED, "kandji_auth")},
             "bad_url": {"summary": "Not a Kandji API host", "value": invalid(&["api_url"], NOT_KANDJI, "api_url")},
         }}},
+    }));
+    SubscriptionInvalid => response(json!({
+        "description": "A field is invalid; `errors` names each: `connection` (unknown), `event` (unknown, or an inventory event on a connection whose `inventory_sync` is off), `url` (not an allowed callback URL), `secret` (not `whsec_<base64 of 24 to 64 bytes>`), `filters.<name>` (not a filter of the event card, or the wrong type), or an unknown field.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "example": invalid(&["filters", "platform"], "3 is not valid under any of the schemas listed in the 'oneOf' keyword", "filter")}},
+    }));
+    ReplayInvalid => response(json!({
+        "description": "`since` is not an RFC 3339 date-time.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "example": invalid(&["since"], "must be an RFC 3339 date-time, e.g. 2024-06-03T09:00:00Z", "date_time")}},
     }));
     InvalidQuery => response(json!({
         "description": "A query parameter is malformed; `errors` names it.",

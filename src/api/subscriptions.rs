@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Caller, Scope};
-use super::openapi::{InternalError, InvalidQuery};
+use super::openapi::{InternalError, InvalidQuery, ReplayInvalid, SubscriptionInvalid};
 use super::{AppJson, AppState};
 use crate::catalog::events::EventCard;
 use crate::error::{FieldError, Problem};
@@ -177,7 +177,7 @@ struct CreateBody {
 /// subscriptions it has.
 #[utoipa::path(post, path = "/subscriptions", tag = "events", operation_id = "createSubscription", request_body = CreateBody, responses(
     (status = 201, description = "The subscription.", body = View),
-    (status = 422, description = "`errors` names every offending field: `connection`, `event`, `url`, `secret`, `filters.<name>`."),
+    (status = 422, response = SubscriptionInvalid),
     (status = 500, response = InternalError),
 ))]
 async fn create(
@@ -454,7 +454,7 @@ const MAX_REPLAY: u32 = 10_000;
 /// filters, delivered or not, with the same `webhook-id` as before.
 #[utoipa::path(post, path = "/subscriptions/{id}/replay", tag = "events", operation_id = "replaySubscription", params(SubscriptionId), request_body = ReplayBody, responses(
     (status = 202, description = "Queued.", body = Replayed),
-    (status = 422, description = "`since` is not an RFC 3339 date-time (`loc: [\"since\"]`)."),
+    (status = 422, response = ReplayInvalid),
     (status = 500, response = InternalError),
 ))]
 async fn replay(
