@@ -1,6 +1,6 @@
 //! Events from the device inventory that device trust syncs (one sync serves both): what the
 //! audit log does not say. Between two syncs a device became missing or was found again, its OS
-//! version or its user changed; and, after every sync, devices that have not checked in for a
+//! version or its user (by email) changed; and, after every sync, devices that have not checked in for a
 //! subscription's `days`.
 //!
 //! The sync holding the connection's inventory lease calls [`changes`] with each page's changed
@@ -39,6 +39,7 @@ fn entry(d: &InventoryDevice, prev: Option<&InventoryDevice>, now: DateTime<Utc>
         "platform": d.platform,
         "os_version": d.os_version,
         "blueprint_name": d.blueprint_name,
+        "user_email": d.user_email.as_deref().filter(|e| !e.is_empty()),
         "last_check_in": d.last_check_in.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         "is_missing": d.is_missing,
         "days_since_check_in": days,
@@ -46,6 +47,7 @@ fn entry(d: &InventoryDevice, prev: Option<&InventoryDevice>, now: DateTime<Utc>
             "os_version": p.os_version,
             "is_missing": p.is_missing,
             "blueprint_name": p.blueprint_name,
+            "user_email": p.user_email.as_deref().filter(|e| !e.is_empty()),
         })),
     })
 }
@@ -61,6 +63,10 @@ fn what_changed(prev: &InventoryDevice, d: &InventoryDevice) -> Vec<InventoryCha
     }
     if prev.os_version.is_some() && d.os_version.is_some() && prev.os_version != d.os_version {
         out.push(InventoryChange::OsUpdated);
+    }
+    // `None`: a row synced before users were kept; not a change.
+    if prev.user_email.is_some() && d.user_email.is_some() && prev.user_email != d.user_email {
+        out.push(InventoryChange::UserChanged);
     }
     out
 }

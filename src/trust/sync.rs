@@ -386,6 +386,14 @@ pub(super) fn parse_device(r: &Value, seen_at: DateTime<Utc>) -> Option<Inventor
         platform: text("platform"),
         os_version: text("os_version"),
         blueprint_name: text("blueprint_name"),
+        // An object, or "" when no user is assigned.
+        user_email: Some(
+            r.pointer("/user/email")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        ),
         last_check_in,
         mdm_enabled: flag("mdm_enabled"),
         agent_installed: flag("agent_installed"),

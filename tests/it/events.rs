@@ -814,7 +814,12 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
             .is_object()
     })
     .await;
-    for e in ["device_missing", "device_found_again", "device_os_updated"] {
+    for e in [
+        "device_missing",
+        "device_found_again",
+        "device_os_updated",
+        "device_user_changed",
+    ] {
         subscribe(&app, e, &rx.url(), json!({})).await;
     }
     subscribe(
@@ -844,6 +849,16 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
     };
     let mac_id = mac.device_id.to_string();
     let iphone_id = iphone.device_id.to_string();
+    let (old_email, new_user, new_email) = {
+        let t = app.sim.tenant();
+        let old = t.user(&iphone.user_id.unwrap()).unwrap().email.to_string();
+        let new = t
+            .users
+            .iter()
+            .find(|u| Some(u.id) != iphone.user_id)
+            .unwrap();
+        (old, new.id, new.email.to_string())
+    };
     sim_call(
         &app.sim,
         Method::POST,
@@ -858,10 +873,23 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
         json!({"os_version": "99.1"}),
     )
     .await;
-    eventually("missing and updated", Duration::from_secs(10), async || {
-        let by = by_event(&rx.hits());
-        by.contains_key("device_missing") && by.contains_key("device_os_updated")
-    })
+    sim_call(
+        &app.sim,
+        Method::PATCH,
+        &format!("/api/v1/devices/{iphone_id}"),
+        json!({"user": new_user}),
+    )
+    .await;
+    eventually(
+        "missing, updated, reassigned",
+        Duration::from_secs(10),
+        async || {
+            let by = by_event(&rx.hits());
+            by.contains_key("device_missing")
+                && by.contains_key("device_os_updated")
+                && by.contains_key("device_user_changed")
+        },
+    )
     .await;
     sim_call(
         &app.sim,
@@ -892,6 +920,11 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
     assert_eq!(p["device_id"], iphone_id.as_str());
     assert_eq!(p["os_version"], "99.1");
     assert_eq!(p["previous_os_version"], iphone.os_version);
+    assert_eq!(by["device_user_changed"].len(), 1);
+    let p = &by["device_user_changed"][0].body;
+    assert_eq!(p["device_id"], iphone_id.as_str());
+    assert_eq!(p["user_email"], new_email.as_str());
+    assert_eq!(p["previous_user_email"], old_email.as_str());
     // Check-in overdue: once per overdue Mac (the simulated fleet has some).
     let overdue = by.get("device_check_in_overdue").map_or(0, Vec::len);
     assert_eq!(overdue, overdue_before);
