@@ -10,30 +10,48 @@ use crate::store::{DeliveryOutcome, DueDelivery};
 use crate::streams::delivery::Attempt;
 
 pub(super) async fn run(shared: Arc<Shared>) {
-    let batch = shared.config.concurrency.max(1) as u32;
+    // Each delivery holds a permit while it posts: a slow callback holds one, not the others.
+    let limit = shared.config.concurrency.max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
     loop {
+        let Ok(first) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut held = vec![first];
+        while let Ok(p) = permits.clone().try_acquire_owned() {
+            held.push(p);
+        }
         let lease = shared.callback_timeout + std::time::Duration::from_secs(10);
         let lease_until = chrono::Utc::now()
             + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        match shared
+        let claimed = shared
             .store
-            .claim_deliveries(&shared.owner, lease_until, batch)
-            .await
-        {
-            Ok(due) if !due.is_empty() => {
-                let full = due.len() as u32 >= batch;
-                let posts = due.into_iter().map(|d| deliver(&shared, d));
-                futures::future::join_all(posts).await;
-                if full {
-                    continue;
+            .claim_deliveries(&shared.owner, lease_until, held.len() as u32)
+            .await;
+        let full = match claimed {
+            Ok(due) => {
+                let full = due.len() == held.len();
+                for d in due {
+                    let permit = held.pop().expect("one permit per claimed delivery");
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        deliver(&shared, d).await;
+                        drop(permit);
+                    });
                 }
+                full
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "events: due deliveries could not be claimed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(shared.config.delivery_tick) => {}
-            _ = shared.wake.notified() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "events: due deliveries could not be claimed");
+                false
+            }
+        };
+        drop(held);
+        if !full {
+            tokio::select! {
+                _ = tokio::time::sleep(shared.config.delivery_tick) => {}
+                _ = shared.wake.notified() => {}
+            }
         }
     }
 }

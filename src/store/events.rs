@@ -103,7 +103,8 @@ pub struct DeliveryRecord {
 /// Subscriptions, audit positions, events and their deliveries.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync {
-    /// Records a subscription; the connection's audit position starts now if it had none.
+    /// Records a subscription; the connection's audit position starts now if it had no
+    /// subscription.
     async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription, StoreError>;
 
     async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError>;
@@ -318,6 +319,19 @@ macro_rules! event_store {
                     let cipher = self.cipher.read().await;
                     let sealed = cipher.encrypt(&id, new.helper.expose_secret());
                     let mut tx = self.begin_write().await?;
+                    // A connection's first subscription (again) starts its audit position now:
+                    // changes made while nothing was subscribed are not delivered.
+                    sqlx::query(
+                        "INSERT INTO event_positions (connection_id, audit_after, updated_at) \
+                         VALUES ($1, $2, $2) ON CONFLICT (connection_id) DO UPDATE SET \
+                         audit_after = excluded.audit_after, updated_at = excluded.updated_at \
+                         WHERE NOT EXISTS (SELECT 1 FROM event_subscriptions s \
+                         WHERE s.connection_id = excluded.connection_id)",
+                    )
+                    .bind(new.connection_id.as_str())
+                    .bind(Ts(at))
+                    .execute(&mut *tx)
+                    .await?;
                     sqlx::query(
                         "INSERT INTO event_subscriptions (id, owner, connection_id, event, \
                          filters, helper_ciphertext, callback_origin, created_at) \
@@ -330,14 +344,6 @@ macro_rules! event_store {
                     .bind(new.filters.to_string())
                     .bind(sealed)
                     .bind(new.callback_origin.as_str())
-                    .bind(Ts(at))
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO event_positions (connection_id, audit_after, updated_at) \
-                         VALUES ($1, $2, $2) ON CONFLICT (connection_id) DO NOTHING",
-                    )
-                    .bind(new.connection_id.as_str())
                     .bind(Ts(at))
                     .execute(&mut *tx)
                     .await?;

@@ -933,3 +933,179 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
         assert!(h.body["days_since_check_in"].as_i64().unwrap() >= 30);
     }
 }
+
+both!(the_event_store_records_once_claims_once_requeues_and_expires);
+async fn the_event_store_records_once_claims_once_requeues_and_expires(db: TestDb) {
+    use kandji_connector::store::{
+        DeliveryOutcome, NewConnection, NewEvent, NewSubscription, TokenCipher,
+    };
+    use secrecy::{ExposeSecret, SecretString};
+    let (cipher, _) = TokenCipher::generate();
+    let store = db.open(&cipher).await.unwrap();
+    let conn = store
+        .create_connection(NewConnection {
+            name: "acme".into(),
+            api_url: "https://acme.api.kandji.io".into(),
+            api_token: SecretString::from("t".repeat(36)),
+            requests_per_hour: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let helper = r#"{"url":"https://flows.example.com/hook?token=flow-token-123"}"#;
+    let sub = store
+        .create_subscription(NewSubscription {
+            owner: "k1".into(),
+            connection_id: conn.clone(),
+            event: "device_enrolled".into(),
+            filters: json!({}),
+            helper: SecretString::from(helper),
+            callback_origin: "https://flows.example.com".into(),
+        })
+        .await
+        .unwrap();
+    let start = store.event_position(&conn).await.unwrap().unwrap();
+    assert_eq!(
+        start, sub.created_at,
+        "the first subscription starts the position"
+    );
+    // The helper is encrypted at rest.
+    assert!(!db.stored_text().await.contains("flow-token-123"));
+
+    let event = |n: u32| NewEvent {
+        id: format!("evt_{n:032}"),
+        event: "device_enrolled".into(),
+        source_id: format!("audit-{n}"),
+        occurred_at: start + chrono::Duration::seconds(i64::from(n)),
+        payload: json!({"n": n}),
+        subscriptions: vec![sub.id.clone()],
+    };
+    let later = start + chrono::Duration::seconds(2);
+    assert_eq!(
+        store
+            .ingest_events(&conn, Some(later), &[event(1), event(2)])
+            .await
+            .unwrap(),
+        2
+    );
+    // Read again (a restart re-reads the boundary): nothing new.
+    assert_eq!(
+        store
+            .ingest_events(&conn, Some(later), &[event(2)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.event_position(&conn).await.unwrap(), Some(later));
+
+    // Two replicas claiming at once get each delivery once.
+    let until = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let (a, b) = tokio::join!(
+        store.claim_deliveries("rep_a", until, 10),
+        store.claim_deliveries("rep_b", until, 10)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 2, "each delivery claimed once");
+    let all: Vec<_> = a.iter().chain(&b).collect();
+    assert!(all.iter().all(|d| d.helper.expose_secret() == helper));
+    assert!(all.iter().all(|d| d.attempts == 0));
+    // Claimed: not claimable again while the lease lasts.
+    assert!(
+        store
+            .claim_deliveries("rep_c", until, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (owner, list) in [("rep_a", &a), ("rep_b", &b)] {
+        for d in list.iter() {
+            // Another replica cannot record an outcome for it.
+            store
+                .finish_delivery(&d.id, "rep_c", &DeliveryOutcome::Delivered)
+                .await
+                .unwrap();
+            store
+                .finish_delivery(
+                    &d.id,
+                    owner,
+                    &DeliveryOutcome::Retry {
+                        at: chrono::Utc::now(),
+                        status: Some(503),
+                        error: "down".into(),
+                        body: None,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let again = store.claim_deliveries("rep_a", until, 10).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|d| d.attempts == 1));
+    for d in &again {
+        store
+            .finish_delivery(&d.id, "rep_a", &DeliveryOutcome::Delivered)
+            .await
+            .unwrap();
+    }
+    let list = store.subscription_deliveries(&sub.id, 10).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(
+        list.iter()
+            .all(|d| d.state == "delivered" && d.attempts == 2)
+    );
+    assert!(list.iter().all(|d| d.last_status.is_none()));
+
+    // Replay: the kept events since a time, queued again under the same ids.
+    let kept = store
+        .events_since(
+            &conn,
+            "device_enrolled",
+            start + chrono::Duration::seconds(2),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    let ids: Vec<String> = kept.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(store.requeue_deliveries(&sub.id, &ids).await.unwrap(), 1);
+    let replayed = store.claim_deliveries("rep_a", until, 10).await.unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(
+        replayed[0].id,
+        kandji_connector::store::delivery_id(&ids[0], &sub.id)
+    );
+
+    // Retention: events recorded before a time go, with their deliveries.
+    let future = chrono::Utc::now() + chrono::Duration::seconds(5);
+    assert_eq!(store.delete_old_events(future, 1).await.unwrap(), 1);
+    assert_eq!(store.delete_old_events(future, 10).await.unwrap(), 1);
+    assert!(
+        store
+            .subscription_deliveries(&sub.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // With no subscription left, the next first subscription starts the position anew.
+    assert!(store.delete_subscription(&sub.id).await.unwrap());
+    assert!(store.event_connections().await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let next = store
+        .create_subscription(NewSubscription {
+            owner: "k1".into(),
+            connection_id: conn.clone(),
+            event: "device_removed".into(),
+            filters: json!({}),
+            helper: SecretString::from(helper),
+            callback_origin: "https://flows.example.com".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.event_position(&conn).await.unwrap(),
+        Some(next.created_at)
+    );
+    assert_eq!(store.event_connections().await.unwrap(), vec![conn.clone()]);
+}
