@@ -1108,4 +1108,18 @@ async fn the_event_store_records_once_claims_once_requeues_and_expires(db: TestD
         Some(next.created_at)
     );
     assert_eq!(store.event_connections().await.unwrap(), vec![conn.clone()]);
+
+    // Key rotation re-encrypts subscriptions' callbacks: they still open under the new key.
+    let (new_key, _) = TokenCipher::generate();
+    store.rotate_secret_key(&new_key).await.unwrap();
+    store.close().await;
+    drop(store);
+    let store = db.open(&new_key).await.unwrap();
+    let mut e = event(9);
+    e.event = "device_removed".into();
+    e.subscriptions = vec![next.id.clone()];
+    store.ingest_events(&conn, None, &[e]).await.unwrap();
+    let due = store.claim_deliveries("rep_a", until, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].helper.expose_secret(), helper);
 }
