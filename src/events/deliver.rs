@@ -11,8 +11,7 @@ use crate::streams::delivery::Attempt;
 
 pub(super) async fn run(shared: Arc<Shared>) {
     // Each delivery holds a permit while it posts: a slow callback holds one, not the others.
-    let limit = shared.config.concurrency.max(1);
-    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    let permits = shared.permits.clone();
     loop {
         let Ok(first) = permits.clone().acquire_owned().await else {
             return;

@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     pub owner: String,
     /// Wakes the deliverer when this process stored new deliveries.
     pub wake: Notify,
+    /// One permit per delivery in flight (`concurrency` of them).
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The events machinery of this process; its tasks stop when it is dropped or shut down.
@@ -132,6 +134,7 @@ impl Events {
             streams.callback_timeout,
             config.concurrency.max(1),
         )?;
+        let config_concurrency = config.concurrency.max(1);
         let shared = Arc::new(Shared {
             config,
             store,
@@ -144,6 +147,7 @@ impl Events {
             callback_timeout: streams.callback_timeout,
             owner: format!("rep_{}", uuid::Uuid::new_v4().simple()),
             wake: Notify::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(config_concurrency)),
         });
         let tasks = vec![
             tokio::spawn(poller::run(shared.clone())),
@@ -164,8 +168,9 @@ impl Events {
         self.shared.wake.notify_one();
     }
 
-    /// Stops polling and delivering. Deliveries in flight are posted again after their lease
-    /// (with the same `webhook-id`).
+    /// Stops polling and claiming deliveries, and lets the deliveries in flight finish (for at
+    /// most one callback timeout); one cut short is posted again after its lease, with the same
+    /// `webhook-id`.
     pub async fn shutdown(&self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("events lock"));
         for t in &tasks {
@@ -174,6 +179,9 @@ impl Events {
         for t in tasks {
             let _ = t.await;
         }
+        let all = u32::try_from(self.shared.config.concurrency.max(1)).unwrap_or(u32::MAX);
+        let wait = self.shared.callback_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(wait, self.shared.permits.acquire_many(all)).await;
         if let Ok(conns) = self.shared.store.event_connections().await {
             for c in conns {
                 let _ = self.shared.store.events_lease_release(&c).await;
