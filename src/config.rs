@@ -8,6 +8,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::auth::{ApiKey, parse_api_keys};
+use crate::events::EventsConfig;
 use crate::kandji::ClientConfig;
 use crate::mcp::{McpConfig, McpOrigin};
 use crate::retention::RetentionConfig;
@@ -213,6 +214,21 @@ pub struct ServeArgs {
         default_value_t = 15_000
     )]
     pub stream_lease_ms: u64,
+    /// Time, in milliseconds, between two polls of a connection's audit log for event
+    /// subscriptions (start to start): about 60 Kandji requests an hour at the default.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_EVENTS_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub events_interval_ms: u64,
+    /// Days detected events are kept (for replay) before they are deleted.
+    #[arg(
+        long,
+        env = "KANDJI_CONNECTOR_EVENTS_RETENTION_DAYS",
+        default_value_t = 7
+    )]
+    pub events_retention_days: u32,
     /// Days a finished stream (with its delivery failures) is kept before it is deleted; 0
     /// keeps them for ever.
     #[arg(long, env = "KANDJI_CONNECTOR_RETENTION_DAYS", default_value_t = 30)]
@@ -259,6 +275,7 @@ pub struct Config {
     pub streams: StreamConfig,
     pub trust: TrustConfig,
     pub retention: RetentionConfig,
+    pub events: EventsConfig,
     pub mcp: McpConfig,
     pub metrics: MetricsConfig,
 }
@@ -283,6 +300,7 @@ impl Config {
             streams: StreamConfig::default(),
             trust: TrustConfig::default(),
             retention: RetentionConfig::default(),
+            events: EventsConfig::default(),
             mcp: McpConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -553,7 +571,14 @@ impl ServeArgs {
             retention: RetentionConfig {
                 max_age: (self.retention_days > 0)
                     .then(|| Duration::from_secs(u64::from(self.retention_days) * 24 * 3600)),
+                events_max_age: Duration::from_secs(
+                    u64::from(self.events_retention_days.max(1)) * 24 * 3600,
+                ),
                 ..RetentionConfig::default()
+            },
+            events: EventsConfig {
+                interval: Duration::from_millis(self.events_interval_ms.max(100)),
+                ..EventsConfig::default()
             },
             mcp: McpConfig {
                 destructive,

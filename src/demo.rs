@@ -33,6 +33,11 @@ pub async fn run(listen: SocketAddr, devices: usize) -> anyhow::Result<()> {
             allow: CallbackPolicy::parse("127.0.0.1/32").expect("a valid CIDR"),
             ..StreamConfig::default()
         },
+        // Events show up within seconds (the default polls Kandji's audit log once a minute).
+        events: crate::events::EventsConfig {
+            interval: std::time::Duration::from_secs(5),
+            ..Default::default()
+        },
         ..Config::defaults(
             format!("sqlite://{}?mode=rwc", db.display()),
             cipher,
@@ -100,12 +105,23 @@ Is a device managed? (from the synced inventory, without a request to Kandji):
   curl -s -H 'Authorization: Bearer {api_key}' \
     'http://{addr}/v1/connections/{conn_id}/device-trust?serial_number={serial}'
 
+Events (Kandji sends no webhooks: its audit log is polled, every 5 s in this demo). Subscribe a
+URL of yours (non-public addresses other than 127.0.0.1 need KANDJI_CONNECTOR_CALLBACK_ALLOW),
+then enroll a Mac in the simulated tenant; the URL receives a signed Device Enrolled event:
+  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \
+    -d '{{"connection":"{conn_id}","event":"device_enrolled","url":"http://127.0.0.1:9000/hook","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}' \
+    http://{addr}/v1/subscriptions
+  curl -s -X POST -H 'Authorization: Bearer {sim_token}' -H 'Content-Type: application/json' \
+    -d '{{"platform":"Mac"}}' {sim_url}/_sim/devices
+  (event cards: GET /v1/events; deliveries: GET /v1/subscriptions/<id>/deliveries)
+
 AI agents (MCP, Streamable HTTP): http://{addr}/mcp with the header 'Authorization: Bearer {api_key}'
 
 Ctrl-C stops the demo.
 "#,
         cards = state.catalog.len(),
         sim_url = sim.base_url(),
+        sim_token = sim.token(),
         conn_id = conn.id,
     );
     let result = crate::serve(state, listener, crate::shutdown_signal()).await;

@@ -10,6 +10,7 @@ pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod invocation;
 pub mod kandji;
 pub mod mcp;
@@ -50,7 +51,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     let catalog = Arc::new(catalog);
     let tenants = kandji::TenantCache::new(store.clone());
     let streams = streams::Streams::new(
-        config.streams,
+        config.streams.clone(),
         store.clone(),
         kandji.clone(),
         tenants.clone(),
@@ -63,11 +64,25 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
     if resumed > 0 {
         tracing::info!(streams = resumed, "resumed running streams");
     }
-    let trust = trust::Trust::start(config.trust, store.clone(), kandji.clone(), tenants.clone())
-        .await
-        .context("cannot load the device inventories")?;
+    let trust = trust::Trust::start(
+        config.trust,
+        store.clone(),
+        kandji.clone(),
+        tenants.clone(),
+        catalog.clone(),
+    )
+    .await
+    .context("cannot load the device inventories")?;
     let resolvers = engine::Resolvers::default().with("device_trust", trust.clone());
     streams.start_sweeper();
+    let events = events::Events::start(
+        config.events.clone(),
+        &config.streams,
+        store.clone(),
+        kandji.clone(),
+        tenants.clone(),
+        catalog.clone(),
+    )?;
     let retention = retention::Sweeper::start(store.clone(), config.retention);
     Ok(Arc::new(App {
         catalog,
@@ -75,6 +90,7 @@ pub async fn build_state(config: config::Config) -> anyhow::Result<AppState> {
         kandji,
         streams,
         trust,
+        events,
         resolvers,
         inbound_limit: api::auth::InboundLimit::new(
             config.rate_limit_per_second,
@@ -113,6 +129,7 @@ pub async fn serve(
         .await;
     state.streams.shutdown().await;
     state.trust.shutdown().await;
+    state.events.shutdown().await;
     served?;
     Ok(())
 }

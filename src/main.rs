@@ -209,6 +209,7 @@ fn cards(command: CardsCommand) -> ExitCode {
         CardsCommand::Check { dir } => match catalog::Catalog::load(dir.as_deref()) {
             Ok(c) => {
                 println!("{} cards are valid", c.len());
+                println!("{} event cards are valid", c.events().count());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -1,6 +1,6 @@
 //! Retention: a long-running deployment keeps a bounded history. Finished streams (with their
 //! delivery failures) older than `KANDJI_CONNECTOR_RETENTION_DAYS`, and idempotency keys past
-//! their replay window, are deleted by a background task in small batches, each one short
+//! their replay window, and detected events past `KANDJI_CONNECTOR_EVENTS_RETENTION_DAYS`, are deleted by a background task in small batches, each one short
 //! statement with a pause after it, so serving never waits behind a large delete.
 //!
 //! Every replica may sweep: deletes of rows already gone delete nothing, so several replicas on
@@ -26,6 +26,8 @@ pub struct RetentionConfig {
     pub batch: u32,
     /// Pause between two batches of one sweep.
     pub pause: Duration,
+    /// Detected events (with their deliveries) older than this are deleted.
+    pub events_max_age: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -35,6 +37,7 @@ impl Default for RetentionConfig {
             interval: Duration::from_secs(3600),
             batch: 500,
             pause: Duration::from_millis(50),
+            events_max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -44,6 +47,7 @@ impl Default for RetentionConfig {
 pub struct Swept {
     pub streams: u64,
     pub idempotency_keys: u64,
+    pub events: u64,
 }
 
 /// Deletes, in batches, everything past its retention; returns what was deleted.
@@ -60,6 +64,9 @@ pub async fn sweep(store: &dyn Store, config: &RetentionConfig) -> Result<Swept,
     let before = now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).expect("24 hours");
     swept.idempotency_keys =
         in_batches(config, || store.idempotency_purge(before, config.batch)).await?;
+    let before =
+        now - chrono::Duration::from_std(config.events_max_age).unwrap_or(chrono::Duration::MAX);
+    swept.events = in_batches(config, || store.delete_old_events(before, config.batch)).await?;
     Ok(swept)
 }
 
@@ -92,6 +99,7 @@ impl Sweeper {
                     Ok(s) => tracing::info!(
                         streams = s.streams,
                         idempotency_keys = s.idempotency_keys,
+                        events = s.events,
                         "retention: deleted finished records"
                     ),
                     // Tried again at the next interval; nothing is half-deleted (one statement a batch).

@@ -34,6 +34,8 @@ pub enum Scope {
     /// Read the Prometheus metrics (`GET /metrics`) and nothing else: the key to give a
     /// Prometheus server.
     MetricsRead,
+    /// Create, read, replay and delete event subscriptions (`/v1/subscriptions`).
+    EventsManage,
 }
 
 impl Scope {
@@ -44,6 +46,7 @@ impl Scope {
         Scope::Admin,
         Scope::TrustRead,
         Scope::MetricsRead,
+        Scope::EventsManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Scope {
             Scope::Admin => "admin",
             Scope::TrustRead => "trust:read",
             Scope::MetricsRead => "metrics:read",
+            Scope::EventsManage => "events:manage",
         }
     }
 

@@ -35,6 +35,7 @@ pub mod openapi;
 mod openapi_check;
 mod preview;
 mod streams;
+mod subscriptions;
 mod trust;
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub struct App {
     pub streams: Arc<Streams>,
     /// Device inventories and device-trust lookups.
     pub trust: Arc<Trust>,
+    /// Event subscriptions: the audit-log poller and the webhook deliverer.
+    pub events: Arc<crate::events::Events>,
     /// What answers cards' resolver variants.
     pub resolvers: Resolvers,
     pub api_keys: Vec<auth::ApiKey>,
@@ -122,7 +125,15 @@ fn routes_with(
             trust::routes(),
             vec![Scope::TrustRead, Scope::CardsInvoke],
         ))
-        .merge(scoped(streams::routes(), vec![Scope::CardsInvoke]));
+        .merge(scoped(streams::routes(), vec![Scope::CardsInvoke]))
+        .merge(scoped(
+            subscriptions::catalog_routes(),
+            vec![Scope::CatalogRead],
+        ))
+        .merge(scoped(
+            subscriptions::routes(),
+            vec![Scope::EventsManage, Scope::Admin],
+        ));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

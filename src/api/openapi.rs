@@ -35,11 +35,13 @@ pub const V1: &str = "/v1";
         (name = "cards", description = "The catalog of action cards and their invocation."),
         (name = "connections", description = "Kandji tenants the cards run against. The API token is write-only."),
         (name = "streams", description = "Stream result sets: durable jobs that POST every record of a list card to a helper-flow callback. A key with `cards:invoke` sees and cancels the streams it started; an `admin` key, every stream."),
+        (name = "events", description = "Event cards and subscriptions: Kandji changes (a device enrolled, a Blueprint changed, a FileVault key read, ...) detected once per connection from Kandji's audit log and POSTed to each subscription's URL as signed webhooks. Subscriptions need `events:manage` (or `admin`); a key sees the subscriptions it created, an `admin` key every one."),
     ),
     components(schemas(super::cards::HelperFlow), responses(
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, ConnectionInvalid,
         BudgetSpent, TooManyRequests, InternalError, KandjiUnreachable, KandjiTimeout, NotReady,
-        StreamFinished, InvalidQuery, InFlight, StoreUnavailable,
+        StreamFinished, InvalidQuery, InFlight, StoreUnavailable, SubscriptionInvalid,
+        ReplayInvalid,
     )),
     modifiers(&Bearer),
 )]
@@ -213,6 +215,14 @@ reusable! {
             "token_refused": {"summary": "Kandji refused the token", "value": invalid(&["api_token"], REFUSED, "kandji_auth")},
             "bad_url": {"summary": "Not a Kandji API host", "value": invalid(&["api_url"], NOT_KANDJI, "api_url")},
         }}},
+    }));
+    SubscriptionInvalid => response(json!({
+        "description": "A field is invalid; `errors` names each: `connection` (unknown), `event` (unknown, or an inventory event on a connection whose `inventory_sync` is off), `url` (not an allowed callback URL), `secret` (not `whsec_<base64 of 24 to 64 bytes>`), `filters.<name>` (not a filter of the event card, or the wrong type), or an unknown field.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "example": invalid(&["filters", "platform"], "3 is not valid under any of the schemas listed in the 'oneOf' keyword", "filter")}},
+    }));
+    ReplayInvalid => response(json!({
+        "description": "`since` is not an RFC 3339 date-time.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}, "example": invalid(&["since"], "must be an RFC 3339 date-time, e.g. 2024-06-03T09:00:00Z", "date_time")}},
     }));
     InvalidQuery => response(json!({
         "description": "A query parameter is malformed; `errors` names it.",

@@ -107,6 +107,14 @@ fn openapi_lists_every_route() {
         "get /v1/streams/{id}",
         "delete /v1/streams/{id}",
         "get /v1/streams/{id}/failures",
+        "get /v1/events",
+        "get /v1/events/{id}",
+        "get /v1/subscriptions",
+        "post /v1/subscriptions",
+        "get /v1/subscriptions/{id}",
+        "delete /v1/subscriptions/{id}",
+        "get /v1/subscriptions/{id}/deliveries",
+        "post /v1/subscriptions/{id}/replay",
     ] {
         assert!(documented.contains(route), "{route} is not documented");
     }

@@ -2,6 +2,7 @@
 //! [`compile`], and the Card types: as written ([`model`]) and compiled ([`plan`]).
 
 mod compile;
+pub mod events;
 mod model;
 mod plan;
 
@@ -47,6 +48,8 @@ impl CardError {
 #[derive(Clone, Default)]
 pub struct Catalog {
     cards: BTreeMap<String, Arc<Card>>,
+    /// Event cards (`cards/events/`), by id.
+    events: BTreeMap<String, Arc<events::EventCard>>,
 }
 
 impl Catalog {
@@ -54,7 +57,7 @@ impl Catalog {
     pub fn load(extra_dir: Option<&Path>) -> Result<Self, Vec<CardError>> {
         let meta = meta_validator();
         let mut cards = BTreeMap::new();
-        let mut errors = Vec::new();
+        let (events, mut errors) = events::load_builtin(BUILTIN_CARDS.get_dir("events"));
         let mut builtin: Vec<_> = BUILTIN_CARDS
             .files()
             .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
@@ -98,7 +101,7 @@ impl Catalog {
             }
         }
         if errors.is_empty() {
-            Ok(Self { cards })
+            Ok(Self { cards, events })
         } else {
             Err(errors)
         }
@@ -110,6 +113,14 @@ impl Catalog {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Card>> {
         self.cards.values()
+    }
+
+    pub fn event(&self, id: &str) -> Option<&Arc<events::EventCard>> {
+        self.events.get(id)
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = &Arc<events::EventCard>> {
+        self.events.values()
     }
 
     pub fn len(&self) -> usize {

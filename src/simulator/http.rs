@@ -445,6 +445,7 @@ enum Route<'a> {
     Tags,
     Tag(&'a str),
     Licensing,
+    AuditEvents,
 }
 
 fn route<'a>(segments: &[&'a str]) -> Option<Route<'a>> {
@@ -486,6 +487,7 @@ fn route<'a>(segments: &[&'a str]) -> Option<Route<'a>> {
         ["tags"] => Route::Tags,
         ["tags", id] => Route::Tag(id),
         ["settings", "licensing"] => Route::Licensing,
+        ["audit", "events"] => Route::AuditEvents,
         _ => return None,
     })
 }
@@ -510,6 +512,13 @@ impl Route<'_> {
 }
 
 pub fn dispatch(state: &SimState, req: &Req) -> Response {
+    if let Some(rest) = req.path.strip_prefix("/_sim/") {
+        if !authorized(state, req) {
+            return unauthorized();
+        }
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        return handlers::audit::admin(state, req, &segments);
+    }
     let Some(rest) = req.path.strip_prefix("/api/v1/") else {
         return html_404();
     };
@@ -588,6 +597,7 @@ pub fn dispatch(state: &SimState, req: &Req) -> Response {
             _ => directory::delete_tag(state, id),
         },
         Route::Licensing => directory::licensing(state),
+        Route::AuditEvents => handlers::audit::list(state, req),
     }
 }
 

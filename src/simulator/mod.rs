@@ -49,6 +49,7 @@ pub use tenant::{
 };
 
 pub use conn::{ConnCtl, CuttableStream, SimListener};
+pub use handlers::audit::{Actor, AuditChange};
 
 /// How the simulated tenant is generated and reached.
 #[derive(Clone, Debug)]

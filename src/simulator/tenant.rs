@@ -280,6 +280,28 @@ pub struct UserIntegration {
     pub kind: String,
 }
 
+/// One entry of the audit log, as `GET /audit/events` lists it.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub id: String,
+    pub action: String,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_id: Uuid,
+    pub actor_type: String,
+    pub target_id: Uuid,
+    pub target_type: String,
+    pub target_component: String,
+    pub new_state: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+/// The wall clock, to microseconds (audit entries are stamped with real time, so a poll by
+/// `start_date` works whatever the fixtures' reference date).
+pub fn now_micros() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 #[derive(Debug)]
 pub struct Tenant {
     pub seed: u64,
@@ -302,6 +324,11 @@ pub struct Tenant {
     pub admin_id: Uuid,
     /// Whether the tenant has Kandji EDR; without it `/threat-details` is 404.
     pub edr_enabled: bool,
+    /// The audit log (`GET /audit/events`), oldest first; see `handlers/audit.rs`.
+    pub audit: Vec<AuditEvent>,
+    pub(crate) audit_seq: u64,
+    /// The API token's id, the actor of audit entries for changes made through the API.
+    pub api_token_id: Uuid,
     device_index: IdMap<u32>,
     user_index: IdMap<u32>,
     ade_index: IdMap<(Uuid, u32)>,
@@ -369,6 +396,79 @@ impl Tenant {
         self.commands.remove(id);
         self.generation += 1;
         Some(device)
+    }
+
+    /// Enrolls a new device of `platform`: a copy of the platform's first device with new ids,
+    /// serial number and name, checked in now, on `blueprint` (or the copied device's).
+    pub fn enroll_device(
+        &mut self,
+        platform: Platform,
+        name: Option<String>,
+        blueprint: Option<Uuid>,
+    ) -> Device {
+        let template = self
+            .devices
+            .iter()
+            .find(|d| d.platform == platform)
+            .or(self.devices.first())
+            .cloned()
+            .expect("the tenant has devices");
+        let seq = self.devices.iter().map(|d| d.seq).max().unwrap_or(0) + 1;
+        let id = Uuid::new_v4();
+        let serial: String = {
+            let mut g = crate::simulator::rng::Gen::new(id.as_u64_pair().0);
+            g.chars_from(SERIAL_ALPHABET, 10)
+        };
+        let now = now_micros();
+        let d = Device {
+            seq,
+            device_id: id,
+            device_name: name
+                .unwrap_or_else(|| format!("New {} {serial}", platform.as_str()))
+                .into(),
+            serial_number: serial.into(),
+            blueprint_id: blueprint.unwrap_or(template.blueprint_id),
+            last_check_in: Some(now),
+            first_enrollment: now,
+            last_enrollment: now,
+            is_missing: false,
+            is_removed: false,
+            mdm_enabled: true,
+            lost_mode: None,
+            locked: false,
+            unlock_pin: None,
+            ade_device_id: None,
+            ..template
+        };
+        self.device_index.insert(id, self.devices.len() as u32);
+        self.devices.push(d.clone());
+        self.generation += 1;
+        d
+    }
+
+    /// Moves a device to another Blueprint and records it in the audit log.
+    pub fn move_device(
+        &mut self,
+        actor: crate::simulator::handlers::audit::Actor,
+        id: &Uuid,
+        to: Uuid,
+    ) {
+        let Some(d) = self.device_mut(id) else { return };
+        let from = d.blueprint_id;
+        if from == to {
+            return;
+        }
+        d.blueprint_id = to;
+        let d = d.clone();
+        self.generation += 1;
+        let previous = self.blueprint_name(&from).to_string();
+        self.audit_device(
+            actor,
+            "update",
+            "blueprint",
+            &d,
+            serde_json::json!({"previous_blueprint_id": from, "previous_blueprint_name": previous}),
+        );
     }
 
     /// The first device of a platform ("Mac", "iPhone", "iPad", "AppleTV", "Vision").
@@ -639,6 +739,9 @@ impl Generator {
             library_activity: HashMap::new(),
             admin_id: Uuid::nil(),
             edr_enabled: true,
+            audit: Vec::new(),
+            audit_seq: 0,
+            api_token_id: Uuid::from_u128(0xa072_6ca3_717d_41b9_a3af_c7d0_bad8_b784),
             ade_index: IdMap::default(),
             generation: 0,
         };

@@ -57,4 +57,11 @@ pub trait Coordination: Send + Sync {
 
     /// Gives the lease up (at shutdown or when the sync is turned off), if this replica holds it.
     async fn inventory_lease_release(&self, connection: &str) -> Result<(), StoreError>;
+
+    /// Takes or renews, for `ttl`, the right to poll this connection's audit log for events;
+    /// `false` while another replica holds it.
+    async fn events_lease(&self, connection: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Gives the events lease up (at shutdown), if this replica holds it.
+    async fn events_lease_release(&self, connection: &str) -> Result<(), StoreError>;
 }

@@ -14,6 +14,8 @@ pub struct InventoryDevice {
     pub platform: Option<String>,
     pub os_version: Option<String>,
     pub blueprint_name: Option<String>,
+    /// The user's email: `Some("")` when Kandji lists no user, `None` when not read yet.
+    pub user_email: Option<String>,
     pub last_check_in: Option<DateTime<Utc>>,
     pub mdm_enabled: bool,
     pub agent_installed: bool,
@@ -76,6 +78,7 @@ pub(super) struct DeviceRow {
     platform: Option<String>,
     os_version: Option<String>,
     blueprint_name: Option<String>,
+    user_email: Option<String>,
     last_check_in: Option<Ts>,
     mdm_enabled: bool,
     agent_installed: bool,
@@ -92,6 +95,7 @@ impl From<DeviceRow> for InventoryDevice {
             platform: row.platform,
             os_version: row.os_version,
             blueprint_name: row.blueprint_name,
+            user_email: row.user_email,
             last_check_in: row.last_check_in.map(|t| t.0),
             mdm_enabled: row.mdm_enabled,
             agent_installed: row.agent_installed,
@@ -102,7 +106,7 @@ impl From<DeviceRow> for InventoryDevice {
     }
 }
 
-/// Rows per multi-row statement: 12 parameters each, well under SQLite's 32,766 and
+/// Rows per multi-row statement: 13 parameters each, well under SQLite's 32,766 and
 /// PostgreSQL's 65,535.
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
@@ -128,8 +132,8 @@ macro_rules! inventory_store {
                 ) -> Result<Vec<InventoryDevice>, StoreError> {
                     let rows: Vec<DeviceRow> = sqlx::query_as(
                         "SELECT serial_key, device_id, platform, os_version, \
-                         blueprint_name, last_check_in, mdm_enabled, agent_installed, \
-                         is_missing, is_removed, last_seen \
+                         blueprint_name, user_email, last_check_in, mdm_enabled, \
+                         agent_installed, is_missing, is_removed, last_seen \
                          FROM inventory_devices \
                          WHERE connection_id = $1 AND serial_key > $2 \
                          ORDER BY serial_key \
@@ -159,8 +163,8 @@ macro_rules! inventory_store {
                         let mut insert = QueryBuilder::<$db>::new(
                             "INSERT INTO inventory_devices (connection_id, serial_key, \
                              device_id, platform, os_version, blueprint_name, \
-                             last_check_in, mdm_enabled, agent_installed, is_missing, \
-                             is_removed, last_seen) ",
+                             user_email, last_check_in, mdm_enabled, agent_installed, \
+                             is_missing, is_removed, last_seen) ",
                         );
                         insert.push_values(chunk, |mut row, d| {
                             row.push_bind(connection)
@@ -169,6 +173,7 @@ macro_rules! inventory_store {
                                 .push_bind(d.platform.as_deref())
                                 .push_bind(d.os_version.as_deref())
                                 .push_bind(d.blueprint_name.as_deref())
+                                .push_bind(d.user_email.as_deref())
                                 .push_bind(d.last_check_in.map(Ts))
                                 .push_bind(d.mdm_enabled)
                                 .push_bind(d.agent_installed)
@@ -182,6 +187,7 @@ macro_rules! inventory_store {
                              platform = excluded.platform, \
                              os_version = excluded.os_version, \
                              blueprint_name = excluded.blueprint_name, \
+                             user_email = excluded.user_email, \
                              last_check_in = excluded.last_check_in, \
                              mdm_enabled = excluded.mdm_enabled, \
                              agent_installed = excluded.agent_installed, \

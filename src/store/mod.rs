@@ -1,6 +1,6 @@
 //! Persistence behind one trait, [`Store`], made of one trait per concern:
 //! [`ConnectionStore`], [`StreamStore`], [`IdempotencyStore`], [`InventoryStore`],
-//! [`Coordination`] (what several replicas sharing the store need) and [`Lifecycle`].
+//! [`EventStore`], [`Coordination`] (what several replicas sharing the store need) and [`Lifecycle`].
 //! Call sites take an `Arc<dyn Store>` from [`open`]; a trait object's supertrait methods
 //! need no imports.
 //!
@@ -20,6 +20,7 @@
 mod connections;
 mod coordination;
 mod crypto;
+mod events;
 mod idempotency;
 mod inventory;
 mod postgres;
@@ -34,6 +35,10 @@ use chrono::{DateTime, Utc};
 pub use connections::{Connection, ConnectionPatch, ConnectionStore, NewConnection};
 pub use coordination::{BudgetTake, Coordination};
 pub use crypto::{CipherError, TokenCipher};
+pub use events::{
+    DeliveryOutcome, DeliveryRecord, DueDelivery, EventStore, NewEvent, NewSubscription,
+    StoredEvent, Subscription, delivery_id,
+};
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
 pub use inventory::{InventoryDevice, InventoryStore, InventorySync};
 pub use streams::{
@@ -48,6 +53,7 @@ pub trait Store:
     + StreamStore
     + IdempotencyStore
     + InventoryStore
+    + EventStore
     + Coordination
     + Send
     + Sync
@@ -166,6 +172,10 @@ fn new_connection_id() -> String {
 
 fn new_stream_id() -> String {
     format!("str_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn new_subscription_id() -> String {
+    format!("sub_{}", uuid::Uuid::new_v4().simple())
 }
 
 #[cfg(test)]

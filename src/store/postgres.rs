@@ -92,8 +92,9 @@ impl Backend for Postgres {
     /// Lock id 0x6b61_6e64_6a69_0001 ("kandji" + 1), held until the transaction ends.
     const KEY_CHECK_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(7737587012360273921)");
-    const ROTATION_LOCK: Option<&'static str> =
-        Some("LOCK TABLE connections, streams, idempotency_keys, meta IN EXCLUSIVE MODE");
+    const ROTATION_LOCK: Option<&'static str> = Some(
+        "LOCK TABLE connections, streams, idempotency_keys, event_subscriptions, meta IN EXCLUSIVE MODE",
+    );
     /// The creating replica holds the lease from the start.
     const INSERT_STREAM: &'static str = "INSERT INTO streams \
          (id, owner, connection_id, card_id, result_set, inputs, options, helper_ciphertext, \
@@ -240,6 +241,32 @@ impl Coordination for PgStore {
 
     async fn inventory_lease_release(&self, connection: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM inventory_leases WHERE connection_id = $1 AND owner = $2")
+            .bind(connection)
+            .bind(&self.leases.name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn events_lease(&self, connection: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let granted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO event_leases AS l (connection_id, owner, expires_at) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (connection_id) DO UPDATE \
+             SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE l.owner = excluded.owner OR l.expires_at < now() \
+             RETURNING owner",
+        )
+        .bind(connection)
+        .bind(&self.leases.name)
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(granted.is_some())
+    }
+
+    async fn events_lease_release(&self, connection: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM event_leases WHERE connection_id = $1 AND owner = $2")
             .bind(connection)
             .bind(&self.leases.name)
             .execute(&self.pool)

@@ -100,6 +100,7 @@ macro_rules! sql_store {
         $crate::store::streams::stream_store!($db);
         $crate::store::idempotency::idempotency_store!($db);
         $crate::store::inventory::inventory_store!($db);
+        $crate::store::events::event_store!($db);
     };
 }
 pub(super) use sql_store;
@@ -239,6 +240,21 @@ macro_rules! lifecycle {
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
+                    }
+                    let subscriptions: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT id, helper_ciphertext FROM event_subscriptions ORDER BY id",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (id, old) in &subscriptions {
+                        let helper = cipher.decrypt(id, old)?;
+                        sqlx::query(
+                            "UPDATE event_subscriptions SET helper_ciphertext = $1 WHERE id = $2",
+                        )
+                        .bind(new.encrypt(id, helper.expose_secret()))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     let answers: Vec<(String, String, String)> = sqlx::query_as(
                         "SELECT scope, key, response \

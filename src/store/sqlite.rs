@@ -173,6 +173,14 @@ impl Coordination for SqliteStore {
     async fn inventory_lease_release(&self, _connection: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn events_lease(&self, _connection: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn events_lease_release(&self, _connection: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ pub struct Entry {
     platform: Option<Arc<str>>,
     os_version: Option<Arc<str>>,
     blueprint_name: Option<Arc<str>>,
+    user_email: Option<Box<str>>,
     last_check_in: Option<DateTime<Utc>>,
     /// When the connector last read this device from Kandji.
     pub last_seen: DateTime<Utc>,
@@ -109,6 +110,7 @@ impl Entry {
             platform: text(&self.platform),
             os_version: text(&self.os_version),
             blueprint_name: text(&self.blueprint_name),
+            user_email: self.user_email.as_deref().map(str::to_string),
             last_check_in: self.last_check_in,
             mdm_enabled: self.mdm_enabled(),
             agent_installed: self.agent_installed(),
@@ -124,6 +126,7 @@ impl Entry {
             && self.platform == other.platform
             && self.os_version == other.os_version
             && self.blueprint_name == other.blueprint_name
+            && self.user_email == other.user_email
             && self.last_check_in == other.last_check_in
             && self.flags == other.flags
     }
@@ -144,6 +147,16 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// The device stored under a serial key (upper case), as the store keeps it.
+    pub fn device(&self, serial_key: &str) -> Option<InventoryDevice> {
+        self.map.get(serial_key).map(|e| e.to_device(serial_key))
+    }
+
+    /// Every device, as the store keeps it.
+    pub fn devices(&self) -> impl Iterator<Item = InventoryDevice> + '_ {
+        self.map.iter().map(|(k, e)| e.to_device(k))
     }
 
     pub fn get(&self, serial: &SerialNumber) -> Option<&Entry> {
@@ -185,6 +198,7 @@ impl Index {
             platform: self.intern(d.platform.as_deref()),
             os_version: self.intern(d.os_version.as_deref()),
             blueprint_name: self.intern(d.blueprint_name.as_deref()),
+            user_email: d.user_email.as_deref().map(Into::into),
             last_check_in: d.last_check_in,
             last_seen: d.last_seen,
             flags,
@@ -261,6 +275,7 @@ mod tests {
             platform: Some("Mac".into()),
             os_version: Some(os.into()),
             blueprint_name: Some("All Staff".into()),
+            user_email: Some(String::new()),
             last_check_in: None,
             mdm_enabled: true,
             agent_installed: true,

@@ -481,6 +481,8 @@ struct Shared {
     store: Arc<dyn Store>,
     kandji: KandjiClient,
     tenants: TenantCache,
+    /// The event cards: a sync's changes are inventory events too (`crate::events::inventory`).
+    catalog: Arc<crate::catalog::Catalog>,
 }
 
 /// Every connection's inventory and sync.
@@ -535,6 +537,7 @@ impl Trust {
         store: Arc<dyn Store>,
         kandji: KandjiClient,
         tenants: TenantCache,
+        catalog: Arc<crate::catalog::Catalog>,
     ) -> Result<Arc<Self>, StoreError> {
         let trust = Arc::new(Self {
             shared: Arc::new(Shared {
@@ -542,6 +545,7 @@ impl Trust {
                 store,
                 kandji,
                 tenants,
+                catalog,
             }),
             inventories: RwLock::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),

@@ -213,9 +213,37 @@ async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), St
             .collect();
         drop(page);
         devices += parsed.len() as u64;
+        // Changed devices with what the inventory held: inventory events.
+        let mut changed = Vec::new();
         {
             let mut idx = inv.index_mut();
-            unwritten.extend(parsed.into_iter().filter(|d| idx.upsert(d) || rewrite_all));
+            for d in parsed {
+                let prev = idx.device(&d.serial_key);
+                if idx.upsert(&d) {
+                    if let Some(prev) = prev {
+                        changed.push((prev, d.clone()));
+                    }
+                } else if !rewrite_all {
+                    continue;
+                }
+                unwritten.push(d);
+            }
+        }
+        // Recorded before the devices are written: after a crash in between the next sync
+        // sees the same changes again (and recognises the events by id).
+        if let Err(e) = crate::events::inventory::changes(
+            shared.store.as_ref(),
+            &shared.catalog,
+            conn,
+            &changed,
+        )
+        .await
+        {
+            let mut idx = inv.index_mut();
+            for (prev, _) in &changed {
+                idx.upsert(prev);
+            }
+            return Err(format!("the events could not be recorded: {e}"));
         }
         // After the page's devices are fresh, so no answer is both "available" and out of date.
         inv.set_available(true);
@@ -254,6 +282,14 @@ async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), St
     );
     inv.store_behind.store(false, Ordering::Relaxed);
     inv.completed(done);
+    if let Err(e) =
+        crate::events::inventory::overdue(shared.store.as_ref(), &shared.catalog, conn, || {
+            inv.index().devices().collect()
+        })
+        .await
+    {
+        tracing::warn!(connection = conn, error = %e, "check-in overdue events could not be recorded");
+    }
     let mut st = inv.state();
     st.phase = Phase::Idle;
     st.current = None;
@@ -357,6 +393,14 @@ pub(super) fn parse_device(r: &Value, seen_at: DateTime<Utc>) -> Option<Inventor
         platform: text("platform"),
         os_version: text("os_version"),
         blueprint_name: text("blueprint_name"),
+        // An object, or "" when no user is assigned.
+        user_email: Some(
+            r.pointer("/user/email")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        ),
         last_check_in,
         mdm_enabled: flag("mdm_enabled"),
         agent_installed: flag("agent_installed"),

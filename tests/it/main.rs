@@ -20,6 +20,7 @@ mod catalog;
 mod console;
 mod demo;
 mod deployment;
+mod events;
 mod healthcheck;
 mod mcp;
 mod metrics;

@@ -21,6 +21,7 @@ async fn finished_streams_past_the_retention_are_deleted_with_their_failures_new
                 interval: Duration::from_millis(200),
                 batch: 1,
                 pause: Duration::from_millis(1),
+                ..RetentionConfig::default()
             }
         })
         .start()

@@ -502,6 +502,7 @@ fn device(serial: &str, at: chrono::DateTime<chrono::Utc>) -> store::InventoryDe
         platform: Some("Mac".into()),
         os_version: Some("14.5".into()),
         blueprint_name: None,
+        user_email: Some("ana@example.com".into()),
         last_check_in: Some(at - chrono::Duration::minutes(3)),
         mdm_enabled: true,
         agent_installed: false,

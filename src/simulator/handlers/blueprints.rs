@@ -1,6 +1,7 @@
 //! `/blueprints`: DRF limit/offset envelope; create and update take form bodies with dotted
 //! keys (`enrollment_code.is_active`) as documented, and JSON (flat dotted or nested) too.
 
+use super::audit::Actor;
 use std::collections::HashMap;
 
 use axum::response::Response;
@@ -323,7 +324,20 @@ pub fn create(state: &SimState, req: &Req) -> Response {
         library_item_ids,
     };
     let resp = json(201, &views::blueprint_out(&blueprint, None));
+    let state = audit_state(&blueprint);
+    let id = blueprint.id;
     t.blueprints.push(blueprint);
+    t.record_audit(
+        Actor::ApiToken,
+        super::audit::AuditChange {
+            action: "create",
+            target_type: "blueprint",
+            target_id: id,
+            target_component: "",
+            new_state: state,
+            metadata: serde_json::json!({"source_id": null, "source": null}),
+        },
+    );
     resp
 }
 
@@ -366,6 +380,18 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
     if let Some(v) = fields.is_active {
         b.enrollment_code.is_active = v;
     }
+    let state = audit_state(b);
+    t.record_audit(
+        Actor::ApiToken,
+        super::audit::AuditChange {
+            action: "update",
+            target_type: "blueprint",
+            target_id: id,
+            target_component: "",
+            new_state: state,
+            metadata: serde_json::json!({}),
+        },
+    );
     let t = &*t;
     match t.blueprint(&id) {
         Some(b) => {
@@ -385,11 +411,27 @@ pub fn delete(state: &SimState, id: &str) -> Response {
     let Some(pos) = t.blueprints.iter().position(|b| b.id == id) else {
         return not_found();
     };
-    t.blueprints.remove(pos);
+    let gone = t.blueprints.remove(pos);
+    t.record_audit(
+        Actor::ApiToken,
+        super::audit::AuditChange {
+            action: "delete",
+            target_type: "blueprint",
+            target_id: id,
+            target_component: "",
+            new_state: audit_state(&gone),
+            metadata: serde_json::json!({}),
+        },
+    );
     t.touch();
     for d in t.devices.iter_mut().filter(|d| d.blueprint_id == id) {
         d.mdm_enabled = false;
         d.is_removed = true;
     }
     empty(204)
+}
+
+/// A Blueprint's `new_state` in the audit log (as Kandji's example: name, description, type).
+fn audit_state(b: &Blueprint) -> serde_json::Value {
+    serde_json::json!({"name": b.name, "description": b.description, "type": b.kind})
 }

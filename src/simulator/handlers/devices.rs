@@ -809,9 +809,6 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
     let Some(d) = t.device_mut(&device_id) else {
         return not_found();
     };
-    if let Some(b) = blueprint {
-        d.blueprint_id = b;
-    }
     if let Some(u) = user {
         d.user_id = u;
     }
@@ -822,6 +819,9 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
         let mut seen = std::collections::HashSet::new();
         names.retain(|n| seen.insert(n.clone()));
         d.tags = names;
+    }
+    if let Some(b) = blueprint {
+        t.move_device(super::audit::Actor::ApiToken, &device_id, b);
     }
     let t = &*t;
     match t.device(&device_id) {
@@ -835,8 +835,18 @@ pub fn delete(state: &SimState, id: &str) -> Response {
     let Some(id) = parse_uuid(id) else {
         return not_found();
     };
-    match state.write().remove_device(&id) {
-        Some(_) => empty(204),
+    let mut t = state.write();
+    match t.remove_device(&id) {
+        Some(d) => {
+            t.audit_device(
+                super::audit::Actor::ApiToken,
+                "delete",
+                "",
+                &d,
+                serde_json::json!({}),
+            );
+            empty(204)
+        }
         None => not_found(),
     }
 }
@@ -878,6 +888,29 @@ pub fn default_unlock_pin(t: &Tenant, d: &Device) -> String {
 }
 
 pub fn secret(state: &SimState, id: &str, secret: Secret) -> Response {
+    let resp = secret_answer(state, id, secret);
+    if resp.status().is_success() {
+        let mut t = state.write();
+        if let Some(d) = t.device_by_str(id).cloned() {
+            let component = match secret {
+                Secret::FileVaultKey => "filevault_key",
+                Secret::UnlockPin => "unlock_pin",
+                Secret::BypassCode => "activation_lock_bypass_code",
+                Secret::RecoveryPassword => "recovery_password",
+            };
+            t.audit_device(
+                super::audit::Actor::ApiToken,
+                "read",
+                component,
+                &d,
+                serde_json::json!({}),
+            );
+        }
+    }
+    resp
+}
+
+fn secret_answer(state: &SimState, id: &str, secret: Secret) -> Response {
     with_device(state, id, |t, d| {
         let mut g = Gen::keyed(t.seed, u64::from(d.seq), "secrets");
         let is_mac = d.platform == Platform::Mac;

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod ade;
+pub mod audit;
 pub mod blueprints;
 pub mod devices;
 pub mod directory;

@@ -2,5 +2,6 @@
 //! the local server unless it is set, and reports these tests as skipped when none answers). Each
 //! test gets a fresh schema.
 
+mod events;
 mod outage;
 mod scale_out;
