@@ -39,7 +39,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::CatalogRead,
         Scope::CardsInvoke,
         Scope::SecretsRead,
