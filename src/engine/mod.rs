@@ -381,7 +381,7 @@ async fn resolve(
         .filter_map(|(k, t)| Some((k.clone(), t.render(&p.inputs, &p.options)?)))
         .collect();
     let Resolved { status, body } = resolver.resolve(tenant, &args).await?;
-    Ok(Answer::new(status, Value::Object(Map::new()), body))
+    Ok(Answer::new(status, HeaderMap::new(), body))
 }
 
 /// One request, one answer.
@@ -394,7 +394,7 @@ async fn send_one(
         .send_with(tenant, &p.request, Wait::Bounded, &p.card.def.id)
         .await?;
     let body = parse_body(&resp);
-    Ok(Answer::new(resp.status, headers_json(&resp.headers), body))
+    Ok(Answer::new(resp.status, resp.headers, body))
 }
 
 /// A list: pages until the result set's limit (one page's worth without one) or the end.
@@ -412,7 +412,7 @@ async fn list_records(
             break;
         };
         if let Some(body) = page.error_body {
-            return Ok(Answer::new(page.status, headers_json(&page.headers), body));
+            return Ok(Answer::new(page.status, page.headers, body));
         }
         count = count.or(page.count);
         records.extend(page.records);
@@ -426,7 +426,7 @@ async fn list_records(
     Ok(Answer {
         count: Some(count.unwrap_or(records.len() as u64)),
         records: Some(records),
-        ..Answer::new(status, headers_json(&headers), Value::Null)
+        ..Answer::new(status, headers, Value::Null)
     })
 }
 
@@ -456,14 +456,10 @@ async fn pick_record(
             break;
         };
         if let Some(body) = page.error_body {
-            return Ok(Answer::new(page.status, headers_json(&page.headers), body));
+            return Ok(Answer::new(page.status, page.headers, body));
         }
         if let Some(record) = page.records.into_iter().find(|r| matches(r)) {
-            return Ok(Answer::new(
-                page.status,
-                headers_json(&page.headers),
-                record,
-            ));
+            return Ok(Answer::new(page.status, page.headers, record));
         }
         last = Some(page.headers);
         if pager.pages_fetched >= MAX_PICK_PAGES {
@@ -472,7 +468,7 @@ async fn pick_record(
     }
     Ok(Answer {
         status: 404,
-        headers: headers_json(&last.expect("a pick reads at least one page")),
+        headers: last.expect("a pick reads at least one page"),
         error: Some(pick.not_found.clone()),
         ..Answer::default()
     })

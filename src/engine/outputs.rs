@@ -1,6 +1,9 @@
 //! Kandji's answer -> the card's outputs: sources, type coercion, Kandji's error messages.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::Prepared;
@@ -11,7 +14,8 @@ use crate::catalog::{JsonType, OutputPlan, Shape, Source};
 #[derive(Debug, Default)]
 pub struct Answer {
     pub status: u16,
-    pub headers: Value,
+    /// Kandji's response headers (as JSON only for an output that names `$headers`).
+    pub headers: HeaderMap,
     /// Kandji's body: JSON when it parsed, else its text, else null.
     pub body: Value,
     /// Kandji's message when it answered 4xx/5xx (or the connector's, for a pick that failed).
@@ -26,7 +30,7 @@ pub struct Answer {
 
 impl Answer {
     /// An answer with this status and body; its error is Kandji's message when it is 4xx/5xx.
-    pub fn new(status: u16, headers: Value, body: Value) -> Self {
+    pub fn new(status: u16, headers: HeaderMap, body: Value) -> Self {
         Self {
             error: (status >= 400).then(|| error_message(status, &body)),
             status,
@@ -36,27 +40,31 @@ impl Answer {
         }
     }
 
-    fn resolve(&self, source: &Source, p: &Prepared<'_>) -> Option<Value> {
+    /// What `source` names, borrowed where it is part of the answer (nothing is copied until an
+    /// output keeps it).
+    fn resolve<'a>(&'a self, source: &Source, p: &'a Prepared<'_>) -> Option<Cow<'a, Value>> {
+        let borrowed = |v: Option<&'a Value>| v.map(Cow::Borrowed);
         match source {
             // An error body is Kandji's message (in `$error`, raw in `$body`), never the record
             // the output describes: `{"content": ["This field may not be blank."]}` is no note.
             Source::Pointer(_) if self.status >= 400 => None,
-            Source::Pointer(ptr) | Source::Body(ptr) => self.body.pointer(ptr).cloned(),
-            Source::Status => Some(Value::from(self.status)),
-            Source::Headers => Some(self.headers.clone()),
-            Source::Error => self.error.clone().map(Value::String),
+            Source::Pointer(ptr) | Source::Body(ptr) => borrowed(pointer(&self.body, ptr)),
+            Source::Status => Some(Cow::Owned(Value::from(self.status))),
+            Source::Headers => Some(Cow::Owned(super::headers_json(&self.headers))),
+            Source::Error => self.error.clone().map(|e| Cow::Owned(Value::String(e))),
             Source::Inputs(ptr) => map_pointer(&p.inputs, ptr),
             Source::Options(ptr) => map_pointer(&p.options, ptr),
-            Source::Records => self.records.clone().map(Value::Array),
-            Source::Record(ptr) => self.records.as_ref()?.first()?.pointer(ptr).cloned(),
-            Source::Count => self.count.map(Value::from),
-            Source::LookupError => self.lookup_error.clone().map(Value::String),
-            Source::Lookup { index, pointer } => self
-                .lookups
-                .get(*index)?
-                .as_ref()?
-                .pointer(pointer)
-                .cloned(),
+            Source::Records => self.records.clone().map(|r| Cow::Owned(Value::Array(r))),
+            Source::Record(ptr) => borrowed(pointer(self.records.as_ref()?.first()?, ptr)),
+            Source::Count => self.count.map(|c| Cow::Owned(Value::from(c))),
+            Source::LookupError => self
+                .lookup_error
+                .clone()
+                .map(|e| Cow::Owned(Value::String(e))),
+            Source::Lookup {
+                index,
+                pointer: ptr,
+            } => borrowed(pointer(self.lookups.get(*index)?.as_ref()?, ptr)),
         }
     }
 
@@ -77,29 +85,36 @@ impl Answer {
 
     /// One output: from its sources (pointers relative to `parent` for a group's members).
     fn output(&self, o: &OutputPlan, parent: Option<&Value>, p: &Prepared<'_>) -> Value {
-        let mut value = Value::Null;
         for s in &o.sources {
             let raw = match (parent, s) {
-                (Some(parent), Source::Pointer(ptr)) => parent.pointer(ptr).cloned(),
+                (Some(parent), Source::Pointer(ptr)) => pointer(parent, ptr).map(Cow::Borrowed),
                 _ => self.resolve(s, p),
             };
-            if let Some(v) = raw {
-                let c = coerce(v, &o.shape);
-                if !c.is_null() && o.shape.admits(&c) {
-                    value = c;
-                    break;
+            let Some(v) = raw else { continue };
+            // A group's members are drawn from the object as Kandji sent it, each coerced to
+            // its own shape: the object itself is neither copied nor coerced.
+            if !o.members.is_empty() && v.is_object() && o.shape.admits(&v) {
+                return Value::Object(
+                    o.members
+                        .iter()
+                        .map(|m| (m.key.clone(), self.output(m, Some(&v), p)))
+                        .collect(),
+                );
+            }
+            let c = coerce(v.into_owned(), &o.shape);
+            if !c.is_null() && o.shape.admits(&c) {
+                if o.members.is_empty() {
+                    return c;
                 }
+                return Value::Object(
+                    o.members
+                        .iter()
+                        .map(|m| (m.key.clone(), self.output(m, Some(&c), p)))
+                        .collect(),
+                );
             }
         }
-        if o.members.is_empty() || value.is_null() {
-            return value;
-        }
-        Value::Object(
-            o.members
-                .iter()
-                .map(|m| (m.key.clone(), self.output(m, Some(&value), p)))
-                .collect(),
-        )
+        Value::Null
     }
 }
 
@@ -115,18 +130,47 @@ fn shown(o: &OutputPlan, p: &Prepared<'_>) -> bool {
         .is_none_or(|w| w.holds(&p.inputs, &p.options))
 }
 
-/// A JSON pointer into a map without cloning the map.
-fn map_pointer(map: &Map<String, Value>, ptr: &str) -> Option<Value> {
+/// A JSON pointer into a map, borrowed (the whole map, for `""`, is a copy).
+fn map_pointer<'a>(map: &'a Map<String, Value>, ptr: &str) -> Option<Cow<'a, Value>> {
     if ptr.is_empty() {
-        return Some(Value::Object(map.clone()));
+        return Some(Cow::Owned(Value::Object(map.clone())));
     }
     let rest = ptr.strip_prefix('/')?;
     let (first, tail) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let key = first.replace("~1", "/").replace("~0", "~");
-    map.get(&key)?.pointer(tail).cloned()
+    pointer(map.get(unescape(first).as_ref())?, tail).map(Cow::Borrowed)
+}
+
+/// [`Value::pointer`] without its allocations (it unescapes every token into a new string):
+/// only a token that holds `~` is unescaped.
+pub fn pointer<'v>(mut v: &'v Value, ptr: &str) -> Option<&'v Value> {
+    if ptr.is_empty() {
+        return Some(v);
+    }
+    for token in ptr.strip_prefix('/')?.split('/') {
+        let token = unescape(token);
+        v = match v {
+            Value::Object(m) => m.get(token.as_ref())?,
+            // RFC 6901 array indices, as serde_json reads them: no sign, no leading zero.
+            Value::Array(a)
+                if !token.starts_with('+') && (token.len() == 1 || !token.starts_with('0')) =>
+            {
+                a.get(token.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
 }
 
 /// Normalises Kandji's quirks towards the declared type: `"True"` -> true, `""` -> null for
@@ -163,8 +207,8 @@ pub fn coerce(v: Value, shape: &Shape) -> Value {
         }
         Value::Object(mut m) => {
             for (k, member) in &shape.properties {
-                if let Some(val) = m.remove(k) {
-                    m.insert(k.clone(), coerce(val, member));
+                if let Some(val) = m.get_mut(k) {
+                    *val = coerce(std::mem::take(val), member);
                 }
             }
             Value::Object(m)
@@ -343,7 +387,7 @@ mod tests {
         let p = super::super::prepare(&card, &json!({}), &json!({})).unwrap();
         let answer = Answer::new(
             400,
-            json!({}),
+            HeaderMap::new(),
             json!({"content": ["This field may not be blank."]}),
         );
         assert_eq!(
