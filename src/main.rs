@@ -10,6 +10,11 @@ use kandji_connector::telemetry::{self, LogFormat};
 use kandji_connector::{catalog, simulator};
 use secrecy::{ExposeSecret, SecretString};
 
+// mimalloc instead of glibc's malloc: allocation and freeing were about a quarter of the
+// instructions of an invocation (bench/invoke.sh, PROFILE=callgrind); see the commit for figures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kandji-connector",
