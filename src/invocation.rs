@@ -354,8 +354,9 @@ async fn run(
         return Ok((StatusCode::ACCEPTED, json!(body)));
     }
     let outputs = engine::run_with(&app.kandji, &tenant, &prepared, &app.resolvers).await?;
-    Ok((
-        StatusCode::OK,
-        json!(crate::api::InvokeResponse { outputs }),
-    ))
+    // The shape of `api::cards::InvokeResponse`, built by moving the outputs in (`json!` of the struct
+    // would serialise every output into a copy).
+    let mut body = serde_json::Map::with_capacity(1);
+    body.insert("outputs".to_string(), Value::Object(outputs));
+    Ok((StatusCode::OK, Value::Object(body)))
 }

@@ -58,7 +58,7 @@ use crate::store::Store;
 use crate::streams::Streams;
 use crate::trust::Trust;
 
-pub(crate) use cards::{InvokeBody, InvokeResponse, StreamStarted};
+pub(crate) use cards::{InvokeBody, StreamStarted};
 pub(crate) use connections::connection_view;
 pub use extract::AppJson;
 pub(crate) use extract::{check_depth, from_value};
