@@ -12,8 +12,11 @@ cd "$(dirname "$0")/.."
 DEVICES="${1:-100000}"; DURATION="${2:-10}"; CONNS="${3:-32}"
 TARGET_DIR="${BENCH_TARGET_DIR:-target}"
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null; }
-cargo build --release --quiet --target-dir "$TARGET_DIR"
-BIN="$TARGET_DIR/release/kandji-connector"
+# BIN=path/to/kandji-connector measures a given build (e.g. two builds back to back).
+if [[ -z "${BIN:-}" ]]; then
+    cargo build --release --quiet --target-dir "$TARGET_DIR"
+    BIN="$TARGET_DIR/release/kandji-connector"
+fi
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 SIM=127.0.0.1:18281; APP=127.0.0.1:18280
 TOKEN=00000000-0000-4000-8000-00000000cafe
