@@ -13,8 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-5}"; CONNS="${2:-8}"; ROUNDS="${3:-5}"
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null; }
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/kandji-connector"
+# BIN=path/to/kandji-connector measures a given build.
+if [[ -z "${BIN:-}" ]]; then
+    cargo build --release --quiet
+    BIN="${CARGO_TARGET_DIR:-target}/release/kandji-connector"
+fi
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 SIM=127.0.0.1:18191; ON=127.0.0.1:18192; OFF=127.0.0.1:18193
 TOKEN=00000000-0000-4000-8000-00000000cafe

@@ -27,6 +27,8 @@ use tracing::Instrument;
 
 use crate::invocation::Surface;
 
+mod json_log;
+
 /// The metrics settings (`KANDJI_CONNECTOR_METRICS`, `KANDJI_CONNECTOR_METRICS_LISTEN`).
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
@@ -83,10 +85,8 @@ pub fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(json_log::JsonFields)
+            .event_format(json_log::JsonLine)
             .init(),
     }
 }

@@ -1,0 +1,262 @@
+//! The JSON log line (`KANDJI_CONNECTOR_LOG_FORMAT=json`), in the shape of tracing-subscriber's
+//! own JSON format with `flatten_event(true)`, `with_current_span(true)`, `with_span_list(false)`
+//! and no target: `{"timestamp", "level", the event's fields, "span": {its fields, "name"}}`.
+//!
+//! Written here because tracing-subscriber's format keeps a span's fields as JSON text and parses
+//! and re-writes that text on every `Span::record` and again on every event: about 70,000
+//! instructions a request (bench/invoke.sh, PROFILE=callgrind), a fifth of an invocation. Here a
+//! span keeps its fields as the inside of a JSON object (`"k":v,"k2":v2`), a record appends to it
+//! and an event copies it as it is.
+
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// A span's and an event's fields, as `"name":value` pairs joined by commas.
+pub struct JsonFields;
+
+/// One JSON object per line.
+pub struct JsonLine;
+
+/// Writes fields as `"name":value` pairs, each after a comma unless it is the first.
+struct Pairs<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl Pairs<'_> {
+    fn key(&mut self, field: &Field) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        push_json_str(self.out, field.name());
+        self.out.push(':');
+    }
+}
+
+impl Visit for Pairs<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        push_json_str(self.out, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        // As serde_json writes a number: NaN and the infinities are null.
+        self.out
+            .push_str(&serde_json::Value::from(value).to_string());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.key(field);
+        push_json_str(self.out, &value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        push_json_str(self.out, &format!("{value:?}"));
+    }
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes: quote, backslash and control characters.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+impl<'w> FormatFields<'w> for JsonFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut out = String::new();
+        fields.record(&mut Pairs {
+            out: &mut out,
+            first: true,
+        });
+        writer.write_str(&out)
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let first = current.fields.is_empty();
+        fields.record(&mut Pairs {
+            out: &mut current.fields,
+            first,
+        });
+        Ok(())
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        SystemTime.format_time(&mut Writer::new(&mut line))?;
+        let _ = write!(line, "\",\"level\":\"{}\"", event.metadata().level());
+        event.record(&mut Pairs {
+            out: &mut line,
+            first: false,
+        });
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = span {
+            line.push_str(",\"span\":{");
+            let ext = span.extensions();
+            if let Some(f) = ext.get::<FormattedFields<N>>()
+                && !f.fields.is_empty()
+            {
+                line.push_str(&f.fields);
+                line.push(',');
+            }
+            line.push_str("\"name\":");
+            push_json_str(&mut line, span.name());
+            line.push('}');
+        }
+        line.push_str("}\n");
+        writer.write_str(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    /// The lines of a few events, in and out of a span whose fields are recorded later.
+    fn lines() -> Vec<serde_json::Value> {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .fmt_fields(JsonFields)
+            .event_format(JsonLine)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(n = 3_u64, "outside \"quoted\"");
+            let span = tracing::info_span!(
+                "request",
+                request_id = "r-1",
+                card = tracing::field::Empty,
+                connection = tracing::field::Empty
+            );
+            span.in_scope(|| {
+                tracing::warn!(ok = true, ratio = 0.5, neg = -2_i64, "before");
+                span.record("card", "lock_device");
+                span.record("connection", "c\n1\u{1}\\");
+                tracing::error!(debug = ?Some(1), "after");
+            });
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn each_line_is_one_object_with_the_events_and_the_spans_fields() {
+        let l = lines();
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[0]["level"], "INFO");
+        assert_eq!(l[0]["message"], "outside \"quoted\"");
+        assert_eq!(l[0]["n"], 3);
+        assert!(l[0].get("span").is_none(), "{}", l[0]);
+        let ts = l[0]["timestamp"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+
+        assert_eq!(l[1]["level"], "WARN");
+        assert_eq!(l[1]["ok"], true);
+        assert_eq!(l[1]["ratio"], 0.5);
+        assert_eq!(l[1]["neg"], -2);
+        assert_eq!(
+            l[1]["span"],
+            serde_json::json!({"request_id": "r-1", "name": "request"})
+        );
+
+        assert_eq!(l[2]["level"], "ERROR");
+        assert_eq!(l[2]["debug"], "Some(1)");
+        assert_eq!(
+            l[2]["span"],
+            serde_json::json!({"request_id": "r-1", "card": "lock_device",
+                "connection": "c\n1\u{1}\\", "name": "request"})
+        );
+    }
+}
