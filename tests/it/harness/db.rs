@@ -94,14 +94,40 @@ impl Drop for PgSchema {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&base).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
+                let Ok(pool) = sqlx::PgPool::connect(&base).await else {
+                    return;
+                };
+                // The test's own runtime is blocked in this `join`: a connection of the app under
+                // test may still hold locks in the schema (a transaction of a background task
+                // that will never be polled again), and DROP would wait for it forever. End those
+                // sessions first, and never wait long for a lock: a schema left behind is
+                // harmless, a hung test is not.
+                for _ in 0..5 {
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                         JOIN pg_class c ON c.oid = l.relation \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                    )
+                    .bind(&schema)
                     .execute(&pool)
                     .await;
-                    pool.close().await;
+                    let dropped = async {
+                        let mut conn = pool.acquire().await?;
+                        sqlx::query("SET lock_timeout = '2s'")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        )))
+                        .execute(&mut *conn)
+                        .await
+                    };
+                    if dropped.await.is_ok() {
+                        break;
+                    }
                 }
+                pool.close().await;
             });
         })
         .join();
