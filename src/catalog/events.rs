@@ -3,7 +3,6 @@
 //! a subscription may set. Data, like action cards: a new audit-log event needs no Rust.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -264,29 +263,9 @@ pub(super) fn parse(
     file: &str,
     bytes: &[u8],
 ) -> Result<EventCard, Vec<CardError>> {
-    let raw: Value = serde_json::from_slice(bytes)
-        .map_err(|e| vec![CardError::new(file, "", format!("not valid JSON: {e}"))])?;
-    let errors: Vec<CardError> = meta
-        .iter_errors(&raw)
-        .map(|e| CardError::new(file, e.instance_path().as_str(), e.to_string()))
-        .collect();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let def: EventCardDef = serde_json::from_value(raw.clone())
-        .map_err(|e| vec![CardError::new(file, "", e.to_string())])?;
+    let (raw, def): (Value, EventCardDef) = super::read_checked(meta, file, bytes)?;
     let mut errors = Vec::new();
-    let stem = Path::new(file)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("");
-    if stem != def.id {
-        errors.push(CardError::new(
-            file,
-            "/id",
-            format!("the id {:?} must match the file name", def.id),
-        ));
-    }
+    super::check_id_is_file_name(file, &def.id, &mut errors);
     let mut outputs = Vec::new();
     let own = def.output_schema["properties"]
         .as_object()

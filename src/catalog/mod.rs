@@ -138,6 +138,41 @@ fn meta_validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).expect("schemas/card.schema.json is a valid JSON Schema")
 }
 
+/// A card file's JSON, checked against its meta-schema (`meta`), and its definition.
+pub(crate) fn read_checked<T: serde::de::DeserializeOwned>(
+    meta: &jsonschema::Validator,
+    file: &str,
+    bytes: &[u8],
+) -> Result<(Value, T), Vec<CardError>> {
+    let raw: Value = serde_json::from_slice(bytes)
+        .map_err(|e| vec![CardError::new(file, "", format!("not valid JSON: {e}"))])?;
+    let errors: Vec<CardError> = meta
+        .iter_errors(&raw)
+        .map(|e| CardError::new(file, e.instance_path().as_str(), e.to_string()))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let def = serde_json::from_value(raw.clone())
+        .map_err(|e| vec![CardError::new(file, "", e.to_string())])?;
+    Ok((raw, def))
+}
+
+/// A card's id is its file's name without `.json`.
+pub(crate) fn check_id_is_file_name(file: &str, id: &str, errors: &mut Vec<CardError>) {
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("");
+    if stem != id {
+        errors.push(CardError::new(
+            file,
+            "/id",
+            format!("the id {id:?} must match the file name"),
+        ));
+    }
+}
+
 impl Card {
     /// One card from the bytes of its file (named `file`), checked as [`Catalog::load`] does.
     pub fn from_json(file: &str, bytes: &[u8]) -> Result<Card, Vec<CardError>> {
@@ -149,29 +184,9 @@ impl Card {
         file: &str,
         bytes: &[u8],
     ) -> Result<Card, Vec<CardError>> {
-        let raw: Value = serde_json::from_slice(bytes)
-            .map_err(|e| vec![CardError::new(file, "", format!("not valid JSON: {e}"))])?;
-        let errors: Vec<CardError> = meta
-            .iter_errors(&raw)
-            .map(|e| CardError::new(file, e.instance_path().as_str(), e.to_string()))
-            .collect();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let def: CardDef = serde_json::from_value(raw.clone())
-            .map_err(|e| vec![CardError::new(file, "", e.to_string())])?;
-        let stem = Path::new(file)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("");
+        let (raw, def): (Value, CardDef) = read_checked(meta, file, bytes)?;
         let mut errors = Vec::new();
-        if stem != def.id {
-            errors.push(CardError::new(
-                file,
-                "/id",
-                format!("the id {:?} must match the file name", def.id),
-            ));
-        }
+        check_id_is_file_name(file, &def.id, &mut errors);
         let validator = |schema: &Value, pointer: &str, errors: &mut Vec<CardError>| {
             match jsonschema::options()
                 .should_validate_formats(false)
