@@ -223,54 +223,58 @@ impl Coordination for PgStore {
     }
 
     async fn inventory_lease(&self, connection: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let granted: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO inventory_leases AS l (connection_id, owner, expires_at) \
-             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
-             ON CONFLICT (connection_id) DO UPDATE \
-             SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE l.owner = excluded.owner OR l.expires_at < now() \
-             RETURNING owner",
-        )
-        .bind(connection)
-        .bind(&self.leases.name)
-        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(granted.is_some())
+        take_lease(self, "inventory_leases", connection, ttl).await
     }
 
     async fn inventory_lease_release(&self, connection: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM inventory_leases WHERE connection_id = $1 AND owner = $2")
-            .bind(connection)
-            .bind(&self.leases.name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        release_lease(self, "inventory_leases", connection).await
     }
 
     async fn events_lease(&self, connection: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let granted: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO event_leases AS l (connection_id, owner, expires_at) \
-             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
-             ON CONFLICT (connection_id) DO UPDATE \
-             SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE l.owner = excluded.owner OR l.expires_at < now() \
-             RETURNING owner",
-        )
-        .bind(connection)
-        .bind(&self.leases.name)
-        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(granted.is_some())
+        take_lease(self, "event_leases", connection, ttl).await
     }
 
     async fn events_lease_release(&self, connection: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM event_leases WHERE connection_id = $1 AND owner = $2")
-            .bind(connection)
-            .bind(&self.leases.name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        release_lease(self, "event_leases", connection).await
     }
+}
+
+/// Takes or renews this replica's lease on `connection` in `table` (one row a connection: the
+/// inventory sync's or the audit-log poller's); true while this replica holds it.
+async fn take_lease(
+    store: &PgStore,
+    table: &'static str,
+    connection: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let granted: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} AS l (connection_id, owner, expires_at) \
+         VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+         ON CONFLICT (connection_id) DO UPDATE \
+         SET owner = excluded.owner, expires_at = excluded.expires_at \
+         WHERE l.owner = excluded.owner OR l.expires_at < now() \
+         RETURNING owner"
+    )))
+    .bind(connection)
+    .bind(&store.leases.name)
+    .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(granted.is_some())
+}
+
+/// Gives up this replica's lease on `connection` in `table`, if it holds it.
+async fn release_lease(
+    store: &PgStore,
+    table: &'static str,
+    connection: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE connection_id = $1 AND owner = $2"
+    )))
+    .bind(connection)
+    .bind(&store.leases.name)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
 }
