@@ -75,15 +75,7 @@ impl StoredCallback {
     ) -> Result<(CallbackUrl, Option<WebhookSecret>), String> {
         let stored: StoredCallback = serde_json::from_str(sealed.expose_secret())
             .map_err(|_| "the stored callback is unreadable".to_string())?;
-        let url = CallbackUrl::check_static(&stored.url, allow)
-            .map_err(|e| format!("the callback URL is no longer allowed: it {e}"))?;
-        let secret = stored
-            .secret
-            .as_deref()
-            .map(WebhookSecret::parse)
-            .transpose()
-            .map_err(|e| format!("the stored secret is not valid: {e}"))?;
-        Ok((url, secret))
+        crate::streams::open_callback(&stored.url, stored.secret.as_deref(), allow)
     }
 }
 

@@ -100,19 +100,28 @@ pub struct HelperFlow {
     pub state: Value,
 }
 
+/// A stored callback's URL and signing secret, checked again: the URL against the current
+/// allow-list (it may have changed since the callback was stored), the secret's format.
+pub(crate) fn open_callback(
+    url: &str,
+    secret: Option<&str>,
+    allow: &CallbackPolicy,
+) -> Result<(CallbackUrl, Option<WebhookSecret>), String> {
+    let url = CallbackUrl::check_static(url, allow)
+        .map_err(|e| format!("the callback URL is no longer allowed: it {e}"))?;
+    let secret = secret
+        .map(WebhookSecret::parse)
+        .transpose()
+        .map_err(|e| format!("the stored secret is not valid: {e}"))?;
+    Ok((url, secret))
+}
+
 impl HelperFlow {
     /// Reads a stored helper flow, checking its URL again against the current allow-list.
     fn open(sealed: &SecretString, allow: &CallbackPolicy) -> Result<Self, String> {
         let stored: StoredHelper = serde_json::from_str(sealed.expose_secret())
             .map_err(|_| "the stored helper flow is unreadable".to_string())?;
-        let url = CallbackUrl::check_static(&stored.url, allow)
-            .map_err(|e| format!("the callback URL is no longer allowed: it {e}"))?;
-        let secret = stored
-            .secret
-            .as_deref()
-            .map(WebhookSecret::parse)
-            .transpose()
-            .map_err(|e| format!("the stored secret is not valid: {e}"))?;
+        let (url, secret) = open_callback(&stored.url, stored.secret.as_deref(), allow)?;
         Ok(HelperFlow {
             url,
             secret,
