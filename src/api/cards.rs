@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::auth::Caller;
 use super::openapi::{BudgetSpent, InFlight, InternalError, KandjiTimeout, KandjiUnreachable};
 use super::{AppJson, AppState};
-use crate::catalog::{Card, Effect, ResultSetKind};
+use crate::catalog::{Card, Effect, ResultSetKind, strip_sources};
 use crate::error::{Problem, ProblemBody};
 use crate::invocation::{self, Surface};
 
@@ -113,18 +113,6 @@ struct CardDetail<'a> {
 
 /// What a designer needs to build a form: the card's schemas, without the engine's wiring.
 fn designer_view(card: &Card) -> CardDetail<'_> {
-    fn strip(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .filter(|(k, _)| k.as_str() != "x-source")
-                    .map(|(k, v)| (k.clone(), strip(v)))
-                    .collect(),
-            ),
-            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
-            other => other.clone(),
-        }
-    }
     let d = &card.def;
     CardDetail {
         summary: CardSummary::of(card),
@@ -133,7 +121,7 @@ fn designer_view(card: &Card) -> CardDetail<'_> {
             .options_schema
             .clone()
             .unwrap_or(json!({"type": "object", "properties": {}})),
-        output_schema: strip(&d.output_schema),
+        output_schema: strip_sources(&d.output_schema),
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::CardError;
+use super::{CardError, compile_schema};
 
 pub const EVENT_META_SCHEMA: &str = include_str!("../../schemas/event.schema.json");
 
@@ -312,20 +312,7 @@ pub(super) fn parse(
                 }
                 filters.push((name.clone(), field));
             }
-            match jsonschema::options()
-                .should_validate_formats(false)
-                .build(schema)
-            {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    errors.push(CardError::new(
-                        file,
-                        "/filters_schema",
-                        format!("not a valid JSON Schema: {e}"),
-                    ));
-                    None
-                }
-            }
+            compile_schema(file, "/filters_schema", schema, &mut errors)
         }
     };
     if !errors.is_empty() {

@@ -158,6 +158,30 @@ pub(crate) fn read_checked<T: serde::de::DeserializeOwned>(
     Ok((raw, def))
 }
 
+/// A schema a card file holds at `pointer`, compiled (formats are not checked); `None`, with
+/// the reason in `errors`, when it is not a valid JSON Schema.
+pub(crate) fn compile_schema(
+    file: &str,
+    pointer: &str,
+    schema: &Value,
+    errors: &mut Vec<CardError>,
+) -> Option<jsonschema::Validator> {
+    match jsonschema::options()
+        .should_validate_formats(false)
+        .build(schema)
+    {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(CardError::new(
+                file,
+                pointer,
+                format!("not a valid JSON Schema: {e}"),
+            ));
+            None
+        }
+    }
+}
+
 /// A card's id is its file's name without `.json`.
 pub(crate) fn check_id_is_file_name(file: &str, id: &str, errors: &mut Vec<CardError>) {
     let stem = Path::new(file)
@@ -187,27 +211,11 @@ impl Card {
         let (raw, def): (Value, CardDef) = read_checked(meta, file, bytes)?;
         let mut errors = Vec::new();
         check_id_is_file_name(file, &def.id, &mut errors);
-        let validator = |schema: &Value, pointer: &str, errors: &mut Vec<CardError>| {
-            match jsonschema::options()
-                .should_validate_formats(false)
-                .build(schema)
-            {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    errors.push(CardError::new(
-                        file,
-                        pointer,
-                        format!("not a valid JSON Schema: {e}"),
-                    ));
-                    None
-                }
-            }
-        };
-        let input_validator = validator(&def.input_schema, "/input_schema", &mut errors);
+        let input_validator = compile_schema(file, "/input_schema", &def.input_schema, &mut errors);
         let options_validator = def
             .options_schema
             .as_ref()
-            .and_then(|s| validator(s, "/options_schema", &mut errors));
+            .and_then(|s| compile_schema(file, "/options_schema", s, &mut errors));
         let plan = compile::compile(file, &def).map_err(|e| errors.extend(e));
         match (plan, input_validator) {
             (Ok(plan), Some(input_validator)) if errors.is_empty() => Ok(Card {
@@ -220,6 +228,20 @@ impl Card {
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// A schema without the engine's wiring (`x-source`); designers' marks stay.
+pub fn strip_sources(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "x-source")
+                .map(|(k, v)| (k.clone(), strip_sources(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_sources).collect()),
+        other => other.clone(),
     }
 }
 

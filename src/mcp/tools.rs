@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{Card, Effect, ResultSetKind};
+use crate::catalog::{Card, Effect, ResultSetKind, strip_sources};
 use crate::error::FieldError;
 
 /// Names the connector itself puts beside the card's inputs and options.
@@ -210,20 +210,6 @@ fn input_schema(card: &Card, shape: &Shape) -> JsonObject {
     }
     schema.insert("additionalProperties".into(), false.into());
     schema
-}
-
-/// A schema without the engine's wiring (`x-source`); designers' marks stay.
-pub fn strip_sources(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| k.as_str() != "x-source")
-                .map(|(k, v)| (k.clone(), strip_sources(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(strip_sources).collect()),
-        other => other.clone(),
-    }
 }
 
 /// The tool's `outputSchema`: the card's output schema, plus what every answer may carry
