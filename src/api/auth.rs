@@ -157,6 +157,17 @@ impl Caller {
         self.scopes.contains(&scope)
     }
 
+    /// Whether the caller may see a record that the key `owner` created: its own, or any for
+    /// an admin.
+    pub fn may_see(&self, owner: &str) -> bool {
+        owner == self.key_id || self.has(Scope::Admin)
+    }
+
+    /// Whose records a listing shows: the caller's own, or everyone's (`None`) for an admin.
+    pub fn owner_filter(&self) -> Option<&str> {
+        (!self.has(Scope::Admin)).then_some(self.key_id.as_str())
+    }
+
     /// 403 naming the missing scope.
     pub fn require(&self, scope: Scope) -> Result<(), Problem> {
         if self.has(scope) {

@@ -1,4 +1,5 @@
-//! A JSON body extractor whose every rejection (size, malformed JSON, wrong shape) is problem+json.
+//! A JSON body extractor whose every rejection (size, malformed JSON, wrong shape) is problem+json,
+//! and the check of a listing's `?limit=`.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -82,4 +83,20 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Pr
             .unwrap_or_else(|| "body".to_string());
         Problem::invalid(vec![FieldError::new(&[&field], msg, "shape")])
     })
+}
+
+/// Most records a listing answers at once (`?limit=`).
+pub const MAX_LIMIT: u32 = 500;
+
+/// A listing's `?limit=`: `default` when absent, 422 outside 1 to [`MAX_LIMIT`].
+pub fn query_limit(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
+    match limit {
+        None => Ok(default),
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
+        Some(_) => Err(Problem::invalid(vec![FieldError::new(
+            &["query", "limit"],
+            format!("must be between 1 and {MAX_LIMIT}"),
+            "range",
+        )])),
+    }
 }

@@ -14,7 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{Caller, Scope};
+use super::auth::Caller;
+use super::extract::query_limit;
 use super::openapi::{InternalError, InvalidQuery, StreamFinished};
 use crate::error::{FieldError, Problem};
 use crate::store::{DeliveryFailure, Stream, StreamState};
@@ -183,22 +184,8 @@ pub(crate) async fn visible_stream(
     id: &str,
 ) -> Result<Stream, Problem> {
     match app.streams.get(id).await? {
-        Some(s) if s.owner == caller.key_id || caller.has(Scope::Admin) => Ok(s),
+        Some(s) if caller.may_see(&s.owner) => Ok(s),
         _ => Err(not_found(id)),
-    }
-}
-
-const MAX_LIMIT: u32 = 500;
-
-fn check_limit(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
-    match limit {
-        None => Ok(default),
-        Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
-        Some(_) => Err(Problem::invalid(vec![FieldError::new(
-            &["query", "limit"],
-            format!("must be between 1 and {MAX_LIMIT}"),
-            "range",
-        )])),
     }
 }
 
@@ -236,8 +223,8 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Problem> {
     let q: ListQuery = query(raw)?;
-    let limit = check_limit(q.limit, 50)?;
-    let owner = (!caller.has(Scope::Admin)).then_some(caller.key_id.as_str());
+    let limit = query_limit(q.limit, 50)?;
+    let owner = caller.owner_filter();
     let streams = app.streams.list(owner, q.state, limit).await?;
     let streams = streams.iter().map(stream_view).collect();
     Ok(Json(StreamList { streams }).into_response())
@@ -327,7 +314,7 @@ async fn failures(
 ) -> Result<Response, Problem> {
     crate::telemetry::record_ids(None, None, Some(&id));
     let q: FailuresQuery = query(raw)?;
-    let limit = check_limit(q.limit, 100)?;
+    let limit = query_limit(q.limit, 100)?;
     visible_stream(&app, &caller, &id).await?;
     let list = app.streams.failures(&id, q.after, limit).await?;
     let next_after = (list.len() == limit as usize)

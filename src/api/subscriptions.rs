@@ -14,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, Scope};
+use super::auth::Caller;
+use super::extract::query_limit;
 use super::openapi::{InternalError, InvalidQuery, ReplayInvalid, SubscriptionInvalid};
 use super::{AppJson, AppState};
 use crate::catalog::events::EventCard;
@@ -285,7 +286,7 @@ async fn list(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, Problem> {
-    let owner = (!caller.has(Scope::Admin)).then_some(caller.key_id.as_str());
+    let owner = caller.owner_filter();
     let subs = app.store.list_subscriptions(owner, 1000).await?;
     Ok(Json(SubscriptionList {
         subscriptions: subs.iter().map(view).collect(),
@@ -301,7 +302,7 @@ struct SubscriptionId(#[param(example = "sub_3f1d0c9b8a7e4d6c5b4a39281706f5e4")]
 
 async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<Subscription, Problem> {
     match app.store.get_subscription(id).await? {
-        Some(s) if s.owner == caller.key_id || caller.has(Scope::Admin) => Ok(s),
+        Some(s) if caller.may_see(&s.owner) => Ok(s),
         _ => Err(Problem::not_found(format!("no subscription {id:?}"))),
     }
 }
@@ -409,17 +410,7 @@ async fn deliveries(
 ) -> Result<Response, Problem> {
     let q: DeliveriesQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| Problem::invalid(vec![FieldError::new(&["query"], e.to_string(), "query")]))?;
-    let limit = match q.limit {
-        None => 100,
-        Some(l @ 1..=500) => l,
-        Some(_) => {
-            return Err(Problem::invalid(vec![FieldError::new(
-                &["query", "limit"],
-                "must be between 1 and 500",
-                "range",
-            )]));
-        }
-    };
+    let limit = query_limit(q.limit, 100)?;
     visible(&app, &caller, &id).await?;
     let list = app.store.subscription_deliveries(&id, limit).await?;
     Ok(Json(DeliveryList {
