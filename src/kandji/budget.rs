@@ -93,24 +93,12 @@ impl Budget {
 
     /// Takes one request's worth of budget, or says how long until one is available.
     pub fn try_acquire(&self, epoch: Instant) -> Result<(), Duration> {
-        {
-            let st = self.state.lock().expect("budget lock");
-            if let Some(until) = st.pause_until {
-                let now = Instant::now();
-                if until > now {
-                    return Err(until - now);
-                }
-            }
+        if let Some(wait) = self.paused_for() {
+            return Err(wait);
         }
         match self.limiter.check() {
             Ok(()) => {
-                let m = minute_now(epoch);
-                let mut st = self.state.lock().expect("budget lock");
-                let slot = &mut st.minutes[(m % 60) as usize];
-                if slot.0 != m {
-                    *slot = (m, 0);
-                }
-                slot.1 += 1;
+                self.count(epoch);
                 Ok(())
             }
             Err(not_until) => Err(not_until.wait_time_from(governor::clock::Clock::now(
