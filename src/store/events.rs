@@ -197,6 +197,14 @@ pub fn delivery_id(event_id: &str, subscription_id: &str) -> String {
     )
 }
 
+/// The columns of a [`SubscriptionRow`], for `concat!` (sqlx takes only `&'static str` queries).
+macro_rules! subscription_columns {
+    () => {
+        "id, owner, connection_id, event, filters, callback_origin, created_at"
+    };
+}
+pub(super) use subscription_columns;
+
 #[derive(sqlx::FromRow)]
 pub(super) struct SubscriptionRow {
     id: String,
@@ -303,7 +311,7 @@ macro_rules! event_store {
             use $crate::store::events::{
                 DeliveryOutcome, DeliveryRecord, DeliveryRow, DueDelivery, DueRow, EventRow,
                 EventStore, NewEvent, NewSubscription, StoredEvent, Subscription, SubscriptionRow,
-                delivery_id, json,
+                delivery_id, json, subscription_columns,
             };
             use $crate::store::sql::{SqlStore, Ts};
             use $crate::store::{StoreError, new_subscription_id, now};
@@ -363,10 +371,11 @@ macro_rules! event_store {
                     &self,
                     id: &str,
                 ) -> Result<Option<Subscription>, StoreError> {
-                    let row: Option<SubscriptionRow> = sqlx::query_as(
-                        "SELECT id, owner, connection_id, event, filters, callback_origin, \
-                         created_at FROM event_subscriptions WHERE id = $1",
-                    )
+                    let row: Option<SubscriptionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        subscription_columns!(),
+                        " FROM event_subscriptions WHERE id = $1"
+                    ))
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -378,12 +387,12 @@ macro_rules! event_store {
                     owner: Option<&str>,
                     limit: u32,
                 ) -> Result<Vec<Subscription>, StoreError> {
-                    let rows: Vec<SubscriptionRow> = sqlx::query_as(
-                        "SELECT id, owner, connection_id, event, filters, callback_origin, \
-                         created_at FROM event_subscriptions \
-                         WHERE ($1 IS NULL OR owner = $1) \
-                         ORDER BY created_at DESC, id LIMIT $2",
-                    )
+                    let rows: Vec<SubscriptionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        subscription_columns!(),
+                        " FROM event_subscriptions WHERE ($1 IS NULL OR owner = $1) \
+                         ORDER BY created_at DESC, id LIMIT $2"
+                    ))
                     .bind(owner)
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
@@ -395,11 +404,12 @@ macro_rules! event_store {
                     &self,
                     connection: &str,
                 ) -> Result<Vec<Subscription>, StoreError> {
-                    let rows: Vec<SubscriptionRow> = sqlx::query_as(
-                        "SELECT id, owner, connection_id, event, filters, callback_origin, \
-                         created_at FROM event_subscriptions \
-                         WHERE connection_id = $1 ORDER BY created_at, id",
-                    )
+                    let rows: Vec<SubscriptionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        subscription_columns!(),
+                        " FROM event_subscriptions WHERE connection_id = $1 \
+                         ORDER BY created_at, id"
+                    ))
                     .bind(connection)
                     .fetch_all(&self.pool)
                     .await?;

@@ -200,6 +200,31 @@ macro_rules! lifecycle {
                 }
             }
 
+            impl SqlStore<$db> {
+                /// Re-encrypts under `new` the `(id, ciphertext)` rows `select` reads, whose
+                /// associated data is their id, writing each back with `update` (binds: the
+                /// ciphertext, the id). Returns how many.
+                async fn reseal(
+                    conn: &mut <$db as sqlx::Database>::Connection,
+                    old: &TokenCipher,
+                    new: &TokenCipher,
+                    select: &'static str,
+                    update: &'static str,
+                ) -> Result<usize, StoreError> {
+                    let rows: Vec<(String, String)> =
+                        sqlx::query_as(select).fetch_all(&mut *conn).await?;
+                    for (id, sealed) in &rows {
+                        let plain = old.decrypt(id, sealed)?;
+                        sqlx::query(update)
+                            .bind(new.encrypt(id, plain.expose_secret()))
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(rows.len())
+                }
+            }
+
             #[async_trait::async_trait]
             impl Lifecycle for SqlStore<$db> {
                 async fn ping(&self) -> Result<(), StoreError> {
@@ -213,49 +238,33 @@ macro_rules! lifecycle {
                     if let Some(lock) = <$db>::ROTATION_LOCK {
                         sqlx::query(lock).execute(&mut *tx).await?;
                     }
-                    let rows: Vec<(String, String)> =
-                        sqlx::query_as("SELECT id, token_ciphertext FROM connections ORDER BY id")
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    for (id, old) in &rows {
-                        let token = cipher.decrypt(id, old)?;
-                        sqlx::query("UPDATE connections SET token_ciphertext = $1 WHERE id = $2")
-                            .bind(new.encrypt(id, token.expose_secret()))
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    let helpers: Vec<(String, String)> = sqlx::query_as(
+                    let connections = Self::reseal(
+                        &mut tx,
+                        &cipher,
+                        new,
+                        "SELECT id, token_ciphertext FROM connections ORDER BY id",
+                        "UPDATE connections SET token_ciphertext = $1 WHERE id = $2",
+                    )
+                    .await?;
+                    Self::reseal(
+                        &mut tx,
+                        &cipher,
+                        new,
                         "SELECT id, helper_ciphertext \
                          FROM streams \
                          WHERE helper_ciphertext IS NOT NULL \
                          ORDER BY id",
+                        "UPDATE streams SET helper_ciphertext = $1 WHERE id = $2",
                     )
-                    .fetch_all(&mut *tx)
                     .await?;
-                    for (id, old) in &helpers {
-                        let helper = cipher.decrypt(id, old)?;
-                        sqlx::query("UPDATE streams SET helper_ciphertext = $1 WHERE id = $2")
-                            .bind(new.encrypt(id, helper.expose_secret()))
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    let subscriptions: Vec<(String, String)> = sqlx::query_as(
+                    Self::reseal(
+                        &mut tx,
+                        &cipher,
+                        new,
                         "SELECT id, helper_ciphertext FROM event_subscriptions ORDER BY id",
+                        "UPDATE event_subscriptions SET helper_ciphertext = $1 WHERE id = $2",
                     )
-                    .fetch_all(&mut *tx)
                     .await?;
-                    for (id, old) in &subscriptions {
-                        let helper = cipher.decrypt(id, old)?;
-                        sqlx::query(
-                            "UPDATE event_subscriptions SET helper_ciphertext = $1 WHERE id = $2",
-                        )
-                        .bind(new.encrypt(id, helper.expose_secret()))
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
                     let answers: Vec<(String, String, String)> = sqlx::query_as(
                         "SELECT scope, key, response \
                          FROM idempotency_keys \
@@ -280,7 +289,7 @@ macro_rules! lifecycle {
                     Self::set_key_check(&mut tx, new).await?;
                     tx.commit().await?;
                     *cipher = new.clone();
-                    Ok(rows.len())
+                    Ok(connections)
                 }
 
                 async fn close(&self) {
