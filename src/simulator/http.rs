@@ -110,12 +110,8 @@ pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
 }
 
 pub fn json_bytes(status: u16, bytes: Vec<u8>) -> Response {
-    let mut resp = (code(status), bytes).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    let content_type = [(header::CONTENT_TYPE, "application/json")];
+    (code(status), content_type, bytes).into_response()
 }
 
 fn code(status: u16) -> StatusCode {
@@ -155,12 +151,8 @@ const DJANGO_404: &str = "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>
 
 /// Django's page for an unknown URL.
 pub fn html_404() -> Response {
-    let mut resp = (StatusCode::NOT_FOUND, DJANGO_404).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp
+    let content_type = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
+    (StatusCode::NOT_FOUND, content_type, DJANGO_404).into_response()
 }
 
 fn method_not_allowed(method: &Method, allowed: &[Method]) -> Response {
@@ -371,11 +363,35 @@ pub struct Envelope<'a, T: Serialize> {
     pub results: &'a [T],
 }
 
+impl<'a, T: Serialize> Envelope<'a, T> {
+    /// Every item, counted, on one page: no links.
+    pub fn all(results: &'a [T]) -> Self {
+        Envelope {
+            count: Some(results.len()),
+            next: None,
+            previous: None,
+            results,
+        }
+    }
+}
+
 /// One page of a page-numbered list: which items, and the links around it.
 pub struct Page {
     pub range: std::ops::Range<usize>,
     pub next: Option<String>,
     pub previous: Option<String>,
+}
+
+impl Page {
+    /// The page's envelope: `results` (its items, as shown) of `count` items in all.
+    pub fn envelope<T: Serialize>(self, count: usize, results: &[T]) -> Envelope<'_, T> {
+        Envelope {
+            count: Some(count),
+            next: self.next,
+            previous: self.previous,
+            results,
+        }
+    }
 }
 
 /// DRF PageNumberPagination over `count` items, or 404 "Invalid page.".

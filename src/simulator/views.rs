@@ -567,25 +567,19 @@ pub fn details_out<'a>(t: &'a Tenant, d: &'a Device) -> DetailsOut<'a> {
     let capacity = d.model.capacity_gb;
     let available = capacity * (100.0 - used_pct) / 100.0;
     let volumes = if is_mac {
+        let apfs = |name, identifier, encrypted| Volume {
+            name,
+            format: "APFS",
+            percent_used: format!("{used_pct}%"),
+            identifier,
+            capacity: format!("{capacity:.2} GB"),
+            available: format!("{available:.2} GB"),
+            encrypted,
+        };
+        let filevault = if d.filevault_enabled { "Yes" } else { "No" };
         vec![
-            Volume {
-                name: "Macintosh HD",
-                format: "APFS",
-                percent_used: format!("{used_pct}%"),
-                identifier: "disk3s3s1",
-                capacity: format!("{capacity:.2} GB"),
-                available: format!("{available:.2} GB"),
-                encrypted: "No",
-            },
-            Volume {
-                name: "Macintosh HD - Data",
-                format: "APFS",
-                percent_used: format!("{used_pct}%"),
-                identifier: "disk3s1",
-                capacity: format!("{capacity:.2} GB"),
-                available: format!("{available:.2} GB"),
-                encrypted: if d.filevault_enabled { "Yes" } else { "No" },
-            },
+            apfs("Macintosh HD", "disk3s3s1", "No"),
+            apfs("Macintosh HD - Data", "disk3s1", filevault),
         ]
     } else if is_tv {
         vec![]

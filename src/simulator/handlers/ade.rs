@@ -3,9 +3,9 @@
 
 use axum::response::Response;
 
-use super::{contains_ci, parse_uuid};
+use super::{contains_ci, parse_uuid, uuid_filter};
 use crate::simulator::SimState;
-use crate::simulator::http::{Envelope, Req, field_error, json, not_found, page_number};
+use crate::simulator::http::{Envelope, Req, json, not_found, page_number};
 use crate::simulator::tenant::AdeDevice;
 use crate::simulator::views;
 
@@ -18,15 +18,7 @@ pub fn list_integrations(state: &SimState, _req: &Req) -> Response {
         .iter()
         .map(|a| views::ade_integration_out(&t, a))
         .collect();
-    json(
-        200,
-        &Envelope {
-            count: Some(results.len()),
-            next: None,
-            previous: None,
-            results: &results,
-        },
-    )
+    json(200, &Envelope::all(&results))
 }
 
 pub fn get_integration(state: &SimState, id: &str) -> Response {
@@ -49,36 +41,21 @@ pub fn token_devices(state: &SimState, req: &Req, id: &str) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let results: Vec<_> = all[page.range]
+    let results: Vec<_> = all[page.range.clone()]
         .iter()
         .map(|a| views::ade_device_out(&t, a))
         .collect();
-    json(
-        200,
-        &Envelope {
-            count: Some(all.len()),
-            next: page.next,
-            previous: page.previous,
-            results: &results,
-        },
-    )
+    json(200, &page.envelope(all.len(), &results))
 }
 
 /// `GET /integrations/apple/ade/devices`: every ADE device, with Kandji's documented filters.
 pub fn devices(state: &SimState, req: &Req) -> Response {
     let t = state.read();
-    let uuid = |key: &str| -> Result<Option<uuid::Uuid>, Response> {
-        match req.filter(key) {
-            None => Ok(None),
-            Some(v) => parse_uuid(v)
-                .map(Some)
-                .ok_or_else(|| field_error(400, key, "Enter a valid UUID.")),
-        }
-    };
-    let (dep_account, user_id) = match (uuid("dep_account"), uuid("user_id")) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+    let (dep_account, user_id) =
+        match (uuid_filter(req, "dep_account"), uuid_filter(req, "user_id")) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(r), _) | (_, Err(r)) => return r,
+        };
     let blueprint_id = req.filter("blueprint_id").map(str::to_lowercase);
     let family = req.filter("device_family");
     let os = req.filter("os");
@@ -117,19 +94,11 @@ pub fn devices(state: &SimState, req: &Req) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let results: Vec<_> = matching[page.range]
+    let results: Vec<_> = matching[page.range.clone()]
         .iter()
         .map(|a| views::ade_device_global_out(&t, a))
         .collect();
-    json(
-        200,
-        &Envelope {
-            count: Some(matching.len()),
-            next: page.next,
-            previous: page.previous,
-            results: &results,
-        },
-    )
+    json(200, &page.envelope(matching.len(), &results))
 }
 
 pub fn device(state: &SimState, id: &str) -> Response {

@@ -263,6 +263,24 @@ pub fn list(state: &SimState, req: &Req) -> Response {
     )
 }
 
+/// A change to a custom-app library item, made through the admin routes.
+fn library_item_change<'a>(
+    action: &'a str,
+    id: Uuid,
+    name: &str,
+    active: bool,
+    metadata: Value,
+) -> AuditChange<'a> {
+    AuditChange {
+        action,
+        target_type: "library_item",
+        target_id: id,
+        target_component: "",
+        new_state: json!({"name": name, "type": "custom-app", "active": active, "label": null}),
+        metadata,
+    }
+}
+
 /// `/_sim/...`: the simulator's admin routes (same bearer token as the API).
 pub fn admin(state: &SimState, req: &Req, segments: &[&str]) -> Response {
     use axum::http::Method;
@@ -356,21 +374,10 @@ pub fn admin(state: &SimState, req: &Req, segments: &[&str]) -> Response {
         (Method::POST, ["library-items"]) => {
             let name = text("name").unwrap_or_else(|| "New Library Item".into());
             let id = Uuid::new_v4();
+            let metadata = json!({"source_id": null, "source": null});
             t.record_audit(
                 Actor::Admin,
-                AuditChange {
-                    action: "create",
-                    target_type: "library_item",
-                    target_id: id,
-                    target_component: "",
-                    new_state: json!({
-                        "name": name,
-                        "type": "custom-app",
-                        "active": true,
-                        "label": null
-                    }),
-                    metadata: json!({"source_id": null, "source": null}),
-                },
+                library_item_change("create", id, &name, true, metadata),
             );
             crate::simulator::http::json(201, &json!({"id": id, "name": name}))
         }
@@ -384,21 +391,10 @@ pub fn admin(state: &SimState, req: &Req, segments: &[&str]) -> Response {
             } else {
                 "update"
             };
+            let active = action == "update";
             t.record_audit(
                 Actor::Admin,
-                AuditChange {
-                    action,
-                    target_type: "library_item",
-                    target_id: id,
-                    target_component: "",
-                    new_state: json!({
-                        "name": name,
-                        "type": "custom-app",
-                        "active": action == "update",
-                        "label": null
-                    }),
-                    metadata: json!({}),
-                },
+                library_item_change(action, id, &name, active, json!({})),
             );
             empty(204)
         }

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{contains_ci, parse_uuid};
+use super::{contains_ci, parse_uuid, uuid_filter};
 use crate::simulator::SimState;
 use crate::simulator::http::{
     BodyData, ErrorStyle, Req, empty, field_error, json, limit_offset_links, non_negative_int,
@@ -37,12 +37,9 @@ fn counts(t: &Tenant) -> HashMap<Uuid, (usize, usize)> {
 
 pub fn list(state: &SimState, req: &Req) -> Response {
     let t = state.read();
-    let id = match req.filter("id") {
-        None => None,
-        Some(s) => match parse_uuid(s) {
-            Some(id) => Some(id),
-            None => return field_error(400, "id", "Enter a valid UUID."),
-        },
+    let id = match uuid_filter(req, "id") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let id_in: Option<Vec<Uuid>> = match req.filter("id__in") {
         None => None,
@@ -87,10 +84,17 @@ pub fn list(state: &SimState, req: &Req) -> Response {
 }
 
 pub fn get(state: &SimState, id: &str) -> Response {
-    let t = state.read();
-    match parse_uuid(id).and_then(|id| t.blueprint(&id)) {
+    match parse_uuid(id) {
+        Some(id) => blueprint_answer(&state.read(), &id),
+        None => not_found(),
+    }
+}
+
+/// The blueprint with its device count, as `GET /blueprints/{id}` answers it; 404 when none.
+fn blueprint_answer(t: &Tenant, id: &Uuid) -> Response {
+    match t.blueprint(id) {
         Some(b) => {
-            let c = counts(&t).get(&b.id).copied().unwrap_or_default();
+            let c = counts(t).get(&b.id).copied().unwrap_or_default();
             json(200, &views::blueprint_out(b, Some(c)))
         }
         None => not_found(),
@@ -392,14 +396,7 @@ pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
             metadata: serde_json::json!({}),
         },
     );
-    let t = &*t;
-    match t.blueprint(&id) {
-        Some(b) => {
-            let c = counts(t).get(&id).copied().unwrap_or_default();
-            json(200, &views::blueprint_out(b, Some(c)))
-        }
-        None => not_found(),
-    }
+    blueprint_answer(&t, &id)
 }
 
 /// `DELETE /blueprints/{id}`: 204; Kandji un-manages the devices that were on it.

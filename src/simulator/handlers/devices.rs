@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{contains_ci, parse_uuid};
+use super::{contains_ci, parse_uuid, uuid_filter};
 use crate::simulator::SimState;
 use crate::simulator::catalog::Platform;
 use crate::simulator::http::{
@@ -42,22 +42,13 @@ struct DeviceFilter {
     active: bool,
 }
 
-fn uuid_param(req: &Req, key: &str) -> Result<Option<Uuid>, Response> {
-    match req.filter(key) {
-        None => Ok(None),
-        Some(v) => parse_uuid(v)
-            .map(Some)
-            .ok_or_else(|| field_error(400, key, "Enter a valid UUID.")),
-    }
-}
-
 impl DeviceFilter {
     fn parse(req: &Req, t: &Tenant) -> Result<DeviceFilter, Response> {
         let lower = |k: &str| req.filter(k).map(str::to_lowercase);
         let mut f = DeviceFilter {
             asset_tag: req.filter("asset_tag").map(str::to_string),
             blueprint_id: lower("blueprint_id"),
-            device_id: uuid_param(req, "device_id")?,
+            device_id: uuid_filter(req, "device_id")?,
             device_name: lower("device_name"),
             filevault_enabled: match req.filter("filevault_enabled") {
                 Some("true" | "True" | "1") => Some(true),
@@ -77,7 +68,7 @@ impl DeviceFilter {
         let user_name = lower("user_name");
         let user_email = lower("user_email");
         let user_email_exact = lower("user_email_exact");
-        let user_id = uuid_param(req, "user_id")?;
+        let user_id = uuid_filter(req, "user_id")?;
         if user.is_some()
             || user_name.is_some()
             || user_email.is_some()
@@ -111,7 +102,7 @@ impl DeviceFilter {
             tag_sets.push(names.split(',').map(|s| s.trim().to_string()).collect());
         }
         let tag_name_of = |id: Uuid| t.tags.iter().find(|t| t.id == id).map(|t| t.name.clone());
-        if let Some(id) = uuid_param(req, "tag_id")? {
+        if let Some(id) = uuid_filter(req, "tag_id")? {
             tag_sets.push(tag_name_of(id).into_iter().collect());
         }
         if let Some(ids) = req.filter("tag_id_in") {
@@ -584,15 +575,18 @@ fn note_content(body: &BodyData, required: bool) -> Result<Option<String>, Respo
 /// The author Kandji records for notes written with an API token.
 const API_AUTHOR: &str = "Kandji API";
 
-pub fn create_note(state: &SimState, req: &Req, id: &str) -> Response {
-    let Some(device_id) = parse_uuid(id) else {
-        return not_found();
-    };
+/// The device a write names (404 when there is none) and the request's body (read only then).
+fn device_and_body(state: &SimState, req: &Req, id: &str) -> Result<(Uuid, BodyData), Response> {
+    let device_id = parse_uuid(id).ok_or_else(not_found)?;
     if state.read().device(&device_id).is_none() {
-        return not_found();
+        return Err(not_found());
     }
-    let body = match parse_body(req, ErrorStyle::Detail) {
-        Ok(b) => b,
+    Ok((device_id, parse_body(req, ErrorStyle::Detail)?))
+}
+
+pub fn create_note(state: &SimState, req: &Req, id: &str) -> Response {
+    let (device_id, body) = match device_and_body(state, req, id) {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let content = match note_content(&body, true) {
@@ -663,14 +657,8 @@ pub fn note(state: &SimState, req: &Req, id: &str, note_id: &str) -> Response {
 
 /// `PATCH /devices/{id}`: any of `blueprint_id`, `user`, `asset_tag`, `tags`.
 pub fn update(state: &SimState, req: &Req, id: &str) -> Response {
-    let Some(device_id) = parse_uuid(id) else {
-        return not_found();
-    };
-    if state.read().device(&device_id).is_none() {
-        return not_found();
-    }
-    let body = match parse_body(req, ErrorStyle::Detail) {
-        Ok(b) => b,
+    let (device_id, body) = match device_and_body(state, req, id) {
+        Ok(found) => found,
         Err(r) => return r,
     };
     if let BodyData::Json(v) = &body

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{contains_ci, parse_uuid};
+use super::{contains_ci, parse_uuid, uuid_filter};
 use crate::simulator::SimState;
 use crate::simulator::catalog::Platform;
 use crate::simulator::http::{
@@ -42,19 +42,13 @@ fn device_counts(t: &Tenant) -> HashMap<Uuid, usize> {
 pub fn users(state: &SimState, req: &Req) -> Response {
     let page_size = state.users_page_size();
     let t = state.read();
-    let id = match req.filter("id") {
-        None => None,
-        Some(s) => match parse_uuid(s) {
-            Some(id) => Some(id),
-            None => return field_error(400, "id", "Enter a valid UUID."),
-        },
+    let id = match uuid_filter(req, "id") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let integration = match req.filter("integration_id") {
-        None => None,
-        Some(s) => match parse_uuid(s) {
-            Some(id) => Some(id),
-            None => return field_error(400, "integration_id", "Enter a valid UUID."),
-        },
+    let integration = match uuid_filter(req, "integration_id") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let archived = match req.filter("archived") {
         Some("true" | "True" | "1") => Some(true),
@@ -153,15 +147,7 @@ pub fn tags(state: &SimState, req: &Req) -> Response {
         .filter(|tag| search.as_deref().is_none_or(|s| contains_ci(&tag.name, s)))
         .map(tag_out)
         .collect();
-    json(
-        200,
-        &Envelope {
-            count: Some(results.len()),
-            next: None,
-            previous: None,
-            results: &results,
-        },
-    )
+    json(200, &Envelope::all(&results))
 }
 
 fn tag_name(req: &Req) -> Result<String, Response> {

@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::parse_uuid;
+use super::{invalid_choice, parse_uuid, uuid_filter};
 use crate::simulator::SimState;
 use crate::simulator::http::{
-    BodyData, Envelope, ErrorStyle, Req, field_error, json, limit_offset_page, not_found,
-    page_number, parse_body,
+    BodyData, ErrorStyle, Req, field_error, json, limit_offset_page, not_found, page_number,
+    parse_body,
 };
 use crate::simulator::tenant::{CustomApp, LibraryActivity, Tenant};
 use crate::simulator::views::{self, Ts, ts_iso, ts_iso_seconds};
@@ -212,19 +212,11 @@ pub fn custom_apps(state: &SimState, req: &Req) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let results: Vec<CustomAppOut> = t.custom_apps[page.range]
+    let results: Vec<CustomAppOut> = t.custom_apps[page.range.clone()]
         .iter()
         .map(custom_app_out)
         .collect();
-    json(
-        200,
-        &Envelope {
-            count: Some(t.custom_apps.len()),
-            next: page.next,
-            previous: page.previous,
-            results: &results,
-        },
-    )
+    json(200, &page.envelope(t.custom_apps.len(), &results))
 }
 
 #[derive(Serialize)]
@@ -271,18 +263,11 @@ pub fn activity(state: &SimState, req: &Req, id: &str) -> Response {
     if let Some(k) = kind
         && !ACTIVITY_TYPES.contains(&k)
     {
-        return field_error(
-            400,
-            "activity_type",
-            &format!("Select a valid choice. {k} is not one of the available choices."),
-        );
+        return invalid_choice("activity_type", k);
     }
-    let user_id = match req.filter("user_id") {
-        None => None,
-        Some(s) => match parse_uuid(s) {
-            Some(u) => Some(u),
-            None => return field_error(400, "user_id", "Enter a valid UUID."),
-        },
+    let user_id = match uuid_filter(req, "user_id") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let email = req.filter("user_email");
     let entries: Vec<ActivityOut> = t
@@ -311,12 +296,9 @@ pub fn status(state: &SimState, req: &Req, id: &str) -> Response {
     let Some(item) = library_item_id(&t, id) else {
         return not_found();
     };
-    let computer = match req.filter("computer_id") {
-        None => None,
-        Some(s) => match parse_uuid(s) {
-            Some(u) => Some(u),
-            None => return field_error(400, "computer_id", "Enter a valid UUID."),
-        },
+    let computer = match uuid_filter(req, "computer_id") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let statuses = views::library_item_statuses_out(&t, &item, computer.as_ref());
     let path = format!("/api/v1/library/library-items/{item}/status");

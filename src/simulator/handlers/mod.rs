@@ -10,11 +10,30 @@ pub mod directory;
 pub mod library;
 pub mod threats;
 
+use axum::response::Response;
 use uuid::Uuid;
+
+use crate::simulator::http::{Req, field_error};
 
 /// A UUID path or query value; Kandji's routes and filters only take UUIDs.
 pub fn parse_uuid(s: &str) -> Option<Uuid> {
     Uuid::parse_str(s.trim()).ok()
+}
+
+/// A query filter that takes a UUID: `None` when absent or empty, DRF's 400 when malformed.
+pub fn uuid_filter(req: &Req, key: &str) -> Result<Option<Uuid>, Response> {
+    req.filter(key)
+        .map(|v| parse_uuid(v).ok_or_else(|| field_error(400, key, "Enter a valid UUID.")))
+        .transpose()
+}
+
+/// DRF's 400 for a choice field sent `value`, which is not one of its choices.
+pub fn invalid_choice(key: &str, value: &str) -> Response {
+    field_error(
+        400,
+        key,
+        &format!("Select a valid choice. {value} is not one of the available choices."),
+    )
 }
 
 /// Case-insensitive "contains", as Django's `icontains`. `needle` is already lower case.

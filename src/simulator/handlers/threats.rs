@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{contains_ci, parse_uuid};
+use super::{contains_ci, invalid_choice, uuid_filter};
 use crate::simulator::SimState;
 use crate::simulator::catalog::{self, Platform};
 use crate::simulator::http::{
@@ -173,13 +173,7 @@ pub fn threat_details(state: &SimState, req: &Req) -> Response {
         Some(c) => match c.to_ascii_lowercase().as_str() {
             "malware" => Some("MALWARE"),
             "pup" => Some("PUP"),
-            _ => {
-                return field_error(
-                    400,
-                    "classification",
-                    &format!("Select a valid choice. {c} is not one of the available choices."),
-                );
-            }
+            _ => return invalid_choice("classification", c),
         },
     };
     let status = match req.filter("status") {
@@ -188,21 +182,12 @@ pub fn threat_details(state: &SimState, req: &Req) -> Response {
             "quarantined" => Some("QUARANTINED"),
             "not_quarantined" => Some("NOT_QUARANTINED"),
             "released" => Some("RELEASED"),
-            _ => {
-                return field_error(
-                    400,
-                    "status",
-                    &format!("Select a valid choice. {s} is not one of the available choices."),
-                );
-            }
+            _ => return invalid_choice("status", s),
         },
     };
-    let device = match req.filter("device_id") {
-        None => None,
-        Some(s) => match parse_uuid(s) {
-            Some(u) => Some(u),
-            None => return field_error(400, "device_id", "Enter a valid UUID."),
-        },
+    let device = match uuid_filter(req, "device_id") {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let since = match req.filter("date_range") {
         None => None,
@@ -232,11 +217,7 @@ pub fn threat_details(state: &SimState, req: &Req) -> Response {
             None => (false, sort),
         };
         if !SORT_FIELDS.contains(&field) {
-            return field_error(
-                400,
-                "sort_by",
-                &format!("Select a valid choice. {sort} is not one of the available choices."),
-            );
+            return invalid_choice("sort_by", sort);
         }
         let key = |x: &Threat| -> Value {
             serde_json::to_value(x)
