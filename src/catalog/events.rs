@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{CardError, compile_schema};
+use super::{CardError, compile_schema, parse_builtin};
 
 pub const EVENT_META_SCHEMA: &str = include_str!("../../schemas/event.schema.json");
 
@@ -332,24 +332,12 @@ pub(super) fn load_builtin(
     dir: Option<&include_dir::Dir<'static>>,
 ) -> (BTreeMap<String, std::sync::Arc<EventCard>>, Vec<CardError>) {
     let meta = meta_validator();
-    let mut cards = BTreeMap::new();
-    let mut errors = Vec::new();
-    let Some(dir) = dir else {
-        return (cards, errors);
-    };
-    let mut files: Vec<_> = dir
-        .files()
-        .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort_by_key(|f| f.path().to_path_buf());
-    for file in files {
-        let name = format!("cards/{}", file.path().display());
-        match parse(&meta, &name, file.contents()) {
-            Ok(card) => {
-                cards.insert(card.def.id.clone(), std::sync::Arc::new(card));
-            }
-            Err(e) => errors.extend(e),
-        }
+    match dir {
+        Some(dir) => parse_builtin(
+            dir,
+            |name, bytes| parse(&meta, name, bytes),
+            |card| &card.def.id,
+        ),
+        None => Default::default(),
     }
-    (cards, errors)
 }

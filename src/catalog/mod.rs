@@ -56,22 +56,13 @@ impl Catalog {
     /// The cards compiled into the binary, then those of `extra_dir` (which add or replace by id).
     pub fn load(extra_dir: Option<&Path>) -> Result<Self, Vec<CardError>> {
         let meta = meta_validator();
-        let mut cards = BTreeMap::new();
         let (events, mut errors) = events::load_builtin(BUILTIN_CARDS.get_dir("events"));
-        let mut builtin: Vec<_> = BUILTIN_CARDS
-            .files()
-            .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
-            .collect();
-        builtin.sort_by_key(|f| f.path().to_path_buf());
-        for file in builtin {
-            let name = format!("cards/{}", file.path().display());
-            match Card::parse(&meta, &name, file.contents()) {
-                Ok(card) => {
-                    cards.insert(card.def.id.clone(), Arc::new(card));
-                }
-                Err(e) => errors.extend(e),
-            }
-        }
+        let (mut cards, card_errors) = parse_builtin(
+            &BUILTIN_CARDS,
+            |name, bytes| Card::parse(&meta, name, bytes),
+            |card| &card.def.id,
+        );
+        errors.extend(card_errors);
         if let Some(dir) = extra_dir {
             match std::fs::read_dir(dir) {
                 Ok(entries) => {
@@ -130,6 +121,32 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.cards.is_empty()
     }
+}
+
+/// The `.json` files of a folder of built-in cards (not its sub-folders), in path order, each
+/// read by `parse` (with its name, `cards/<path>`): the cards by `id`, and every error.
+pub(crate) fn parse_builtin<T>(
+    dir: &include_dir::Dir<'static>,
+    parse: impl Fn(&str, &[u8]) -> Result<T, Vec<CardError>>,
+    id: impl Fn(&T) -> &str,
+) -> (BTreeMap<String, Arc<T>>, Vec<CardError>) {
+    let mut cards = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut files: Vec<_> = dir
+        .files()
+        .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort_by_key(|f| f.path().to_path_buf());
+    for file in files {
+        let name = format!("cards/{}", file.path().display());
+        match parse(&name, file.contents()) {
+            Ok(card) => {
+                cards.insert(id(&card).to_string(), Arc::new(card));
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    (cards, errors)
 }
 
 fn meta_validator() -> jsonschema::Validator {
