@@ -797,6 +797,17 @@ mod tests {
         })
     }
 
+    /// Where a checkpoint resumes: the finished records and the Kandji cursor.
+    fn resume_at(cp: &StreamCheckpoint) -> (u64, Vec<u64>, u64, u64, u64) {
+        (
+            cp.done_below,
+            cp.done_above.clone(),
+            cp.page_start,
+            cp.cursor_offset,
+            cp.cursor_page,
+        )
+    }
+
     #[test]
     fn progress_tracks_out_of_order_completion_and_the_resume_cursor() {
         let mut p = Progress::from_checkpoint(&StreamCheckpoint {
@@ -810,44 +821,19 @@ mod tests {
         assert_eq!(p.finish(4, failure(4)), 0);
         assert_eq!(p.backlog(), 4, "a failure is finished too");
         let (cp, f) = p.snapshot();
-        assert_eq!(
-            (
-                cp.done_below,
-                cp.done_above.clone(),
-                cp.page_start,
-                cp.cursor_offset
-            ),
-            (0, vec![1, 4], 0, 0)
-        );
+        assert_eq!(resume_at(&cp), (0, vec![1, 4], 0, 0, 1));
         assert_eq!(f.len(), 1);
         assert_eq!((cp.record_count, cp.failed_deliveries), (1, 1));
         assert_eq!(p.finish(0, None), 2);
         assert_eq!(p.finish(2, None), 3);
         // the first page is finished: the cursor moves to the second
         let (cp, f) = p.snapshot();
-        assert_eq!(
-            (
-                cp.done_below,
-                cp.done_above.clone(),
-                cp.page_start,
-                cp.cursor_offset,
-                cp.cursor_page
-            ),
-            (3, vec![4], 3, 3, 2)
-        );
+        assert_eq!(resume_at(&cp), (3, vec![4], 3, 3, 2));
         assert!(f.is_empty());
         p.finish(3, None);
         p.finish(5, None);
         let (cp, _) = p.snapshot();
-        assert_eq!(
-            (
-                cp.done_below,
-                cp.done_above.len(),
-                cp.page_start,
-                cp.cursor_offset
-            ),
-            (6, 0, 6, 6)
-        );
+        assert_eq!(resume_at(&cp), (6, vec![], 6, 6, 3));
 
         // resuming from a checkpoint keeps the finished records finished
         let r = Progress::from_checkpoint(&StreamCheckpoint {
