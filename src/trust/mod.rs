@@ -437,6 +437,15 @@ impl Inventory {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A sync pass is over, or a follow of another replica's: the inventory is now in `phase`,
+    /// with `error` when the pass failed.
+    fn end_pass(&self, phase: Phase, error: Option<String>) {
+        let mut st = self.state();
+        st.phase = phase;
+        st.current = None;
+        st.last_error = error;
+    }
+
     fn misses(&self) -> std::sync::MutexGuard<'_, Misses> {
         self.misses.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -72,10 +72,7 @@ pub(super) async fn run(shared: Arc<Shared>, inv: Arc<Inventory>) {
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(connection = %inv.connection_id, error = %e, "inventory sync failed");
-                let mut st = inv.state();
-                st.phase = Phase::Failing;
-                st.current = None;
-                st.last_error = Some(e);
+                inv.end_pass(Phase::Failing, Some(e));
                 // 5 s, 10 s, 20 s, ... but never longer than the interval.
                 let backoff = Duration::from_secs(5)
                     .saturating_mul(1u32 << failures.saturating_sub(1).min(10));
@@ -118,10 +115,7 @@ async fn follow(shared: &Shared, inv: &Inventory) -> Result<(), String> {
             "inventory loaded from another replica's sync"
         );
     }
-    let mut st = inv.state();
-    st.phase = Phase::Following;
-    st.current = None;
-    st.last_error = None;
+    inv.end_pass(Phase::Following, None);
     Ok(())
 }
 
@@ -290,10 +284,7 @@ async fn sweep(shared: &Shared, inv: &Inventory, ttl: Duration) -> Result<(), St
     {
         tracing::warn!(connection = conn, error = %e, "check-in overdue events could not be recorded");
     }
-    let mut st = inv.state();
-    st.phase = Phase::Idle;
-    st.current = None;
-    st.last_error = None;
+    inv.end_pass(Phase::Idle, None);
     Ok(())
 }
 
