@@ -3,7 +3,6 @@
 //! tenant's host), how many, the records the caller got, and Kandji's errors passed through.
 
 use crate::harness::kandji::*;
-use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
 
 /// A record with these (pointer) date fields normalised and these `""` fields nulled, as the
@@ -355,19 +354,15 @@ async fn list_blueprints_follows_next_on_the_tenants_host() {
     // Kandji answers a smaller page than asked, its `next` naming the web-app host.
     s.sim.push_faults(
         Some("/api/v1/blueprints"),
-        vec![Fault::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(
-                json!({
-                    "count": 5,
-                    "next": "https://accuhive.kandji.io/api/v1/blueprints?limit=2&offset=2",
-                    "previous": null,
-                    "results": &results[..2],
-                })
-                .to_string(),
-            ),
-        }],
+        vec![answer(
+            200,
+            json!({
+                "count": 5,
+                "next": "https://accuhive.kandji.io/api/v1/blueprints?limit=2&offset=2",
+                "previous": null,
+                "results": &results[..2],
+            }),
+        )],
     );
     let out = s
         .outputs(
@@ -746,12 +741,11 @@ async fn list_ade_integrations_first_200_and_page_numbers() {
 
     // Two pages: `next` on the web-app host is followed on the tenant's host.
     let results = raw["results"].as_array().unwrap();
-    let page = |records: &[Value], next: Value| Fault::Status {
-        status: 200,
-        retry_after: None,
-        body: Some(
-            json!({"count": 2, "next": next, "previous": null, "results": records}).to_string(),
-        ),
+    let page = |records: &[Value], next: Value| {
+        answer(
+            200,
+            json!({"count": 2, "next": next, "previous": null, "results": records}),
+        )
     };
     s.sim.push_faults(
         Some("/api/v1/integrations/apple/ade"),
@@ -877,19 +871,15 @@ async fn list_ade_devices_follows_page_numbers_on_the_tenants_host() {
     // Kandji answers a short first page whose `next` names the web-app host.
     s.sim.push_faults(
         Some(&format!("/api/v1{base}")),
-        vec![Fault::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(
-                json!({
-                    "count": page1["count"],
-                    "next": format!("https://accuhive.kandji.io/api/v1{base}/?page=2"),
-                    "previous": null,
-                    "results": &page1["results"].as_array().unwrap()[..2],
-                })
-                .to_string(),
-            ),
-        }],
+        vec![answer(
+            200,
+            json!({
+                "count": page1["count"],
+                "next": format!("https://accuhive.kandji.io/api/v1{base}/?page=2"),
+                "previous": null,
+                "results": &page1["results"].as_array().unwrap()[..2],
+            }),
+        )],
     );
     let out = s
         .outputs(

@@ -10,9 +10,10 @@ use kandji_connector::simulator::{Actor, AuditChange, Platform, SimHandle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::harness::kandji::{first_device, other_blueprint, other_user, user_email};
 use crate::harness::{
     API_KEY, Answer, Api, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
-    eventually,
+    eventually, start_sim,
 };
 
 /// Polls every 100 ms, looks for due deliveries every 20 ms.
@@ -34,6 +35,17 @@ pub async fn sim_call(sim: &SimHandle, method: Method, path: &str, body: Value) 
     let text = r.text().await.unwrap();
     assert!(status < 300, "{path}: {status} {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Enrolls a device in the simulated tenant (`POST /_sim/devices`); returns it.
+pub async fn enroll(sim: &SimHandle, device: Value) -> Value {
+    sim_call(sim, Method::POST, "/_sim/devices", device).await
+}
+
+/// A change to a device of the simulated tenant: `POST /_sim/devices/{id}/{change}`.
+pub async fn change_device(sim: &SimHandle, id: &str, change: &str, body: Value) -> Value {
+    let path = format!("/_sim/devices/{id}/{change}");
+    sim_call(sim, Method::POST, &path, body).await
 }
 
 pub async fn subscribe(api: &Api, event: &str, url: &str, filters: Value) -> String {
@@ -98,50 +110,33 @@ async fn every_event_card_fires_once_for_its_change_with_its_payload(db: TestDb)
     )
     .await;
     let sim = &app.sim;
-    let (mac, other_blueprint) = {
-        let t = sim.tenant();
-        let mac = t.first_device_of("Mac").unwrap().clone();
-        let other = t
-            .blueprints
-            .iter()
-            .find(|b| b.id != mac.blueprint_id)
-            .unwrap()
-            .clone();
-        (mac, other)
-    };
+    let mac = first_device(sim, "Mac");
+    let other_blueprint = other_blueprint(sim, &mac);
     let old_blueprint = sim.tenant().blueprint_name(&mac.blueprint_id).to_string();
 
     // Enroll a Mac, move it, read its FileVault key, remove another from MDM.
-    let enrolled = sim_call(
+    let enrolled = enroll(
         sim,
-        Method::POST,
-        "/_sim/devices",
         json!({"platform": "Mac", "device_name": "New Hire MacBook"}),
     )
     .await;
     let new_id = enrolled["device_id"].as_str().unwrap().to_string();
     let mac_id = mac.device_id.to_string();
-    sim_call(
+    change_device(
         sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/blueprint"),
+        &mac_id,
+        "blueprint",
         json!({"blueprint_id": other_blueprint.id}),
     )
     .await;
-    sim_call(
+    change_device(
         sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/read-secret"),
+        &mac_id,
+        "read-secret",
         json!({"secret": "filevault_key"}),
     )
     .await;
-    sim_call(
-        sim,
-        Method::POST,
-        &format!("/_sim/devices/{new_id}/remove-mdm"),
-        json!({}),
-    )
-    .await;
+    change_device(sim, &new_id, "remove-mdm", json!({})).await;
     // Blueprints through Kandji's API; Library Items through the admin routes.
     let bp = sim_call(
         sim,
@@ -325,13 +320,7 @@ async fn filters_choose_what_a_subscription_receives(db: TestDb) {
     )
     .await;
     for p in ["Mac", "iPhone", "Mac", "AppleTV"] {
-        sim_call(
-            &app.sim,
-            Method::POST,
-            "/_sim/devices",
-            json!({"platform": p}),
-        )
-        .await;
+        enroll(&app.sim, json!({"platform": p})).await;
     }
     eventually("filtered deliveries", Duration::from_secs(10), async || {
         macs.hit_count() >= 2 && iphones.hit_count() >= 1
@@ -482,7 +471,7 @@ async fn receiver_failures_are_retried_with_the_same_webhook_id() {
     let rx = Receiver::start().await;
     let sub = subscribe(&app, "device_enrolled", &rx.url(), json!({})).await;
     rx.answer_all(Answer::Status(503, "down"));
-    sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
+    enroll(&app.sim, json!({})).await;
     eventually(
         "three failed attempts",
         Duration::from_secs(10),
@@ -514,7 +503,7 @@ async fn receiver_failures_are_retried_with_the_same_webhook_id() {
 
     // A refusal (410) is not retried, and is listed with the answer.
     rx.answer_all(Answer::Status(410, "flow deleted"));
-    sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
+    enroll(&app.sim, json!({})).await;
     eventually("a refused delivery", Duration::from_secs(10), async || {
         app.get(&format!("/v1/subscriptions/{sub}/deliveries"))
             .await
@@ -624,13 +613,7 @@ async fn replay_redelivers_kept_events_with_their_webhook_ids() {
     .await;
     let before = chrono::Utc::now();
     for p in ["Mac", "iPhone", "Mac"] {
-        sim_call(
-            &app.sim,
-            Method::POST,
-            "/_sim/devices",
-            json!({"platform": p}),
-        )
-        .await;
+        enroll(&app.sim, json!({"platform": p})).await;
     }
     eventually("two events", Duration::from_secs(10), async || {
         rx.hit_count() >= 2
@@ -710,7 +693,7 @@ async fn kandji_calls_do_not_grow_with_subscriptions() {
     one.sim.clear_requests();
     fifty.sim.clear_requests();
     for app in [&one, &fifty] {
-        sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
+        enroll(&app.sim, json!({})).await;
     }
     tokio::time::sleep(interval * 10).await;
     let (a, b) = (kandji_calls(&one.sim), kandji_calls(&fifty.sim));
@@ -744,11 +727,7 @@ async fn binary(db: &str, secret_key: &str) -> Binary {
 
 #[tokio::test]
 async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
-    let sim = kandji_connector::simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Default::default(),
-    )
-    .await;
+    let sim = start_sim(Default::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
     let key = "q8dXzK0m3nQ1r2s3t4u5v6w7x8y9z0A1B2C3D4E5F6s=";
@@ -757,18 +736,12 @@ async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
     let mut api = server.api.clone();
     api.connection = api.connect(&sim).await;
     subscribe(&api, "device_enrolled", &rx.url(), json!({})).await;
-    let enroll = async |n: usize| {
+    let enroll_ipads = async |n: usize| {
         for _ in 0..n {
-            sim_call(
-                &sim,
-                Method::POST,
-                "/_sim/devices",
-                json!({"platform": "iPad"}),
-            )
-            .await;
+            enroll(&sim, json!({"platform": "iPad"})).await;
         }
     };
-    enroll(3).await;
+    enroll_ipads(3).await;
     eventually("three events", Duration::from_secs(10), async || {
         rx.hit_count() >= 3
     })
@@ -776,7 +749,7 @@ async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
     // Killed between polls, with everything delivered; changes happen while it is down.
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().await;
-    enroll(4).await;
+    enroll_ipads(4).await;
     let mut server = binary(&db, key).await;
     eventually("seven events", Duration::from_secs(15), async || {
         rx.hit_count() >= 7
@@ -865,27 +838,14 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
     };
     let mac_id = mac.device_id.to_string();
     let iphone_id = iphone.device_id.to_string();
-    let (old_email, new_user, new_email) = {
-        let t = app.sim.tenant();
-        let old = t.user(&iphone.user_id.unwrap()).unwrap().email.to_string();
-        let new = t
-            .users
-            .iter()
-            .find(|u| Some(u.id) != iphone.user_id)
-            .unwrap();
-        (old, new.id, new.email.to_string())
-    };
-    sim_call(
+    let old_email = user_email(&app, &iphone).unwrap();
+    let new = other_user(&app.sim, &iphone);
+    let (new_user, new_email) = (new.id, new.email.to_string());
+    change_device(&app.sim, &mac_id, "missing", json!({"missing": true})).await;
+    change_device(
         &app.sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/missing"),
-        json!({"missing": true}),
-    )
-    .await;
-    sim_call(
-        &app.sim,
-        Method::POST,
-        &format!("/_sim/devices/{iphone_id}/check-in"),
+        &iphone_id,
+        "check-in",
         json!({"os_version": "99.1"}),
     )
     .await;
@@ -907,13 +867,7 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
         },
     )
     .await;
-    sim_call(
-        &app.sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/missing"),
-        json!({"missing": false}),
-    )
-    .await;
+    change_device(&app.sim, &mac_id, "missing", json!({"missing": false})).await;
     eventually("found again", Duration::from_secs(10), async || {
         by_event(&rx.hits()).contains_key("device_found_again")
     })
@@ -1154,7 +1108,7 @@ async fn a_failed_poll_loses_nothing() {
             kandji_connector::simulator::Fault::status(500),
         ],
     );
-    sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
+    enroll(&app.sim, json!({})).await;
     eventually(
         "delivered after the failures",
         Duration::from_secs(10),

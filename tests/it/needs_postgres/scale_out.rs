@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{API_KEY, Answer, Binary, Hit, PgSchema, Receiver, TestApp, eventually};
+use crate::harness::{
+    API_KEY, Answer, Binary, Hit, PgSchema, Receiver, TestApp, devices, eventually, start_sim,
+};
 use kandji_connector::config::Config;
-use kandji_connector::simulator::{self, SimConfig, SimHandle};
+use kandji_connector::simulator::SimHandle;
 use kandji_connector::store::TokenCipher;
 use serde_json::{Value, json};
 
@@ -32,17 +34,6 @@ async fn replica(
         .await
 }
 
-async fn sim(devices: usize) -> SimHandle {
-    simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig {
-            devices,
-            ..SimConfig::default()
-        },
-    )
-    .await
-}
-
 /// Two replicas started at the same moment on an empty schema; the connection to `sim` is made
 /// through the first, and both invoke cards on it.
 async fn two(pg: &PgSchema, sim: &SimHandle, tweak: fn(&mut Config)) -> (TestApp, TestApp) {
@@ -60,7 +51,7 @@ async fn two(pg: &PgSchema, sim: &SimHandle, tweak: fn(&mut Config)) -> (TestApp
 #[tokio::test]
 async fn replicas_start_together_and_share_connections() {
     let pg = PgSchema::new().await;
-    let sim = sim(50).await;
+    let sim = start_sim(devices(50)).await;
     let (a, b) = two(&pg, &sim, |_| {}).await;
     for r in [&a, &b] {
         let r = r.get("/readyz").await;
@@ -79,18 +70,12 @@ async fn replicas_start_together_and_share_connections() {
 #[tokio::test]
 async fn one_budget_across_replicas() {
     let pg = PgSchema::new().await;
-    let sim = sim(50).await;
+    let sim = start_sim(devices(50)).await;
     let (a, b) = two(&pg, &sim, |c| {
         c.kandji.budget_wait = Duration::from_secs(40)
     })
     .await;
-    let r = b
-        .patch(
-            &format!("/v1/connections/{}", a.connection),
-            json!({"requests_per_hour": 3600}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    b.set_budget(&a.connection, 3600).await;
     sim.clear_requests();
     let (a, b) = (Arc::new(a), Arc::new(b));
     let started = Instant::now();
@@ -131,17 +116,11 @@ async fn one_budget_across_replicas() {
 #[tokio::test]
 async fn a_cancel_on_one_replica_stops_the_stream_on_the_other() {
     let pg = PgSchema::new().await;
-    let sim = sim(600).await;
+    let sim = start_sim(devices(600)).await;
     let (a, b) = two(&pg, &sim, |_| {}).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
-    let id = a
-        .start_stream(
-            "list_devices",
-            json!({}),
-            json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
-        )
-        .await;
+    let id = a.stream_devices(&receiver.url()).await;
     eventually("deliveries", Duration::from_secs(10), async || {
         receiver.hit_count() >= 20
     })
@@ -171,7 +150,7 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
     const LEASE: Duration = Duration::from_millis(2_000);
     const CHECKPOINT: Duration = Duration::from_millis(100);
     const CALLBACK_DELAY: Duration = Duration::from_millis(15);
-    let sim = sim(DEVICES as usize).await;
+    let sim = start_sim(devices(DEVICES as usize)).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(CALLBACK_DELAY));
     let (cipher, secret_key) = TokenCipher::generate();
@@ -208,13 +187,7 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
     .await;
 
     a.api.connection = a.connect(&sim).await;
-    let id = a
-        .start_stream(
-            "list_devices",
-            json!({}),
-            json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
-        )
-        .await;
+    let id = a.stream_devices(&receiver.url()).await;
 
     // SIGKILL A mid-stream.
     eventually("deliveries by A", Duration::from_secs(15), async || {
@@ -351,7 +324,7 @@ async fn inventory(r: &TestApp) -> Value {
 async fn replicas_share_one_inventory_sync() {
     let pg = PgSchema::new().await;
     const DEVICES: usize = 700; // three pages
-    let sim = sim(DEVICES).await;
+    let sim = start_sim(devices(DEVICES)).await;
     let (a, b) = two(&pg, &sim, |c| {
         c.trust.interval = Duration::from_millis(1_000);
     })
@@ -447,7 +420,7 @@ async fn replicas_share_one_inventory_sync() {
 #[tokio::test]
 async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
     let pg = PgSchema::new().await;
-    let sim = sim(700).await;
+    let sim = start_sim(devices(700)).await;
     let (a, b) = two(&pg, &sim, |c| {
         c.trust.interval = Duration::from_millis(300);
     })
@@ -514,7 +487,7 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
 #[tokio::test]
 async fn the_device_trust_live_share_holds_across_replicas() {
     let pg = PgSchema::new().await;
-    let sim = sim(50).await;
+    let sim = start_sim(devices(50)).await;
     let (a, b) = two(&pg, &sim, |c| {
         c.trust.interval = Duration::from_millis(2_000);
     })
