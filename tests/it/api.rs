@@ -43,6 +43,16 @@ const ALL_CARDS: &[(&str, &str)] = &[
     ("update_lost_mode_location", "Update Lost Mode Location"),
 ];
 
+/// The labels of a card's result sets, in order.
+fn result_set_labels(card: &Value) -> Vec<&str> {
+    card["result_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["label"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn health_needs_no_key_but_v1_does() {
     let s = TestApp::start().await;
@@ -140,14 +150,8 @@ async fn catalog_lists_every_card_with_its_title() {
 
     let r = s.get("/v1/cards/list_devices").await;
     assert_eq!(r.status, 200);
-    let labels: Vec<&str> = r.body["result_sets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["label"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        labels,
+        result_set_labels(&r.body),
         [
             "First Matching Record",
             "First 200 Matching Records",
@@ -169,19 +173,12 @@ async fn catalog_lists_every_card_with_its_title() {
         "engine wiring leaked into the designer view"
     );
 
-    let r = s.get("/v1/cards/list_ade_devices").await;
-    let labels: Vec<&str> = r.body["result_sets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["label"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        labels,
-        ["First Record", "First 300 Records", "Stream All Records"]
-    );
     // The seed's result sets, and the 2025 revisions' beside them.
     for (id, want) in [
+        (
+            "list_ade_devices",
+            &["First Record", "First 300 Records", "Stream All Records"][..],
+        ),
         (
             "list_blueprints",
             &[
@@ -201,13 +198,7 @@ async fn catalog_lists_every_card_with_its_title() {
         ),
     ] {
         let r = s.get(&format!("/v1/cards/{id}")).await;
-        let labels: Vec<&str> = r.body["result_sets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["label"].as_str().unwrap())
-            .collect();
-        assert_eq!(labels, want, "{id}");
+        assert_eq!(result_set_labels(&r.body), want, "{id}");
     }
     s.get("/v1/cards/no_such_card").await.problem(404);
 }

@@ -616,9 +616,7 @@ mod needs_chromium {
         assert!(row.contains("left"), "budget shown: {row}");
         assert_labelled(&b).await;
 
-        b.type_in("#conn-name", "Second tenant").await;
-        b.type_in("#conn-api_url", &app.sim.base_url()).await;
-        b.type_in("#conn-api_token", &app.sim.token()).await;
+        fill_connection(&b, "Second tenant", &app.sim.base_url(), &app.sim.token()).await;
         b.choose("#conn-inventory_sync", "true").await;
         b.click("#connection-form button[type=submit]").await;
         b.until(
@@ -650,15 +648,20 @@ mod needs_chromium {
         .await;
 
         // A wrong token: the form names the field Kandji refused.
-        b.type_in("#conn-name", "Third").await;
-        b.type_in("#conn-api_url", &app.sim.base_url()).await;
-        b.type_in("#conn-api_token", "not-the-token").await;
+        fill_connection(&b, "Third", &app.sim.base_url(), "not-the-token").await;
         b.click("#connection-form button[type=submit]").await;
         b.until(
             "the refusal",
             "document.getElementById('conn-api_token-error').textContent.includes('refused')",
         )
         .await;
+    }
+
+    /// Types a connection's name, API URL and token into the connection form.
+    async fn fill_connection(b: &Browser, name: &str, api_url: &str, token: &str) {
+        b.type_in("#conn-name", name).await;
+        b.type_in("#conn-api_url", api_url).await;
+        b.type_in("#conn-api_token", token).await;
     }
 
     async fn count(b: &Browser, row: &str) -> u64 {

@@ -531,6 +531,12 @@ mod needs_prometheus {
                 serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)),
             )
         };
+        // A JSON answer to a GET with the full key.
+        let read = async |path: &str| -> Value {
+            let url = format!("{}{path}", server.url);
+            let (_, _, b) = send(&http, reqwest::Method::GET, url, Some(FULL_KEY), None).await;
+            serde_json::from_str(&b).unwrap()
+        };
         let (status, body) = post(
             "/v1/connections",
             json!({"name": "t", "api_url": sim.base_url(), "api_token": sim.token(), "requests_per_hour": 1000, "inventory_sync": true}),
@@ -540,15 +546,7 @@ mod needs_prometheus {
         let conn = body["id"].as_str().unwrap().to_string();
         // The first sync.
         eventually("the inventory sync", Duration::from_secs(20), async || {
-            let (_, _, b) = send(
-                &http,
-                reqwest::Method::GET,
-                format!("{}/v1/connections/{conn}", server.url),
-                Some(FULL_KEY),
-                None,
-            )
-            .await;
-            serde_json::from_str::<Value>(&b).unwrap()["inventory"]["last_sync"].is_object()
+            read(&format!("/v1/connections/{conn}")).await["inventory"]["last_sync"].is_object()
         })
         .await;
 
@@ -599,15 +597,7 @@ mod needs_prometheus {
         assert_eq!(status, 202, "{body}");
         let stream = body["stream_id"].as_str().unwrap().to_string();
         eventually("the stream to end", Duration::from_secs(20), async || {
-            let (_, _, b) = send(
-                &http,
-                reqwest::Method::GET,
-                format!("{}/v1/streams/{stream}", server.url),
-                Some(FULL_KEY),
-                None,
-            )
-            .await;
-            serde_json::from_str::<Value>(&b).unwrap()["state"] == "succeeded"
+            read(&format!("/v1/streams/{stream}")).await["state"] == "succeeded"
         })
         .await;
 

@@ -304,15 +304,20 @@ async fn key_files_wrong_secret_key_and_rotation() {
     assert_eq!(r.body["outputs"]["status_code"], 200);
 }
 
-#[tokio::test]
-async fn serve_refuses_to_start_without_its_settings() {
+/// `serve` with these settings: it stops with exit code 2; returns what it wrote to stderr.
+async fn serve_refused(env: &[(&str, &str)]) -> String {
     let out = Binary::command(&["serve"])
-        .env("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_its_settings() {
+    let stderr = serve_refused(&[("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")]).await;
     assert!(
         stderr.contains("KANDJI_CONNECTOR_API_KEYS")
             && stderr.contains("KANDJI_CONNECTOR_SECRET_KEY"),
@@ -322,14 +327,11 @@ async fn serve_refuses_to_start_without_its_settings() {
         stderr.contains("openssl rand"),
         "says how to fix it: {stderr}"
     );
-    let out = Binary::command(&["serve"])
-        .env("KANDJI_CONNECTOR_API_KEYS", "short")
-        .env("KANDJI_CONNECTOR_SECRET_KEY", "not-base64!")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&[
+        ("KANDJI_CONNECTOR_API_KEYS", "short"),
+        ("KANDJI_CONNECTOR_SECRET_KEY", "not-base64!"),
+    ])
+    .await;
     assert!(
         stderr.contains("16 characters") && stderr.contains("base64"),
         "{stderr}"

@@ -26,10 +26,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 /// Stores a connection to tenant `name` (`new_conn`).
 async fn add(store: &Arc<dyn Store>, name: &str, token: &str) -> Connection {
-    store
-        .create_connection(new_conn(name, token))
-        .await
-        .unwrap()
+    store.create_connection(new_conn(name, token)).await.unwrap()
 }
 
 /// A fresh secret key.
@@ -591,7 +588,7 @@ async fn inventory_sync_lease(db: TestDb) {
     let cipher = new_key();
     let a = db.open(&cipher).await.unwrap();
     let b = db.open(&cipher).await.unwrap();
-    let c = a.create_connection(new_conn("lease", "tok")).await.unwrap();
+    let c = add(&a, "lease", "tok").await;
     let long = Duration::from_secs(60);
     if db.pg.is_none() {
         // One process per SQLite file: the lease is always this process's.

@@ -36,7 +36,11 @@ async fn replica(
 
 /// Two replicas started at the same moment on an empty schema; the connection to `sim` is made
 /// through the first, and both invoke cards on it.
-async fn two(pg: &PgSchema, sim: &SimHandle, tweak: fn(&mut Config)) -> (TestApp, TestApp) {
+async fn two(
+    pg: &PgSchema,
+    sim: &SimHandle,
+    tweak: impl Fn(&mut Config) + Copy + Send,
+) -> (TestApp, TestApp) {
     let (cipher, _) = TokenCipher::generate();
     let (mut a, mut b) = tokio::join!(
         replica(pg, sim, &cipher, tweak),
@@ -46,6 +50,37 @@ async fn two(pg: &PgSchema, sim: &SimHandle, tweak: fn(&mut Config)) -> (TestApp
     a.api.connection = conn.clone();
     b.api.connection = conn;
     (a, b)
+}
+
+/// `two` replicas that sync the inventory every `interval`, the sync turned on through the first
+/// with a budget of `requests_per_hour`.
+async fn two_syncing(
+    pg: &PgSchema,
+    sim: &SimHandle,
+    interval: Duration,
+    requests_per_hour: u64,
+) -> (TestApp, TestApp) {
+    let (a, b) = two(pg, sim, move |c| c.trust.interval = interval).await;
+    let r = a
+        .patch(
+            &format!("/v1/connections/{}", a.connection),
+            json!({"inventory_sync": true, "requests_per_hour": requests_per_hour}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    (a, b)
+}
+
+/// Waits until each replica holds an inventory of `devices` devices.
+async fn both_hold(replicas: [&TestApp; 2], devices: usize) {
+    for r in replicas {
+        eventually(
+            "both replicas hold the inventory",
+            Duration::from_secs(20),
+            async || inventory(r).await["devices"] == devices,
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -325,29 +360,12 @@ async fn replicas_share_one_inventory_sync() {
     let pg = PgSchema::new().await;
     const DEVICES: usize = 700; // three pages
     let sim = start_sim(devices(DEVICES)).await;
-    let (a, b) = two(&pg, &sim, |c| {
-        c.trust.interval = Duration::from_millis(1_000);
-    })
-    .await;
+    // A budget that lets a sweep take milliseconds, so sweeps are counted per interval.
+    let (a, b) = two_syncing(&pg, &sim, Duration::from_millis(1_000), 3_600_000).await;
     let conn = a.connection.clone();
-    let r = a
-        .patch(
-            &format!("/v1/connections/{conn}"),
-            // A budget that lets a sweep take milliseconds, so sweeps are counted per interval.
-            json!({"inventory_sync": true, "requests_per_hour": 3_600_000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
 
     // B learns of the change by itself and both hold every device.
-    for r in [&a, &b] {
-        eventually(
-            "both replicas hold the inventory",
-            Duration::from_secs(20),
-            async || inventory(r).await["devices"] == DEVICES,
-        )
-        .await;
-    }
+    both_hold([&a, &b], DEVICES).await;
     // A replica that has just loaded the inventory says `following` after its first round (a
     // quarter interval): wait for it rather than catch it between the two.
     let mut states = Vec::new();
@@ -421,24 +439,9 @@ async fn replicas_share_one_inventory_sync() {
 async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
     let pg = PgSchema::new().await;
     let sim = start_sim(devices(700)).await;
-    let (a, b) = two(&pg, &sim, |c| {
-        c.trust.interval = Duration::from_millis(300);
-    })
-    .await;
+    let (a, b) = two_syncing(&pg, &sim, Duration::from_millis(300), 3_600_000).await;
     let conn = a.connection.clone();
-    let patch = |on: bool| json!({"inventory_sync": on, "requests_per_hour": 3_600_000});
-    let r = a
-        .patch(&format!("/v1/connections/{conn}"), patch(true))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    for r in [&a, &b] {
-        eventually(
-            "both replicas hold the inventory",
-            Duration::from_secs(20),
-            async || inventory(r).await["devices"] == 700,
-        )
-        .await;
-    }
+    both_hold([&a, &b], 700).await;
     let mut follows = [false, false];
     eventually("one replica follows", Duration::from_secs(5), async || {
         follows = [
@@ -450,7 +453,10 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
     .await;
     let follower = if follows[0] { &a } else { &b };
     let r = follower
-        .patch(&format!("/v1/connections/{conn}"), patch(false))
+        .patch(
+            &format!("/v1/connections/{conn}"),
+            json!({"inventory_sync": false, "requests_per_hour": 3_600_000}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     for r in [&a, &b] {
@@ -488,19 +494,8 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
 async fn the_device_trust_live_share_holds_across_replicas() {
     let pg = PgSchema::new().await;
     let sim = start_sim(devices(50)).await;
-    let (a, b) = two(&pg, &sim, |c| {
-        c.trust.interval = Duration::from_millis(2_000);
-    })
-    .await;
-    let conn = a.connection.clone();
     // 360,000 an hour: the live share (10 %) is 10 a second, with a burst of 10.
-    let r = a
-        .patch(
-            &format!("/v1/connections/{conn}"),
-            json!({"inventory_sync": true, "requests_per_hour": 360_000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let (a, b) = two_syncing(&pg, &sim, Duration::from_millis(2_000), 360_000).await;
     for r in [&a, &b] {
         eventually(
             "both replicas hold a complete inventory",
