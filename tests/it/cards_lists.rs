@@ -257,12 +257,7 @@ async fn list_devices_first_200_with_a_filter_stops_on_kandjis_short_page() {
         &s,
         "GET /api/v1/devices?platform=Mac&ordering=device_id&limit=200&offset=0",
     );
-    let got: Vec<&str> = out["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["device_id"].as_str().unwrap())
-        .collect();
+    let got = texts(&out["devices"], "device_id");
     assert_eq!(got, macs);
 }
 
@@ -333,12 +328,7 @@ async fn list_blueprints_first_200() {
         )
         .await;
     only(&s, "GET /api/v1/blueprints?limit=200&offset=0");
-    let got: Vec<&str> = out["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
+    let got = texts(&out["results"], "id");
     let want: Vec<String> = s.sim.tenant().blueprints[..200]
         .iter()
         .map(|b| b.id.to_string())
@@ -445,12 +435,7 @@ async fn get_blueprint_by_name_picks_the_exact_name_among_kandjis_contains_match
         .blueprints
         .insert(0, new_blueprint("Engineering Leads"));
     let raw = kandji(&s, "/blueprints?name=Engineering").await;
-    let names: Vec<&str> = raw["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .collect();
+    let names = texts(&raw["results"], "name");
     assert_eq!(names, ["Engineering Leads", "Engineering"]);
 
     let out = s

@@ -10,7 +10,7 @@ use kandji_connector::simulator::{Actor, AuditChange, Platform, SimHandle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::kandji::{first_device, other_blueprint, other_user, user_email};
+use crate::harness::kandji::{first_device, other_blueprint, other_user, texts, user_email};
 use crate::harness::{
     API_KEY, Answer, Api, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
     eventually, start_sim,
@@ -374,12 +374,7 @@ async fn subscriptions_are_checked_and_scoped() {
     assert_eq!(r.problem(422), ["extra"]);
     // The catalog of event cards.
     let cat = app.get("/v1/events").await.ok();
-    let ids: Vec<&str> = cat["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
+    let ids = texts(&cat["events"], "id");
     assert!(
         ids.contains(&"device_enrolled") && ids.contains(&"audit_event"),
         "{ids:?}"

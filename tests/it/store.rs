@@ -26,7 +26,10 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 /// Stores a connection to tenant `name` (`new_conn`).
 async fn add(store: &Arc<dyn Store>, name: &str, token: &str) -> Connection {
-    store.create_connection(new_conn(name, token)).await.unwrap()
+    store
+        .create_connection(new_conn(name, token))
+        .await
+        .unwrap()
 }
 
 /// A fresh secret key.

@@ -33,11 +33,12 @@ async fn patch_ok(s: &TestApp, body: Value) -> Value {
     r.body
 }
 
-/// A server of `devices` simulated devices whose inventory syncs as `sync` says.
-async fn server(devices: usize, sync: fn(&mut Config)) -> TestApp {
+/// A server of `devices` simulated devices, configured by `config`: how its inventory syncs
+/// (`slow_sync`, `fast_sync`) and anything else.
+async fn server(devices: usize, config: fn(&mut Config)) -> TestApp {
     TestApp::builder()
         .devices(devices)
-        .config(sync)
+        .config(config)
         .start()
         .await
 }
@@ -512,14 +513,11 @@ async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
 
 #[tokio::test]
 async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
-    let s = TestApp::builder()
-        .devices(10)
-        .config(|c| {
-            slow_sync(c);
-            c.trust.stale_after = Some(Duration::from_millis(300));
-        })
-        .start()
-        .await;
+    let s = server(10, |c| {
+        slow_sync(c);
+        c.trust.stale_after = Some(Duration::from_millis(300));
+    })
+    .await;
     sync_on(&s).await;
     let serial = s.sim.tenant().devices[0].serial_number.to_string();
     let a = answer(&s, &serial).await;
@@ -636,14 +634,11 @@ async fn the_sync_spends_the_connections_budget_at_half_its_rate() {
 #[tokio::test]
 async fn the_sync_stops_short_of_the_reserve_left_for_cards() {
     // A reserve of 99.99% of 36,000 an hour: the sync may send 4 requests in the hour.
-    let s = TestApp::builder()
-        .devices(1400)
-        .config(|c| {
-            slow_sync(c);
-            c.trust.budget_reserve = 0.9999;
-        })
-        .start()
-        .await;
+    let s = server(1400, |c| {
+        slow_sync(c);
+        c.trust.budget_reserve = 0.9999;
+    })
+    .await;
     patch_ok(
         &s,
         json!({"requests_per_hour": 36_000, "inventory_sync": true}),

@@ -139,6 +139,16 @@ pub fn assert_form(r: &RecordedRequest, want: &[(&str, &str)]) {
     assert_eq!(got, want, "{}", line(r));
 }
 
+/// The `key` text of each record of a JSON list, in order.
+pub fn texts<'a>(records: &'a Value, key: &str) -> Vec<&'a str> {
+    records
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {records}"))
+        .iter()
+        .map(|r| r[key].as_str().unwrap_or_else(|| panic!("no {key} in {r}")))
+        .collect()
+}
+
 /// The output keys, sorted.
 pub fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v
