@@ -48,6 +48,22 @@ pub async fn change_device(sim: &SimHandle, id: &str, change: &str, body: Value)
     sim_call(sim, Method::POST, &path, body).await
 }
 
+/// Makes a record of the simulated tenant (`POST {route}`), then sends each of `then` to it
+/// (`{route}/{id}`: a change, then its deletion); returns its id.
+async fn made_changed_deleted(
+    sim: &SimHandle,
+    route: &str,
+    record: Value,
+    then: [(Method, Value); 2],
+) -> String {
+    let made = sim_call(sim, Method::POST, route, record).await;
+    let id = made["id"].as_str().unwrap().to_string();
+    for (method, body) in then {
+        sim_call(sim, method, &format!("{route}/{id}"), body).await;
+    }
+    id
+}
+
 pub async fn subscribe(api: &Api, event: &str, url: &str, filters: Value) -> String {
     let r = api
         .post(
@@ -138,59 +154,31 @@ async fn every_event_card_fires_once_for_its_change_with_its_payload(db: TestDb)
     .await;
     change_device(sim, &new_id, "remove-mdm", json!({})).await;
     // Blueprints through Kandji's API; Library Items through the admin routes.
-    let bp = sim_call(
+    let bp_id = made_changed_deleted(
         sim,
-        Method::POST,
         "/api/v1/blueprints",
         json!({"name": "Events Test", "enrollment_code": {"is_active": true}}),
+        [
+            (Method::PATCH, json!({"description": "updated"})),
+            (Method::DELETE, json!({})),
+        ],
     )
     .await;
-    let bp_id = bp["id"].as_str().unwrap().to_string();
-    sim_call(
+    let li_id = made_changed_deleted(
         sim,
-        Method::PATCH,
-        &format!("/api/v1/blueprints/{bp_id}"),
-        json!({"description": "updated"}),
-    )
-    .await;
-    sim_call(
-        sim,
-        Method::DELETE,
-        &format!("/api/v1/blueprints/{bp_id}"),
-        json!({}),
-    )
-    .await;
-    let li = sim_call(
-        sim,
-        Method::POST,
         "/_sim/library-items",
         json!({"name": "Zoom"}),
-    )
-    .await;
-    let li_id = li["id"].as_str().unwrap().to_string();
-    sim_call(
-        sim,
-        Method::POST,
-        &format!("/_sim/library-items/{li_id}"),
-        json!({"name": "Zoom Workplace"}),
-    )
-    .await;
-    sim_call(
-        sim,
-        Method::DELETE,
-        &format!("/_sim/library-items/{li_id}"),
-        json!({"name": "Zoom Workplace"}),
+        [
+            (Method::POST, json!({"name": "Zoom Workplace"})),
+            (Method::DELETE, json!({"name": "Zoom Workplace"})),
+        ],
     )
     .await;
 
     // 10 cards, one change each (Blueprint Changed also fires for nothing else), and the raw
     // Audit Event card for the two Library Item entries its filters let through.
-    eventually(
-        "every event delivered",
-        Duration::from_secs(20),
-        async || rx.hit_count() >= 12,
-    )
-    .await;
+    rx.wait_for("every event delivered", 12, Duration::from_secs(20))
+        .await;
     // Several more polls: nothing more arrives.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let hits = rx.hits();
@@ -467,12 +455,8 @@ async fn receiver_failures_are_retried_with_the_same_webhook_id() {
     let sub = subscribe(&app, "device_enrolled", &rx.url(), json!({})).await;
     rx.answer_all(Answer::Status(503, "down"));
     enroll(&app.sim, json!({})).await;
-    eventually(
-        "three failed attempts",
-        Duration::from_secs(10),
-        async || rx.hit_count() >= 3,
-    )
-    .await;
+    rx.wait_for("three failed attempts", 3, Duration::from_secs(10))
+        .await;
     let d = app
         .get(&format!("/v1/subscriptions/{sub}/deliveries"))
         .await
@@ -559,12 +543,8 @@ async fn audit_pages_and_the_cursor_are_followed_without_loss() {
             .collect()
     };
     app.sim.clear_requests();
-    eventually(
-        "1,203 events delivered",
-        Duration::from_secs(60),
-        async || rx.hit_count() >= 1203,
-    )
-    .await;
+    rx.wait_for("1,203 events delivered", 1203, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let hits = rx.hits();
     assert_eq!(hits.len(), 1203);
@@ -610,10 +590,7 @@ async fn replay_redelivers_kept_events_with_their_webhook_ids() {
     for p in ["Mac", "iPhone", "Mac"] {
         enroll(&app.sim, json!({"platform": p})).await;
     }
-    eventually("two events", Duration::from_secs(10), async || {
-        rx.hit_count() >= 2
-    })
-    .await;
+    rx.wait_for("two events", 2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let first: Vec<String> = rx.hits().iter().map(|h| h.id.clone()).collect();
     assert_eq!(first.len(), 2);
@@ -625,10 +602,7 @@ async fn replay_redelivers_kept_events_with_their_webhook_ids() {
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["requeued"], 2);
-    eventually("replayed", Duration::from_secs(10), async || {
-        rx.hit_count() >= 4
-    })
-    .await;
+    rx.wait_for("replayed", 4, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again: Vec<String> = rx.hits()[2..].iter().map(|h| h.id.clone()).collect();
     let (mut a, mut b) = (first.clone(), again);
@@ -737,19 +711,15 @@ async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
         }
     };
     enroll_ipads(3).await;
-    eventually("three events", Duration::from_secs(10), async || {
-        rx.hit_count() >= 3
-    })
-    .await;
+    rx.wait_for("three events", 3, Duration::from_secs(10))
+        .await;
     // Killed between polls, with everything delivered; changes happen while it is down.
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().await;
     enroll_ipads(4).await;
     let mut server = binary(&db, key).await;
-    eventually("seven events", Duration::from_secs(15), async || {
-        rx.hit_count() >= 7
-    })
-    .await;
+    rx.wait_for("seven events", 7, Duration::from_secs(15))
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let hits = rx.hits();
     let mut devices: Vec<&str> = hits
@@ -918,17 +888,19 @@ async fn the_event_store_records_once_claims_once_requeues_and_expires(db: TestD
         .unwrap()
         .id;
     let helper = r#"{"url":"https://flows.example.com/hook?token=flow-token-123"}"#;
-    let sub = store
-        .create_subscription(NewSubscription {
+    // A subscription of key k1 to `event` on the connection, with that helper flow.
+    let subscribe_to = async |event: &str| {
+        let new = NewSubscription {
             owner: "k1".into(),
             connection_id: conn.clone(),
-            event: "device_enrolled".into(),
+            event: event.into(),
             filters: json!({}),
             helper: SecretString::from(helper),
             callback_origin: "https://flows.example.com".into(),
-        })
-        .await
-        .unwrap();
+        };
+        store.create_subscription(new).await.unwrap()
+    };
+    let sub = subscribe_to("device_enrolled").await;
     let start = store.event_position(&conn).await.unwrap().unwrap();
     assert_eq!(
         start, sub.created_at,
@@ -1057,17 +1029,7 @@ async fn the_event_store_records_once_claims_once_requeues_and_expires(db: TestD
     assert!(store.delete_subscription(&sub.id).await.unwrap());
     assert!(store.event_connections().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let next = store
-        .create_subscription(NewSubscription {
-            owner: "k1".into(),
-            connection_id: conn.clone(),
-            event: "device_removed".into(),
-            filters: json!({}),
-            helper: SecretString::from(helper),
-            callback_origin: "https://flows.example.com".into(),
-        })
-        .await
-        .unwrap();
+    let next = subscribe_to("device_removed").await;
     assert_eq!(
         store.event_position(&conn).await.unwrap(),
         Some(next.created_at)
@@ -1104,12 +1066,8 @@ async fn a_failed_poll_loses_nothing() {
         ],
     );
     enroll(&app.sim, json!({})).await;
-    eventually(
-        "delivered after the failures",
-        Duration::from_secs(10),
-        async || rx.hit_count() >= 1,
-    )
-    .await;
+    rx.wait_for("delivered after the failures", 1, Duration::from_secs(10))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.hit_count(), 1);
     let failed = app

@@ -94,6 +94,21 @@ async fn result(c: &Client, tool: &str, arguments: Value) -> CallToolResult {
         .unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
 
+/// `METHOD /path` of each request the tenant saw.
+fn sent(s: &TestApp) -> Vec<String> {
+    s.sim
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The get_device tool with basic details: the MCP twin of `Api::get_device`.
+async fn get_device_basic(c: &Client, device_id: &str) -> CallToolResult {
+    let arguments = json!({"device_id": device_id, "details": "basic"});
+    result(c, "get_device", arguments).await
+}
+
 /// The tool result's `structuredContent`, checked against the tool's `outputSchema` with the
 /// `jsonschema` crate, and equal to its text mirror.
 fn structured(tool: &Tool, r: &CallToolResult) -> Value {
@@ -311,12 +326,7 @@ async fn destructive_tools_are_offered_when_the_operator_turns_them_on() {
     let out = structured(lock, &r);
     assert_eq!(out["status_code"], 200);
     assert_eq!(out["pin"].as_str().map(str::len), Some(6), "{out}");
-    let sent: Vec<String> = s
-        .sim
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let sent = sent(&s);
     assert_eq!(
         sent,
         [
@@ -365,12 +375,7 @@ async fn get_device_answers_typed_outputs_on_every_revision() {
         let all = tools(&c).await;
         let tool = find(&all, "get_device");
         // The connection may be left out: this connector has exactly one.
-        let r = result(
-            &c,
-            "get_device",
-            json!({"device_id": mac, "details": "basic"}),
-        )
-        .await;
+        let r = get_device_basic(&c, &mac).await;
         assert_eq!(r.is_error, Some(false), "{version}: {r:?}");
         let out = structured(tool, &r);
         assert_eq!(out, http, "{version}: MCP and HTTP answer the same");
@@ -385,12 +390,7 @@ async fn get_device_answers_typed_outputs_on_every_revision() {
         assert_eq!(out["status_code"], 200, "{version}");
         assert_eq!(out["general"]["device_id"], json!(mac), "{version}: {out}");
     }
-    let sent: Vec<String> = s
-        .sim
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let sent = sent(&s);
     assert_eq!(sent.len(), 6, "{sent:?}");
     assert_eq!(sent[0], format!("GET /api/v1/devices/{mac}"));
     assert_eq!(sent[1], format!("GET /api/v1/devices/{mac}/details"));
@@ -827,12 +827,7 @@ async fn invocations_are_counted_by_surface() {
     s.get_device_outputs(&mac).await;
     let c = client(&s, API_KEY).await;
     for _ in 0..2 {
-        let r = result(
-            &c,
-            "get_device",
-            json!({"device_id": mac, "details": "basic"}),
-        )
-        .await;
+        let r = get_device_basic(&c, &mac).await;
         assert_eq!(r.is_error, Some(false), "{r:?}");
     }
     let text = s.get("/metrics").await.body.as_str().unwrap().to_string();

@@ -600,10 +600,9 @@ async fn cancel_stops_deliveries(db: TestDb) {
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
     let id = stream_devices_to(&server, &receiver).await;
-    eventually("a few deliveries", Duration::from_secs(10), async || {
-        receiver.hit_count() >= 20
-    })
-    .await;
+    receiver
+        .wait_for("a few deliveries", 20, Duration::from_secs(10))
+        .await;
     let r = server.delete(&format!("/v1/streams/{id}")).await;
     let acked = Instant::now();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -874,12 +873,9 @@ async fn killed_mid_stream_resumes_and_finishes() {
     let id = started.body["stream_id"].as_str().unwrap().to_string();
 
     // SIGKILL after a few hundred records
-    eventually(
-        "records before the kill",
-        Duration::from_secs(20),
-        async || receiver.hit_count() >= 500,
-    )
-    .await;
+    receiver
+        .wait_for("records before the kill", 500, Duration::from_secs(20))
+        .await;
     first.kill().await;
     sim.clear_requests();
     let at_kill = receiver.by_index().len();
@@ -1017,12 +1013,9 @@ async fn killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch(d
     let id = started.body["stream_id"].as_str().unwrap().to_string();
 
     let t0 = Instant::now();
-    eventually(
-        "records before the kill",
-        Duration::from_secs(20),
-        async || receiver.hit_count() >= 1500,
-    )
-    .await;
+    receiver
+        .wait_for("records before the kill", 1500, Duration::from_secs(20))
+        .await;
     let rate = receiver.hit_count() as f64 / t0.elapsed().as_secs_f64();
     first.kill().await;
     // Callbacks the process had written before it died arrive within moments.

@@ -4,7 +4,8 @@
 //!   running connector and asserts problem+json answers (`Resp::problem`).
 //! - `TestDb` and `both!` (db.rs): SQLite or a PostgreSQL schema of the test's own.
 //! - kandji.rs: what reached the simulated Kandji tenant, exactly (method, path, query, body).
-//! - `Receiver` (receiver.rs): a helper-flow callback receiver whose answers can be switched.
+//! - `Receiver` (receiver.rs): a helper-flow callback receiver whose answers can be switched,
+//!   and `wait_for` a number of callbacks.
 //! - `Binary` (binary.rs): the real `kandji-connector` binary, started, killed, its logs read.
 //! - `repo_file`, `builtin_card`, `operator_cards` (files.rs): the repository's files, and
 //!   operator cards made from built-in ones.

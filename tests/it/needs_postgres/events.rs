@@ -52,10 +52,8 @@ async fn two_replicas_poll_once_per_interval_and_deliver_each_event_once() {
         }
         tokio::time::sleep(interval).await;
     }
-    eventually("60 deliveries", Duration::from_secs(20), async || {
-        rx.hit_count() >= 60
-    })
-    .await;
+    rx.wait_for("60 deliveries", 60, Duration::from_secs(20))
+        .await;
     tokio::time::sleep(interval * 4).await;
     let hits = rx.hits();
     let ids: HashSet<&str> = hits.iter().map(|h| h.id.as_str()).collect();

@@ -156,10 +156,9 @@ async fn a_cancel_on_one_replica_stops_the_stream_on_the_other() {
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
     let id = a.stream_devices(&receiver.url()).await;
-    eventually("deliveries", Duration::from_secs(10), async || {
-        receiver.hit_count() >= 20
-    })
-    .await;
+    receiver
+        .wait_for("deliveries", 20, Duration::from_secs(10))
+        .await;
     let r = b.delete(&format!("/v1/streams/{id}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["state"], "cancelled");
@@ -225,10 +224,9 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
     let id = a.stream_devices(&receiver.url()).await;
 
     // SIGKILL A mid-stream.
-    eventually("deliveries by A", Duration::from_secs(15), async || {
-        receiver.hit_count() >= 600
-    })
-    .await;
+    receiver
+        .wait_for("deliveries by A", 600, Duration::from_secs(15))
+        .await;
     a.kill().await;
     let killed_at = Instant::now();
     // A's last saved checkpoint, read before B can take the lease over.
