@@ -26,6 +26,17 @@ const API_KEY: &str = "bench-key-0123456789abcdef";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const DEVICES: usize = 100_000;
 
+/// Sends a request to the connector with the bench's key and reads its JSON answer.
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 struct Proc {
     child: Child,
 }
@@ -147,34 +158,24 @@ async fn run(
     let base = format!("http://{addr}");
     let pid = server.child.id();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let conn: Value = http
-        .post(format!("{base}/v1/connections"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"name": "sim", "api_url": sim_url, "api_token": sim_token, "requests_per_hour": requests_per_hour()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conn = json_of(
+        http.post(format!("{base}/v1/connections"))
+            .json(&json!({"name": "sim", "api_url": sim_url, "api_token": sim_token, "requests_per_hour": requests_per_hour()})),
+    )
+    .await;
     let idle_rss = vm(pid, "VmRSS:");
     received.count.store(0, Ordering::SeqCst);
     received.max_index.store(0, Ordering::SeqCst);
     let started = Instant::now();
-    let resp: Value = http
-        .post(format!("{base}/v1/cards/list_devices/invoke"))
-        .bearer_auth(API_KEY)
-        .json(&json!({"connection": conn["id"], "options": {
-            "result_set": "stream_matching_records",
-            "record_limit": records,
-            "helper_flow": {"url": receiver, "secret": SECRET, "state": {"bench": true}},
-        }}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resp = json_of(
+        http.post(format!("{base}/v1/cards/list_devices/invoke"))
+            .json(&json!({"connection": conn["id"], "options": {
+                "result_set": "stream_matching_records",
+                "record_limit": records,
+                "helper_flow": {"url": receiver, "secret": SECRET, "state": {"bench": true}},
+            }})),
+    )
+    .await;
     let status_url = format!(
         "{base}{}",
         resp["status_url"]
@@ -185,15 +186,7 @@ async fn run(
     // equal figures mean the connector's memory does not grow with the records streamed.
     let (mut first_half, mut second_half) = (0u64, 0u64);
     let status = loop {
-        let s: Value = http
-            .get(&status_url)
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = json_of(http.get(&status_url)).await;
         let rss = vm(pid, "VmRSS:");
         if received.count.load(Ordering::Relaxed) < records / 2 {
             first_half = first_half.max(rss);

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::harness::TestApp;
-use crate::harness::kandji::{FAST_BUDGET, assert_form, assert_json, assert_no_body, line, take};
+use crate::harness::kandji::{assert_form, assert_json, assert_no_body, line, start, take};
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
@@ -154,10 +154,7 @@ fn fill(v: &Value, vars: &BTreeMap<&str, String>) -> Value {
 /// Invokes `card` as its fixture says on a fresh app, and checks what reached Kandji and what
 /// came back.
 async fn check(card: String) {
-    let app = TestApp::builder()
-        .requests_per_hour(FAST_BUDGET)
-        .start()
-        .await;
+    let app = start().await;
     let f = fixture(&app, &card);
     for b in &f.before {
         app.outputs(&b.card, b.inputs.clone(), json!({})).await;

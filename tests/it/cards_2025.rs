@@ -2,6 +2,7 @@
 //! that reached Kandji (method, path, query, body), how many, the outputs the caller got, their
 //! result sets, and Kandji's errors passed through.
 
+use crate::harness::TestApp;
 use crate::harness::kandji::*;
 use chrono::Duration;
 use kandji_connector::simulator::{
@@ -36,6 +37,35 @@ fn ids_of(records: &Value, key: &str) -> Vec<String> {
 }
 
 const FIRST_300: &str = "first_300_records";
+
+/// First 300 Records of `card` for `inputs`: the one request, without a body, is
+/// `GET /api/v1{path}?limit=300&offset=0`; returns the outputs.
+async fn first_300(s: &TestApp, card: &str, inputs: Value, path: &str) -> Value {
+    let out = s
+        .outputs(card, inputs, json!({"result_set": FIRST_300}))
+        .await;
+    let req = only(s, &format!("GET /api/v1{path}?limit=300&offset=0"));
+    assert_no_body(&req);
+    out
+}
+
+/// First 300 Records of `card` for an ID Kandji does not know (`input`): the one request,
+/// `GET /api/v1{path}?limit=300&offset=0` with the ID for `{id}`, gets Kandji's 404, passed
+/// through with the results null.
+async fn first_300_of_an_unknown_id(s: &TestApp, card: &str, input: &str, path: &str) {
+    let nobody = unknown_id();
+    let inputs = Value::Object([(input.to_string(), json!(nobody))].into_iter().collect());
+    let out = s
+        .outputs(card, inputs, json!({"result_set": FIRST_300}))
+        .await;
+    let path = path.replace("{id}", &nobody);
+    only(s, &format!("GET /api/v1{path}?limit=300&offset=0"));
+    assert_eq!(
+        out,
+        json!({"status_code": 404, "results": null, "error": "Not found."}),
+        "{card}"
+    );
+}
 
 // ---- Tags ----
 
@@ -149,11 +179,7 @@ async fn update_tag_patches_the_name_and_devices_follow() {
 async fn list_tags_searches_by_name_and_returns_the_first_300() {
     let s = start().await;
     let raw = kandji(&s, "/tags").await;
-    let out = s
-        .outputs("list_tags", json!({}), json!({"result_set": FIRST_300}))
-        .await;
-    let req = only(&s, "GET /api/v1/tags?limit=300&offset=0");
-    assert_no_body(&req);
+    let out = first_300(&s, "list_tags", json!({}), "/tags").await;
     assert_eq!(out, json!({"status_code": 200, "results": raw["results"]}));
     assert!(!raw["results"].as_array().unwrap().is_empty());
 
@@ -502,13 +528,10 @@ async fn get_threats_summary_reads_the_counts_and_passes_404_and_401_through() {
     // A token without permission to read threats: Kandji's 401, as the card documents.
     s.sim.push_faults(
         Some("/threat-details"),
-        vec![Fault::Status {
-            status: 401,
-            retry_after: None,
-            body: Some(
-                json!({"detail": "You do not have permission to perform this action."}).to_string(),
-            ),
-        }],
+        vec![answer(
+            401,
+            json!({"detail": "You do not have permission to perform this action."}),
+        )],
     );
     let out = s.outputs("get_threats_summary", json!({}), json!({})).await;
     only(&s, "GET /api/v1/threat-details?limit=1");
@@ -554,18 +577,13 @@ async fn list_device_activity_reads_the_nested_envelope() {
     }
     let raw = kandji(&s, &format!("/devices/{dev}/activity")).await;
     assert_eq!(raw["activity"]["count"], 4);
-    let out = s
-        .outputs(
-            "list_device_activity",
-            json!({"device_id": dev}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    let req = only(
+    let out = first_300(
         &s,
-        &format!("GET /api/v1/devices/{dev}/activity?limit=300&offset=0"),
-    );
-    assert_no_body(&req);
+        "list_device_activity",
+        json!({"device_id": dev}),
+        &format!("/devices/{dev}/activity"),
+    )
+    .await;
     assert_eq!(
         out,
         json!({"status_code": 200, "results": with_dates(&raw["activity"]["results"], &["/created_at"])})
@@ -574,25 +592,17 @@ async fn list_device_activity_reads_the_nested_envelope() {
 
     // A short page whose `next` (inside `activity`, on the web-app host) is followed.
     let results = raw["activity"]["results"].as_array().unwrap();
-    s.sim.push_faults(
-        Some("/activity"),
-        vec![Fault::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(
-                json!({
-                    "device_id": dev,
-                    "activity": {
-                        "count": 4,
-                        "next": format!("https://accuhive.kandji.io/api/v1/devices/{dev}/activity?limit=2&offset=2"),
-                        "previous": null,
-                        "results": &results[..2],
-                    },
-                })
-                .to_string(),
-            ),
-        }],
-    );
+    let page = json!({
+        "device_id": dev,
+        "activity": {
+            "count": 4,
+            "next": format!("https://accuhive.kandji.io/api/v1/devices/{dev}/activity?limit=2&offset=2"),
+            "previous": null,
+            "results": &results[..2],
+        },
+    });
+    s.sim
+        .push_faults(Some("/activity"), vec![answer(200, page)]);
     let out = s
         .outputs(
             "list_device_activity",
@@ -638,22 +648,13 @@ async fn list_device_activity_reads_the_nested_envelope() {
         with_dates(&raw["activity"]["results"], &["/created_at"])
     );
 
-    let nobody = unknown_id();
-    let out = s
-        .outputs(
-            "list_device_activity",
-            json!({"device_id": nobody}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    only(
+    first_300_of_an_unknown_id(
         &s,
-        &format!("GET /api/v1/devices/{nobody}/activity?limit=300&offset=0"),
-    );
-    assert_eq!(
-        out,
-        json!({"status_code": 404, "results": null, "error": "Not found."})
-    );
+        "list_device_activity",
+        "device_id",
+        "/devices/{id}/activity",
+    )
+    .await;
 }
 
 // ---- Library items ----
@@ -663,21 +664,13 @@ async fn list_library_items_lists_a_blueprints_items() {
     let s = start().await;
     let bp = s.sim.tenant().blueprints[0].clone();
     let raw = kandji(&s, &format!("/blueprints/{}/list-library-items", bp.id)).await;
-    let out = s
-        .outputs(
-            "list_library_items",
-            json!({"blueprint_id": bp.id.to_string()}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    let req = only(
+    let out = first_300(
         &s,
-        &format!(
-            "GET /api/v1/blueprints/{}/list-library-items?limit=300&offset=0",
-            bp.id
-        ),
-    );
-    assert_no_body(&req);
+        "list_library_items",
+        json!({"blueprint_id": bp.id.to_string()}),
+        &format!("/blueprints/{}/list-library-items", bp.id),
+    )
+    .await;
     assert_eq!(out, json!({"status_code": 200, "results": raw["results"]}));
     let want: Vec<Value> = {
         let t = s.sim.tenant();
@@ -688,22 +681,13 @@ async fn list_library_items_lists_a_blueprints_items() {
     };
     assert_eq!(out["results"], Value::Array(want));
 
-    let nobody = unknown_id();
-    let out = s
-        .outputs(
-            "list_library_items",
-            json!({"blueprint_id": nobody}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    only(
+    first_300_of_an_unknown_id(
         &s,
-        &format!("GET /api/v1/blueprints/{nobody}/list-library-items?limit=300&offset=0"),
-    );
-    assert_eq!(
-        out,
-        json!({"status_code": 404, "results": null, "error": "Not found."})
-    );
+        "list_library_items",
+        "blueprint_id",
+        "/blueprints/{id}/list-library-items",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -949,21 +933,13 @@ async fn list_library_item_activity_is_newest_first_and_at_most_300() {
     let s = start().await;
     let item = s.sim.tenant().library_items[0].clone();
     let raw = kandji(&s, &format!("/library/library-items/{}/activity", item.id)).await;
-    let out = s
-        .outputs(
-            "list_library_item_activity",
-            json!({"library_item_id": item.id.to_string()}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    let req = only(
+    let out = first_300(
         &s,
-        &format!(
-            "GET /api/v1/library/library-items/{}/activity?limit=300&offset=0",
-            item.id
-        ),
-    );
-    assert_no_body(&req);
+        "list_library_item_activity",
+        json!({"library_item_id": item.id.to_string()}),
+        &format!("/library/library-items/{}/activity", item.id),
+    )
+    .await;
     assert_eq!(
         out,
         json!({"status_code": 200, "results": with_dates(&raw["results"], &["/activity_time"])})
@@ -1011,22 +987,13 @@ async fn list_library_item_activity_is_newest_first_and_at_most_300() {
     let want: Vec<String> = (20..320).rev().map(|i| (50_000 + i).to_string()).collect();
     assert_eq!(got, want);
 
-    let nobody = unknown_id();
-    let out = s
-        .outputs(
-            "list_library_item_activity",
-            json!({"library_item_id": nobody}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    only(
+    first_300_of_an_unknown_id(
         &s,
-        &format!("GET /api/v1/library/library-items/{nobody}/activity?limit=300&offset=0"),
-    );
-    assert_eq!(
-        out,
-        json!({"status_code": 404, "results": null, "error": "Not found."})
-    );
+        "list_library_item_activity",
+        "library_item_id",
+        "/library/library-items/{id}/activity",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1051,18 +1018,13 @@ async fn list_library_item_statuses_lists_every_device_in_scope() {
     )
     .await;
     assert_eq!(raw["count"].as_u64().unwrap() as usize, macs);
-    let out = s
-        .outputs(
-            "list_library_item_statuses",
-            json!({"library_item_id": liftoff.to_string()}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    let req = only(
+    let out = first_300(
         &s,
-        &format!("GET /api/v1/library/library-items/{liftoff}/status?limit=300&offset=0"),
-    );
-    assert_no_body(&req);
+        "list_library_item_statuses",
+        json!({"library_item_id": liftoff.to_string()}),
+        &format!("/library/library-items/{liftoff}/status"),
+    )
+    .await;
     assert_eq!(
         out,
         json!({"status_code": 200, "results": with_dates(&raw["results"], &statuses)})
@@ -1117,22 +1079,13 @@ async fn list_library_item_statuses_lists_every_device_in_scope() {
             .any(|r| r["edr_status"]["status"] == "enabled")
     );
 
-    let nobody = unknown_id();
-    let out = s
-        .outputs(
-            "list_library_item_statuses",
-            json!({"library_item_id": nobody}),
-            json!({"result_set": FIRST_300}),
-        )
-        .await;
-    only(
+    first_300_of_an_unknown_id(
         &s,
-        &format!("GET /api/v1/library/library-items/{nobody}/status?limit=300&offset=0"),
-    );
-    assert_eq!(
-        out,
-        json!({"status_code": 404, "results": null, "error": "Not found."})
-    );
+        "list_library_item_statuses",
+        "library_item_id",
+        "/library/library-items/{id}/status",
+    )
+    .await;
 }
 
 // ---- The 2025 revisions of the older cards (a superset of the seed's) ----
@@ -1152,6 +1105,22 @@ fn device_query(r: &kandji_connector::simulator::RecordedRequest) -> Vec<(String
         .into_iter()
         .filter(|(k, _)| k != "ordering")
         .collect()
+}
+
+/// List Devices with these inputs and result set: the one request is `GET /api/v1/devices`
+/// with exactly the query `want` (besides `ordering`); returns the outputs.
+async fn list_devices(
+    s: &TestApp,
+    inputs: Value,
+    result_set: &str,
+    want: &[(&str, &str)],
+) -> Value {
+    let out = s
+        .outputs("list_devices", inputs, json!({"result_set": result_set}))
+        .await;
+    let req = take(s, 1).remove(0);
+    assert_eq!(device_query(&req), pairs(want));
+    out
 }
 
 fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1184,26 +1153,21 @@ async fn list_devices_2025_filters_by_filevault_and_tags_and_returns_the_first_3
         ids.sort();
         (tag, ids)
     };
-    let out = s
-        .outputs(
-            "list_devices",
-            json!({"platform": "Mac", "filevault_turned_on": true, "tag_id": tag.id.to_string(), "tag_name": tag.name}),
-            json!({"result_set": "first_300_matching_records"}),
-        )
-        .await;
-    let req = take(&s, 1).remove(0);
     let tag_id = tag.id.to_string();
-    assert_eq!(
-        device_query(&req),
-        pairs(&[
+    let out = list_devices(
+        &s,
+        json!({"platform": "Mac", "filevault_turned_on": true, "tag_id": tag.id.to_string(), "tag_name": tag.name}),
+        "first_300_matching_records",
+        &[
             ("filevault_enabled", "true"),
             ("platform", "Mac"),
             ("tag_id", &tag_id),
             ("tag_name", &tag.name),
             ("limit", "300"),
             ("offset", "0"),
-        ])
-    );
+        ],
+    )
+    .await;
     assert_keys(&out, &["devices", "status_code"]);
     assert_eq!(out["status_code"], 200);
     let mut got = ids_of(&out["devices"], "device_id");
@@ -1218,21 +1182,17 @@ async fn list_devices_2025_filters_by_filevault_and_tags_and_returns_the_first_3
     }
 
     // FileVault off: Kandji's `false`, never a dropped filter.
-    s.outputs(
-        "list_devices",
+    list_devices(
+        &s,
         json!({"filevault_turned_on": false}),
-        json!({"result_set": "first_300_matching_records"}),
-    )
-    .await;
-    let req = take(&s, 1).remove(0);
-    assert_eq!(
-        device_query(&req),
-        pairs(&[
+        "first_300_matching_records",
+        &[
             ("filevault_enabled", "false"),
             ("limit", "300"),
-            ("offset", "0")
-        ])
-    );
+            ("offset", "0"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1255,23 +1215,18 @@ async fn list_devices_2025_first_matching_record_has_tags_and_the_in_filters_pas
         (d, other)
     };
     let names = format!("{},{}", other.name, d.tags[0]);
-    let out = s
-        .outputs(
-            "list_devices",
-            json!({"serial_number": d.serial_number.to_string(), "tag_name_in": names}),
-            json!({"result_set": "first_matching_record"}),
-        )
-        .await;
-    let req = take(&s, 1).remove(0);
-    assert_eq!(
-        device_query(&req),
-        pairs(&[
+    let out = list_devices(
+        &s,
+        json!({"serial_number": d.serial_number.to_string(), "tag_name_in": names}),
+        "first_matching_record",
+        &[
             ("serial_number", &d.serial_number),
             ("tag_name_in", &names),
             ("limit", "1"),
-            ("offset", "0")
-        ])
-    );
+            ("offset", "0"),
+        ],
+    )
+    .await;
     assert_eq!(out["device_id"], id(&d));
     assert_eq!(out["tags"], json!(d.tags));
 
@@ -1281,23 +1236,18 @@ async fn list_devices_2025_first_matching_record_has_tags_and_the_in_filters_pas
         let mine = t.tags.iter().find(|x| x.name == d.tags[0]).unwrap().id;
         format!("{},{mine}", other.id)
     };
-    let out = s
-        .outputs(
-            "list_devices",
-            json!({"serial_number": d.serial_number.to_string(), "tag_id_in": tag_ids}),
-            json!({"result_set": "first_matching_record"}),
-        )
-        .await;
-    let req = take(&s, 1).remove(0);
-    assert_eq!(
-        device_query(&req),
-        pairs(&[
+    let out = list_devices(
+        &s,
+        json!({"serial_number": d.serial_number.to_string(), "tag_id_in": tag_ids}),
+        "first_matching_record",
+        &[
             ("serial_number", &d.serial_number),
             ("tag_id_in", &tag_ids),
             ("limit", "1"),
-            ("offset", "0")
-        ])
-    );
+            ("offset", "0"),
+        ],
+    )
+    .await;
     assert_eq!(out["device_id"], id(&d));
 }
 
@@ -1364,18 +1314,13 @@ async fn list_devices_platform_is_any_text_with_the_known_ones_suggested() {
     let s = start().await;
     // A platform this catalog does not list (Kandji, now Iru, also manages Windows): sent as
     // given, and Kandji's answer (no such device here) comes back.
-    let out = s
-        .outputs(
-            "list_devices",
-            json!({"platform": "Windows"}),
-            json!({"result_set": "first_300_matching_records"}),
-        )
-        .await;
-    let req = take(&s, 1).remove(0);
-    assert_eq!(
-        device_query(&req),
-        pairs(&[("platform", "Windows"), ("limit", "300"), ("offset", "0")])
-    );
+    let out = list_devices(
+        &s,
+        json!({"platform": "Windows"}),
+        "first_300_matching_records",
+        &[("platform", "Windows"), ("limit", "300"), ("offset", "0")],
+    )
+    .await;
     assert_eq!(out, json!({"status_code": 200, "devices": []}));
 
     // Empty text is still refused, naming the field; nothing reaches Kandji.
@@ -1403,17 +1348,8 @@ async fn list_devices_platform_is_any_text_with_the_known_ones_suggested() {
 #[tokio::test]
 async fn kandji_user_id_takes_an_integer_as_its_text() {
     let s = start().await;
-    let (mac, user) = {
-        let t = s.sim.tenant();
-        let mac = t.first_device_of("Mac").unwrap().clone();
-        let user = t
-            .users
-            .iter()
-            .find(|u| Some(u.id) != mac.user_id)
-            .unwrap()
-            .clone();
-        (mac, user)
-    };
+    let mac = device(&s, "Mac");
+    let user = other_user(&s.sim, &mac);
     // Update Device: the seed's Number-typed Kandji User ID; Kandji took the deprecated integer
     // id as text until 2025 (kandji-api.md), as the simulated tenant still does.
     let out = s
@@ -1429,18 +1365,13 @@ async fn kandji_user_id_takes_an_integer_as_its_text() {
     assert_eq!(out["user"]["user_id"], user.id.to_string());
 
     // List Devices: an integer becomes the same text in the query; Kandji's answer passes through.
-    let out = s
-        .outputs(
-            "list_devices",
-            json!({"kandji_user_id": 42}),
-            json!({"result_set": "first_matching_record"}),
-        )
-        .await;
-    let req = take(&s, 1).remove(0);
-    assert_eq!(
-        device_query(&req),
-        pairs(&[("user_id", "42"), ("limit", "1"), ("offset", "0")])
-    );
+    let out = list_devices(
+        &s,
+        json!({"kandji_user_id": 42}),
+        "first_matching_record",
+        &[("user_id", "42"), ("limit", "1"), ("offset", "0")],
+    )
+    .await;
     assert_eq!(out["status_code"], 400);
     assert_eq!(out["error"], "user_id: Enter a valid UUID.");
 
@@ -1780,11 +1711,7 @@ async fn lock_device_reads_the_pin_in_either_case() {
     let mac = device(&s, "Mac");
     s.sim.push_faults(
         Some("/action/lock"),
-        vec![Fault::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(json!({"pin": "246810"}).to_string()),
-        }],
+        vec![answer(200, json!({"pin": "246810"}))],
     );
     let out = s
         .outputs("lock_device", json!({"device_id": id(&mac)}), json!({}))
@@ -2008,13 +1935,7 @@ async fn get_device_basic_2025_has_lost_mode_status_and_tags() {
     )
     .await;
     s.sim.clear_requests();
-    let out = s
-        .outputs(
-            "get_device",
-            json!({"device_id": id(&iphone)}),
-            json!({"details": "basic"}),
-        )
-        .await;
+    let out = s.get_device_outputs(&id(&iphone)).await;
     only(&s, &format!("GET /api/v1/devices/{}", id(&iphone)));
     let raw = kandji(&s, &format!("/devices/{}", id(&iphone))).await;
     assert!(

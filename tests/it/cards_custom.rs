@@ -1,21 +1,25 @@
 //! The Custom API Action against the simulated tenant: method, relative URL, Query, Headers and
 //! Body as sent; Status Code, Headers and Body as Kandji answered, errors of every shape included.
 
+use crate::harness::TestApp;
 use crate::harness::kandji::*;
-use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
+
+/// The Custom API Action's outputs for a request of this method (`request_type`).
+async fn custom(s: &TestApp, method: &str, inputs: Value) -> Value {
+    s.outputs(
+        "custom_api_request",
+        inputs,
+        json!({"request_type": method}),
+    )
+    .await
+}
 
 #[tokio::test]
 async fn get_with_query_in_the_url_and_in_the_query_object() {
     let s = start().await;
     let raw = kandji(&s, "/devices?platform=iPhone&limit=2&ordering=device_name").await;
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": "/devices?platform=iPhone&limit=2", "query": {"ordering": "device_name"}}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(&s, "GET", json!({"relative_url": "/devices?platform=iPhone&limit=2", "query": {"ordering": "device_name"}})).await;
     let req = only(
         &s,
         "GET /api/v1/devices?platform=iPhone&limit=2&ordering=device_name",
@@ -28,13 +32,7 @@ async fn get_with_query_in_the_url_and_in_the_query_object() {
     assert_eq!(out["body"].as_array().unwrap().len(), 2);
 
     // Query values of every JSON scalar type, written as Kandji expects them.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": "/devices", "query": {"limit": 1, "filevault_enabled": true, "platform": "Mac"}}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(&s, "GET", json!({"relative_url": "/devices", "query": {"limit": 1, "filevault_enabled": true, "platform": "Mac"}})).await;
     let req = take(&s, 1).remove(0);
     assert_eq!(req.path, "/api/v1/devices");
     let mut pairs = req.query_pairs();
@@ -52,13 +50,12 @@ async fn get_with_query_in_the_url_and_in_the_query_object() {
     // A query already percent-encoded in the URL is sent as written.
     let email = user_email(&s, &device(&s, "Mac")).unwrap();
     let encoded = email.replace('@', "%40");
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices?user_email_exact={encoded}")}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "GET",
+        json!({"relative_url": format!("/devices?user_email_exact={encoded}")}),
+    )
+    .await;
     only(
         &s,
         &format!("GET /api/v1/devices?user_email_exact={encoded}"),
@@ -72,39 +69,26 @@ async fn post_patch_and_delete_send_the_body_as_json() {
     let mac = device(&s, "Mac");
     let dev = id(&mac);
 
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}/notes"), "body": {"content": "From a custom action"}}),
-            json!({"request_type": "POST"}),
-        )
-        .await;
+    let out = custom(&s, "POST", json!({"relative_url": format!("/devices/{dev}/notes"), "body": {"content": "From a custom action"}})).await;
     let req = only(&s, &format!("POST /api/v1/devices/{dev}/notes"));
     assert_json(&req, json!({"content": "From a custom action"}));
     assert_eq!(out["status_code"], 201);
     assert_eq!(out["body"]["content"], "From a custom action");
     let note_id = out["body"]["note_id"].as_str().unwrap().to_string();
 
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}"), "body": {"asset_tag": "CUSTOM-1", "tags": ["loaner"]}}),
-            json!({"request_type": "PATCH"}),
-        )
-        .await;
+    let out = custom(&s, "PATCH", json!({"relative_url": format!("/devices/{dev}"), "body": {"asset_tag": "CUSTOM-1", "tags": ["loaner"]}})).await;
     let req = only(&s, &format!("PATCH /api/v1/devices/{dev}"));
     assert_json(&req, json!({"asset_tag": "CUSTOM-1", "tags": ["loaner"]}));
     assert_eq!(out["status_code"], 200);
     assert_eq!(out["body"]["asset_tag"], "CUSTOM-1");
     assert_eq!(out["body"]["tags"], json!(["loaner"]));
 
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}/notes/{note_id}")}),
-            json!({"request_type": "DELETE"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "DELETE",
+        json!({"relative_url": format!("/devices/{dev}/notes/{note_id}")}),
+    )
+    .await;
     let req = only(&s, &format!("DELETE /api/v1/devices/{dev}/notes/{note_id}"));
     assert_no_body(&req);
     assert_eq!(out["status_code"], 200);
@@ -118,13 +102,12 @@ async fn post_patch_and_delete_send_the_body_as_json() {
     );
 
     // A JSON list body is sent as a list; Kandji's bare-string 400 comes back in Body and error.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}/action/setname"), "body": ["x"]}),
-            json!({"request_type": "POST"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "POST",
+        json!({"relative_url": format!("/devices/{dev}/action/setname"), "body": ["x"]}),
+    )
+    .await;
     let req = only(&s, &format!("POST /api/v1/devices/{dev}/action/setname"));
     assert_json(&req, json!(["x"]));
     assert_eq!(out["status_code"], 400);
@@ -136,13 +119,7 @@ async fn post_patch_and_delete_send_the_body_as_json() {
 async fn caller_headers_are_passed_but_authorization_is_the_connections() {
     let s = start().await;
     let dev = id(&device(&s, "iPad"));
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}"), "headers": {"X-Request-Source": "workflows", "Accept-Language": "en"}}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(&s, "GET", json!({"relative_url": format!("/devices/{dev}"), "headers": {"X-Request-Source": "workflows", "Accept-Language": "en"}})).await;
     // `take` checks that Authorization is the connection's token.
     let req = only(&s, &format!("GET /api/v1/devices/{dev}"));
     assert_eq!(req.header("x-request-source"), Some("workflows"));
@@ -174,13 +151,7 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     let dev = id(&device(&s, "Mac"));
 
     // Django's HTML 404 for an unknown path.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": "/no/such/endpoint"}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(&s, "GET", json!({"relative_url": "/no/such/endpoint"})).await;
     only(&s, "GET /api/v1/no/such/endpoint");
     assert_eq!(out["status_code"], 404);
     assert_eq!(out["error"], "Not Found");
@@ -199,13 +170,12 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     );
 
     // DRF's {"detail": ...} for a method the path does not take.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}"), "body": {"asset_tag": "x"}}),
-            json!({"request_type": "PUT"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "PUT",
+        json!({"relative_url": format!("/devices/{dev}"), "body": {"asset_tag": "x"}}),
+    )
+    .await;
     let req = only(&s, &format!("PUT /api/v1/devices/{dev}"));
     assert_json(&req, json!({"asset_tag": "x"}));
     assert_eq!(
@@ -220,26 +190,24 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     assert_eq!(out["headers"]["allow"], "GET, PATCH, DELETE");
 
     // A list of strings.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}/details/lostmode")}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "GET",
+        json!({"relative_url": format!("/devices/{dev}/details/lostmode")}),
+    )
+    .await;
     only(&s, &format!("GET /api/v1/devices/{dev}/details/lostmode"));
     assert_eq!(out["status_code"], 400);
     assert_eq!(out["body"], json!(["Device is not in lost mode."]));
     assert_eq!(out["error"], "Device is not in lost mode.");
 
     // DRF field errors.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": "/integrations/apple/ade/devices?dep_account=nope"}),
-            json!({"request_type": "GET"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "GET",
+        json!({"relative_url": "/integrations/apple/ade/devices?dep_account=nope"}),
+    )
+    .await;
     only(
         &s,
         "GET /api/v1/integrations/apple/ade/devices?dep_account=nope",
@@ -251,20 +219,13 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     // Plain text, as Kandji's blueprint assignment endpoints answer.
     s.sim.push_faults(
         Some("/blueprints/"),
-        vec![Fault::Status {
-            status: 400,
-            retry_after: None,
-            body: Some("Library Item already exists in Assignment Node".into()),
-        }],
+        vec![answer(
+            400,
+            "Library Item already exists in Assignment Node",
+        )],
     );
     let bp = s.sim.tenant().blueprints[0].id;
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/blueprints/{bp}/assign-library-item"), "body": {"library_item_id": "x"}}),
-            json!({"request_type": "POST"}),
-        )
-        .await;
+    let out = custom(&s, "POST", json!({"relative_url": format!("/blueprints/{bp}/assign-library-item"), "body": {"library_item_id": "x"}})).await;
     let req = only(
         &s,
         &format!("POST /api/v1/blueprints/{bp}/assign-library-item"),
@@ -287,13 +248,12 @@ async fn kandjis_errors_pass_through_whatever_their_shape() {
     );
 
     // A success without a body: Body is null, no error.
-    let out = s
-        .outputs(
-            "custom_api_request",
-            json!({"relative_url": format!("/devices/{dev}/action/blankpush")}),
-            json!({"request_type": "POST"}),
-        )
-        .await;
+    let out = custom(
+        &s,
+        "POST",
+        json!({"relative_url": format!("/devices/{dev}/action/blankpush")}),
+    )
+    .await;
     let req = only(&s, &format!("POST /api/v1/devices/{dev}/action/blankpush"));
     assert_no_body(&req);
     assert_eq!(out["status_code"], 200);

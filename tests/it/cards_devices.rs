@@ -126,16 +126,9 @@ async fn kandjis_html_404_and_5xx_are_passed_through() {
     let s = start().await;
     let mac = id(&device(&s, "Mac"));
     // Kandji answers some library endpoints with Django's HTML page.
-    s.sim.push_faults(
-        Some("/library-items"),
-        vec![Fault::Status {
-            status: 404,
-            retry_after: None,
-            body: Some(
-                "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n".into(),
-            ),
-        }],
-    );
+    let html = "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n";
+    s.sim
+        .push_faults(Some("/library-items"), vec![answer(404, html)]);
     let out = s
         .outputs(
             "list_device_library_items",
@@ -939,13 +932,7 @@ async fn get_device_basic_normalises_dates_and_an_unassigned_user() {
         raw["first_enrollment"].as_str().unwrap().contains(' '),
         "{raw}"
     );
-    let out = s
-        .outputs(
-            "get_device",
-            json!({"device_id": id(&mac)}),
-            json!({"details": "basic"}),
-        )
-        .await;
+    let out = s.get_device_outputs(&id(&mac)).await;
     let req = only(&s, &format!("GET /api/v1/devices/{}", id(&mac)));
     assert_no_body(&req);
     let user = {
@@ -978,13 +965,7 @@ async fn get_device_basic_normalises_dates_and_an_unassigned_user() {
         kandji(&s, &format!("/devices/{}", id(&tv))).await["user"],
         ""
     );
-    let out = s
-        .outputs(
-            "get_device",
-            json!({"device_id": id(&tv)}),
-            json!({"details": "basic"}),
-        )
-        .await;
+    let out = s.get_device_outputs(&id(&tv)).await;
     only(&s, &format!("GET /api/v1/devices/{}", id(&tv)));
     assert_eq!(
         out,
@@ -1191,22 +1172,7 @@ async fn get_device_full_reads_details_and_normalises_kandjis_quirks() {
 async fn update_device_patches_blueprint_user_and_asset_tag() {
     let s = start().await;
     let mac = device(&s, "Mac");
-    let (bp, user) = {
-        let t = s.sim.tenant();
-        let bp = t
-            .blueprints
-            .iter()
-            .find(|b| b.id != mac.blueprint_id)
-            .unwrap()
-            .clone();
-        let user = t
-            .users
-            .iter()
-            .find(|u| Some(u.id) != mac.user_id)
-            .unwrap()
-            .clone();
-        (bp, user)
-    };
+    let (bp, user) = (other_blueprint(&s.sim, &mac), other_user(&s.sim, &mac));
     let out = s
         .outputs(
             "update_device",

@@ -3,7 +3,6 @@
 //! tenant's host), how many, the records the caller got, and Kandji's errors passed through.
 
 use crate::harness::kandji::*;
-use kandji_connector::simulator::Fault;
 use serde_json::{Value, json};
 
 /// A record with these (pointer) date fields normalised and these `""` fields nulled, as the
@@ -258,12 +257,7 @@ async fn list_devices_first_200_with_a_filter_stops_on_kandjis_short_page() {
         &s,
         "GET /api/v1/devices?platform=Mac&ordering=device_id&limit=200&offset=0",
     );
-    let got: Vec<&str> = out["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["device_id"].as_str().unwrap())
-        .collect();
+    let got = texts(&out["devices"], "device_id");
     assert_eq!(got, macs);
 }
 
@@ -334,12 +328,7 @@ async fn list_blueprints_first_200() {
         )
         .await;
     only(&s, "GET /api/v1/blueprints?limit=200&offset=0");
-    let got: Vec<&str> = out["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
+    let got = texts(&out["results"], "id");
     let want: Vec<String> = s.sim.tenant().blueprints[..200]
         .iter()
         .map(|b| b.id.to_string())
@@ -355,19 +344,15 @@ async fn list_blueprints_follows_next_on_the_tenants_host() {
     // Kandji answers a smaller page than asked, its `next` naming the web-app host.
     s.sim.push_faults(
         Some("/api/v1/blueprints"),
-        vec![Fault::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(
-                json!({
-                    "count": 5,
-                    "next": "https://accuhive.kandji.io/api/v1/blueprints?limit=2&offset=2",
-                    "previous": null,
-                    "results": &results[..2],
-                })
-                .to_string(),
-            ),
-        }],
+        vec![answer(
+            200,
+            json!({
+                "count": 5,
+                "next": "https://accuhive.kandji.io/api/v1/blueprints?limit=2&offset=2",
+                "previous": null,
+                "results": &results[..2],
+            }),
+        )],
     );
     let out = s
         .outputs(
@@ -450,12 +435,7 @@ async fn get_blueprint_by_name_picks_the_exact_name_among_kandjis_contains_match
         .blueprints
         .insert(0, new_blueprint("Engineering Leads"));
     let raw = kandji(&s, "/blueprints?name=Engineering").await;
-    let names: Vec<&str> = raw["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .collect();
+    let names = texts(&raw["results"], "name");
     assert_eq!(names, ["Engineering Leads", "Engineering"]);
 
     let out = s
@@ -746,12 +726,11 @@ async fn list_ade_integrations_first_200_and_page_numbers() {
 
     // Two pages: `next` on the web-app host is followed on the tenant's host.
     let results = raw["results"].as_array().unwrap();
-    let page = |records: &[Value], next: Value| Fault::Status {
-        status: 200,
-        retry_after: None,
-        body: Some(
-            json!({"count": 2, "next": next, "previous": null, "results": records}).to_string(),
-        ),
+    let page = |records: &[Value], next: Value| {
+        answer(
+            200,
+            json!({"count": 2, "next": next, "previous": null, "results": records}),
+        )
     };
     s.sim.push_faults(
         Some("/api/v1/integrations/apple/ade"),
@@ -877,19 +856,15 @@ async fn list_ade_devices_follows_page_numbers_on_the_tenants_host() {
     // Kandji answers a short first page whose `next` names the web-app host.
     s.sim.push_faults(
         Some(&format!("/api/v1{base}")),
-        vec![Fault::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(
-                json!({
-                    "count": page1["count"],
-                    "next": format!("https://accuhive.kandji.io/api/v1{base}/?page=2"),
-                    "previous": null,
-                    "results": &page1["results"].as_array().unwrap()[..2],
-                })
-                .to_string(),
-            ),
-        }],
+        vec![answer(
+            200,
+            json!({
+                "count": page1["count"],
+                "next": format!("https://accuhive.kandji.io/api/v1{base}/?page=2"),
+                "previous": null,
+                "results": &page1["results"].as_array().unwrap()[..2],
+            }),
+        )],
     );
     let out = s
         .outputs(

@@ -80,8 +80,10 @@ mod needs_chromium {
     use serde_json::{Value, json};
 
     use super::text_of;
-    use crate::harness::kandji::{FAST_BUDGET, device, id, line, take};
-    use crate::harness::{API_KEY, Answer, Receiver, TestApp, eventually};
+    use crate::harness::kandji::{FAST_BUDGET, device, devices, id, line, start, start_with, take};
+    use crate::harness::{
+        API_KEY, Answer, Receiver, TestApp, builtin_card, eventually, operator_cards,
+    };
 
     const CHROMIUM: &str = "/usr/bin/chromium";
     const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -214,6 +216,24 @@ mod needs_chromium {
                 .unwrap_or_else(|e| panic!("no {css} within {WAIT:?}: {e}"))
         }
 
+        async fn click(&self, css: &str) {
+            self.element(css).await.click().await.unwrap();
+        }
+
+        /// Types `keys` into the element.
+        async fn type_in(&self, css: &str, keys: &str) {
+            self.element(css).await.send_keys(keys).await.unwrap();
+        }
+
+        /// Chooses the option labelled `label` of a select.
+        async fn choose(&self, css: &str, label: &str) {
+            self.element(css)
+                .await
+                .select_by_label(label)
+                .await
+                .unwrap();
+        }
+
         async fn js(&self, script: &str) -> Value {
             self.execute(script, vec![]).await.unwrap()
         }
@@ -277,10 +297,7 @@ mod needs_chromium {
     /// matches), then the outputs, Kandji's status, the time taken and the budget left.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn search_preview_confirm_and_run_lock_device() {
-        let app = TestApp::builder()
-            .requests_per_hour(FAST_BUDGET)
-            .start()
-            .await;
+        let app = start().await;
         let mac = id(&device(&app, "Mac"));
         let b = Browser::start().await;
         b.open(&app).await;
@@ -293,11 +310,7 @@ mod needs_chromium {
             "grouped by category: {categories}"
         );
 
-        b.element("#card-search")
-            .await
-            .send_keys("lock")
-            .await
-            .unwrap();
+        b.type_in("#card-search", "lock").await;
         b.until(
             "the search",
             "document.querySelectorAll('li.card').length < 15",
@@ -320,11 +333,7 @@ mod needs_chromium {
         assert!(b.text("#card-count").await.contains("match"));
 
         // Opened from the keyboard.
-        b.element("li[data-card='lock_device'] a")
-            .await
-            .send_keys("\u{E007}")
-            .await
-            .unwrap();
+        b.type_in("li[data-card='lock_device'] a", "\u{E007}").await;
         b.until(
             "Lock Device's page",
             "document.getElementById('card-title')?.textContent === 'Lock Device'",
@@ -336,20 +345,16 @@ mod needs_chromium {
         );
         assert_labelled(&b).await;
         // Without a device: the server's 422, next to the field it names.
-        b.element("#preview-button").await.click().await.unwrap();
+        b.click("#preview-button").await;
         b.until(
             "the missing device",
             "document.getElementById('input-device_id-error').textContent === 'is required' && document.getElementById('input-device_id').getAttribute('aria-invalid') === 'true'",
         )
         .await;
         take(&app, 0);
-        b.element("#input-device_id")
-            .await
-            .send_keys(&mac)
-            .await
-            .unwrap();
+        b.type_in("#input-device_id", &mac).await;
 
-        b.element("#preview-button").await.click().await.unwrap();
+        b.click("#preview-button").await;
         b.until("the preview", "document.querySelector('#preview pre')")
             .await;
         let request = b.text("#preview figure[data-role='request'] pre").await;
@@ -369,7 +374,7 @@ mod needs_chromium {
         );
         take(&app, 0);
 
-        b.element("#run-button").await.click().await.unwrap();
+        b.click("#run-button").await;
         b.until("the confirmation", "!document.getElementById('confirm').hidden && document.activeElement.id === 'confirm-text'")
             .await;
         assert!(!b.element("#confirm-run").await.is_enabled().await.unwrap());
@@ -406,26 +411,17 @@ mod needs_chromium {
     /// operator card whose description and input hold markup show literally and run nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn get_device_runs_and_markup_is_shown_as_text() {
-        let cards = tempfile::tempdir().unwrap();
         let card_markup = r#"<img src=x onerror="window.__xss_card=1"><script>window.__xss_card=2</script><b>Bold</b> & more"#;
         let input_markup = r#"<img src=x onerror="window.__xss_input=1">"#;
-        let mut card: Value = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/cards/send_mdm_blank_push.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let mut card = builtin_card("send_mdm_blank_push");
         card["id"] = json!("check_markup");
         card["title"] = json!("Check Markup");
         card["description"] = json!(card_markup);
         card["input_schema"]["properties"]["device_id"]["description"] = json!(input_markup);
-        std::fs::write(cards.path().join("check_markup.json"), card.to_string()).unwrap();
-        let dir = cards.path().to_path_buf();
+        let cards = operator_cards(&[&card]);
         let app = TestApp::builder()
             .requests_per_hour(FAST_BUDGET)
-            .config(move |c| c.cards_dir = Some(dir))
+            .cards_dir(cards.path())
             .start()
             .await;
         let mac = id(&device(&app, "Mac"));
@@ -442,11 +438,7 @@ mod needs_chromium {
 
         let b = Browser::start().await;
         b.open(&app).await;
-        b.element("#card-search")
-            .await
-            .send_keys("markup")
-            .await
-            .unwrap();
+        b.type_in("#card-search", "markup").await;
         b.until(
             "the operator's card",
             "document.querySelectorAll('li.card').length === 1",
@@ -458,11 +450,7 @@ mod needs_chromium {
             card_markup
         );
         b.assert_nothing_injected().await;
-        b.element("li[data-card='check_markup'] a")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("li[data-card='check_markup'] a").await;
         b.until(
             "its page",
             "document.getElementById('card-title')?.textContent === 'Check Markup'",
@@ -481,21 +469,13 @@ mod needs_chromium {
         )
         .await;
         assert_labelled(&b).await;
-        b.element("#input-device_id")
-            .await
-            .send_keys(&mac)
-            .await
-            .unwrap();
-        b.element("#option-details")
-            .await
-            .select_by_label("basic")
-            .await
-            .unwrap();
-        b.element("#preview-button").await.click().await.unwrap();
+        b.type_in("#input-device_id", &mac).await;
+        b.choose("#option-details", "basic").await;
+        b.click("#preview-button").await;
         b.until("the preview", "document.querySelector('#preview pre')")
             .await;
         take(&app, 0);
-        b.element("#run-button").await.click().await.unwrap();
+        b.click("#run-button").await;
         b.until(
             "the outputs",
             "document.querySelector('#outputs tr[data-output=\"device.device_name\"]')",
@@ -520,11 +500,7 @@ mod needs_chromium {
     /// there, and lists the record its helper flow refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stream_started_in_the_console_shows_progress_and_is_cancelled() {
-        let app = TestApp::builder()
-            .devices(1000)
-            .requests_per_hour(FAST_BUDGET)
-            .start()
-            .await;
+        let app = start_with(devices(1000)).await;
         let receiver = Receiver::start().await;
         // Slow enough to watch: 16 records in flight, each answered after 500 ms (about 30 s
         // for the 1,000 devices).
@@ -553,23 +529,16 @@ mod needs_chromium {
                 ["Mac", "iPhone", "iPad", "AppleTV", "Vision"]
             ])
         );
-        b.element("#option-result_set")
-            .await
-            .select_by_label("Stream Matching Records")
-            .await
-            .unwrap();
+        b.choose("#option-result_set", "Stream Matching Records")
+            .await;
         b.until(
             "the helper flow fields",
             "!document.querySelector('.helper-flow').hidden",
         )
         .await;
         assert_labelled(&b).await;
-        b.element("#helper-url")
-            .await
-            .send_keys(&receiver.url())
-            .await
-            .unwrap();
-        b.element("#run-button").await.click().await.unwrap();
+        b.type_in("#helper-url", &receiver.url()).await;
+        b.click("#run-button").await;
         b.until(
             "the stream to start",
             "document.getElementById('stream-started')",
@@ -578,7 +547,7 @@ mod needs_chromium {
         let id = b.text("#stream-started code").await;
         assert!(id.starts_with("str_"), "{id}");
 
-        b.element("#stream-started a").await.click().await.unwrap();
+        b.click("#stream-started a").await;
         let row = format!("#streams tr[data-stream='{id}']");
         b.until("progress", &format!("Number(document.querySelector(\"{row} [data-col=record_count]\")?.textContent.replace(/\\D/g, '')) > 0"))
             .await;
@@ -593,11 +562,7 @@ mod needs_chromium {
             .unwrap();
         assert!(pages >= 1);
 
-        b.element(&format!("{row} button.cancel"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click(&format!("{row} button.cancel")).await;
         b.until(
             "the cancel",
             &format!(
@@ -620,11 +585,7 @@ mod needs_chromium {
             ),
         )
         .await;
-        b.element(&format!("{row} button.failures-button"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click(&format!("{row} button.failures-button")).await;
         b.until(
             "the failures",
             "document.querySelector('#failures table tbody tr')",
@@ -640,17 +601,10 @@ mod needs_chromium {
     /// through the form (its token never shown again).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_are_listed_and_added() {
-        let app = TestApp::builder()
-            .requests_per_hour(FAST_BUDGET)
-            .start()
-            .await;
+        let app = start().await;
         let b = Browser::start().await;
         b.open(&app).await;
-        b.element("nav a[data-section='connections']")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("nav a[data-section='connections']").await;
         b.until(
             "the list",
             "document.querySelector('#connections tbody tr')",
@@ -662,31 +616,9 @@ mod needs_chromium {
         assert!(row.contains("left"), "budget shown: {row}");
         assert_labelled(&b).await;
 
-        b.element("#conn-name")
-            .await
-            .send_keys("Second tenant")
-            .await
-            .unwrap();
-        b.element("#conn-api_url")
-            .await
-            .send_keys(&app.sim.base_url())
-            .await
-            .unwrap();
-        b.element("#conn-api_token")
-            .await
-            .send_keys(&app.sim.token())
-            .await
-            .unwrap();
-        b.element("#conn-inventory_sync")
-            .await
-            .select_by_label("true")
-            .await
-            .unwrap();
-        b.element("#connection-form button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
+        fill_connection(&b, "Second tenant", &app.sim.base_url(), &app.sim.token()).await;
+        b.choose("#conn-inventory_sync", "true").await;
+        b.click("#connection-form button[type=submit]").await;
         b.until(
             "the new connection",
             "document.querySelectorAll('#connections tbody tr').length === 2",
@@ -716,31 +648,20 @@ mod needs_chromium {
         .await;
 
         // A wrong token: the form names the field Kandji refused.
-        b.element("#conn-name")
-            .await
-            .send_keys("Third")
-            .await
-            .unwrap();
-        b.element("#conn-api_url")
-            .await
-            .send_keys(&app.sim.base_url())
-            .await
-            .unwrap();
-        b.element("#conn-api_token")
-            .await
-            .send_keys("not-the-token")
-            .await
-            .unwrap();
-        b.element("#connection-form button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
+        fill_connection(&b, "Third", &app.sim.base_url(), "not-the-token").await;
+        b.click("#connection-form button[type=submit]").await;
         b.until(
             "the refusal",
             "document.getElementById('conn-api_token-error').textContent.includes('refused')",
         )
         .await;
+    }
+
+    /// Types a connection's name, API URL and token into the connection form.
+    async fn fill_connection(b: &Browser, name: &str, api_url: &str, token: &str) {
+        b.type_in("#conn-name", name).await;
+        b.type_in("#conn-api_url", api_url).await;
+        b.type_in("#conn-api_token", token).await;
     }
 
     async fn count(b: &Browser, row: &str) -> u64 {

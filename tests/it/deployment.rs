@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
+use crate::harness::repo_file;
 
 /// Every `KANDJI_CONNECTOR_*` name in a text (a prefix such as `KANDJI_CONNECTOR_STREAM_` in a
 /// message is not a name).
@@ -38,9 +36,9 @@ fn deploying_section(readme: &str) -> &str {
 
 #[test]
 fn every_setting_the_binary_reads_is_in_the_readme() {
-    let readme = settings(&read("README.md"));
-    let mut code = settings(&read("src/config.rs"));
-    code.extend(settings(&read("src/main.rs")));
+    let readme = settings(&repo_file("README.md"));
+    let mut code = settings(&repo_file("src/config.rs"));
+    code.extend(settings(&repo_file("src/main.rs")));
     let missing: Vec<_> = code.difference(&readme).collect();
     assert!(
         missing.is_empty(),
@@ -50,12 +48,12 @@ fn every_setting_the_binary_reads_is_in_the_readme() {
 
 #[test]
 fn the_deploying_section_matches_the_dockerfile_and_the_compose_file() {
-    let readme = read("README.md");
+    let readme = repo_file("README.md");
     let section = deploying_section(&readme);
-    let dockerfile = read("Dockerfile");
-    let compose = read("docker-compose.yml");
-    let mut known = settings(&read("src/config.rs"));
-    known.extend(settings(&read("src/main.rs")));
+    let dockerfile = repo_file("Dockerfile");
+    let compose = repo_file("docker-compose.yml");
+    let mut known = settings(&repo_file("src/config.rs"));
+    known.extend(settings(&repo_file("src/main.rs")));
 
     for (file, text) in [
         ("Dockerfile", &dockerfile),

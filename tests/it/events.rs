@@ -10,9 +10,10 @@ use kandji_connector::simulator::{Actor, AuditChange, Platform, SimHandle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::harness::kandji::{first_device, other_blueprint, other_user, texts, user_email};
 use crate::harness::{
     API_KEY, Answer, Api, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
-    eventually,
+    eventually, start_sim,
 };
 
 /// Polls every 100 ms, looks for due deliveries every 20 ms.
@@ -34,6 +35,33 @@ pub async fn sim_call(sim: &SimHandle, method: Method, path: &str, body: Value) 
     let text = r.text().await.unwrap();
     assert!(status < 300, "{path}: {status} {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Enrolls a device in the simulated tenant (`POST /_sim/devices`); returns it.
+pub async fn enroll(sim: &SimHandle, device: Value) -> Value {
+    sim_call(sim, Method::POST, "/_sim/devices", device).await
+}
+
+/// A change to a device of the simulated tenant: `POST /_sim/devices/{id}/{change}`.
+pub async fn change_device(sim: &SimHandle, id: &str, change: &str, body: Value) -> Value {
+    let path = format!("/_sim/devices/{id}/{change}");
+    sim_call(sim, Method::POST, &path, body).await
+}
+
+/// Makes a record of the simulated tenant (`POST {route}`), then sends each of `then` to it
+/// (`{route}/{id}`: a change, then its deletion); returns its id.
+async fn made_changed_deleted(
+    sim: &SimHandle,
+    route: &str,
+    record: Value,
+    then: [(Method, Value); 2],
+) -> String {
+    let made = sim_call(sim, Method::POST, route, record).await;
+    let id = made["id"].as_str().unwrap().to_string();
+    for (method, body) in then {
+        sim_call(sim, method, &format!("{route}/{id}"), body).await;
+    }
+    id
 }
 
 pub async fn subscribe(api: &Api, event: &str, url: &str, filters: Value) -> String {
@@ -98,104 +126,59 @@ async fn every_event_card_fires_once_for_its_change_with_its_payload(db: TestDb)
     )
     .await;
     let sim = &app.sim;
-    let (mac, other_blueprint) = {
-        let t = sim.tenant();
-        let mac = t.first_device_of("Mac").unwrap().clone();
-        let other = t
-            .blueprints
-            .iter()
-            .find(|b| b.id != mac.blueprint_id)
-            .unwrap()
-            .clone();
-        (mac, other)
-    };
+    let mac = first_device(sim, "Mac");
+    let other_blueprint = other_blueprint(sim, &mac);
     let old_blueprint = sim.tenant().blueprint_name(&mac.blueprint_id).to_string();
 
     // Enroll a Mac, move it, read its FileVault key, remove another from MDM.
-    let enrolled = sim_call(
+    let enrolled = enroll(
         sim,
-        Method::POST,
-        "/_sim/devices",
         json!({"platform": "Mac", "device_name": "New Hire MacBook"}),
     )
     .await;
     let new_id = enrolled["device_id"].as_str().unwrap().to_string();
     let mac_id = mac.device_id.to_string();
-    sim_call(
+    change_device(
         sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/blueprint"),
+        &mac_id,
+        "blueprint",
         json!({"blueprint_id": other_blueprint.id}),
     )
     .await;
-    sim_call(
+    change_device(
         sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/read-secret"),
+        &mac_id,
+        "read-secret",
         json!({"secret": "filevault_key"}),
     )
     .await;
-    sim_call(
-        sim,
-        Method::POST,
-        &format!("/_sim/devices/{new_id}/remove-mdm"),
-        json!({}),
-    )
-    .await;
+    change_device(sim, &new_id, "remove-mdm", json!({})).await;
     // Blueprints through Kandji's API; Library Items through the admin routes.
-    let bp = sim_call(
+    let bp_id = made_changed_deleted(
         sim,
-        Method::POST,
         "/api/v1/blueprints",
         json!({"name": "Events Test", "enrollment_code": {"is_active": true}}),
+        [
+            (Method::PATCH, json!({"description": "updated"})),
+            (Method::DELETE, json!({})),
+        ],
     )
     .await;
-    let bp_id = bp["id"].as_str().unwrap().to_string();
-    sim_call(
+    let li_id = made_changed_deleted(
         sim,
-        Method::PATCH,
-        &format!("/api/v1/blueprints/{bp_id}"),
-        json!({"description": "updated"}),
-    )
-    .await;
-    sim_call(
-        sim,
-        Method::DELETE,
-        &format!("/api/v1/blueprints/{bp_id}"),
-        json!({}),
-    )
-    .await;
-    let li = sim_call(
-        sim,
-        Method::POST,
         "/_sim/library-items",
         json!({"name": "Zoom"}),
-    )
-    .await;
-    let li_id = li["id"].as_str().unwrap().to_string();
-    sim_call(
-        sim,
-        Method::POST,
-        &format!("/_sim/library-items/{li_id}"),
-        json!({"name": "Zoom Workplace"}),
-    )
-    .await;
-    sim_call(
-        sim,
-        Method::DELETE,
-        &format!("/_sim/library-items/{li_id}"),
-        json!({"name": "Zoom Workplace"}),
+        [
+            (Method::POST, json!({"name": "Zoom Workplace"})),
+            (Method::DELETE, json!({"name": "Zoom Workplace"})),
+        ],
     )
     .await;
 
     // 10 cards, one change each (Blueprint Changed also fires for nothing else), and the raw
     // Audit Event card for the two Library Item entries its filters let through.
-    eventually(
-        "every event delivered",
-        Duration::from_secs(20),
-        async || rx.hit_count() >= 12,
-    )
-    .await;
+    rx.wait_for("every event delivered", 12, Duration::from_secs(20))
+        .await;
     // Several more polls: nothing more arrives.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let hits = rx.hits();
@@ -325,13 +308,7 @@ async fn filters_choose_what_a_subscription_receives(db: TestDb) {
     )
     .await;
     for p in ["Mac", "iPhone", "Mac", "AppleTV"] {
-        sim_call(
-            &app.sim,
-            Method::POST,
-            "/_sim/devices",
-            json!({"platform": p}),
-        )
-        .await;
+        enroll(&app.sim, json!({"platform": p})).await;
     }
     eventually("filtered deliveries", Duration::from_secs(10), async || {
         macs.hit_count() >= 2 && iphones.hit_count() >= 1
@@ -385,12 +362,7 @@ async fn subscriptions_are_checked_and_scoped() {
     assert_eq!(r.problem(422), ["extra"]);
     // The catalog of event cards.
     let cat = app.get("/v1/events").await.ok();
-    let ids: Vec<&str> = cat["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
+    let ids = texts(&cat["events"], "id");
     assert!(
         ids.contains(&"device_enrolled") && ids.contains(&"audit_event"),
         "{ids:?}"
@@ -482,13 +454,9 @@ async fn receiver_failures_are_retried_with_the_same_webhook_id() {
     let rx = Receiver::start().await;
     let sub = subscribe(&app, "device_enrolled", &rx.url(), json!({})).await;
     rx.answer_all(Answer::Status(503, "down"));
-    sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
-    eventually(
-        "three failed attempts",
-        Duration::from_secs(10),
-        async || rx.hit_count() >= 3,
-    )
-    .await;
+    enroll(&app.sim, json!({})).await;
+    rx.wait_for("three failed attempts", 3, Duration::from_secs(10))
+        .await;
     let d = app
         .get(&format!("/v1/subscriptions/{sub}/deliveries"))
         .await
@@ -514,7 +482,7 @@ async fn receiver_failures_are_retried_with_the_same_webhook_id() {
 
     // A refusal (410) is not retried, and is listed with the answer.
     rx.answer_all(Answer::Status(410, "flow deleted"));
-    sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
+    enroll(&app.sim, json!({})).await;
     eventually("a refused delivery", Duration::from_secs(10), async || {
         app.get(&format!("/v1/subscriptions/{sub}/deliveries"))
             .await
@@ -575,12 +543,8 @@ async fn audit_pages_and_the_cursor_are_followed_without_loss() {
             .collect()
     };
     app.sim.clear_requests();
-    eventually(
-        "1,203 events delivered",
-        Duration::from_secs(60),
-        async || rx.hit_count() >= 1203,
-    )
-    .await;
+    rx.wait_for("1,203 events delivered", 1203, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let hits = rx.hits();
     assert_eq!(hits.len(), 1203);
@@ -624,18 +588,9 @@ async fn replay_redelivers_kept_events_with_their_webhook_ids() {
     .await;
     let before = chrono::Utc::now();
     for p in ["Mac", "iPhone", "Mac"] {
-        sim_call(
-            &app.sim,
-            Method::POST,
-            "/_sim/devices",
-            json!({"platform": p}),
-        )
-        .await;
+        enroll(&app.sim, json!({"platform": p})).await;
     }
-    eventually("two events", Duration::from_secs(10), async || {
-        rx.hit_count() >= 2
-    })
-    .await;
+    rx.wait_for("two events", 2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let first: Vec<String> = rx.hits().iter().map(|h| h.id.clone()).collect();
     assert_eq!(first.len(), 2);
@@ -647,10 +602,7 @@ async fn replay_redelivers_kept_events_with_their_webhook_ids() {
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["requeued"], 2);
-    eventually("replayed", Duration::from_secs(10), async || {
-        rx.hit_count() >= 4
-    })
-    .await;
+    rx.wait_for("replayed", 4, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again: Vec<String> = rx.hits()[2..].iter().map(|h| h.id.clone()).collect();
     let (mut a, mut b) = (first.clone(), again);
@@ -710,7 +662,7 @@ async fn kandji_calls_do_not_grow_with_subscriptions() {
     one.sim.clear_requests();
     fifty.sim.clear_requests();
     for app in [&one, &fifty] {
-        sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
+        enroll(&app.sim, json!({})).await;
     }
     tokio::time::sleep(interval * 10).await;
     let (a, b) = (kandji_calls(&one.sim), kandji_calls(&fifty.sim));
@@ -744,11 +696,7 @@ async fn binary(db: &str, secret_key: &str) -> Binary {
 
 #[tokio::test]
 async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
-    let sim = kandji_connector::simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Default::default(),
-    )
-    .await;
+    let sim = start_sim(Default::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
     let key = "q8dXzK0m3nQ1r2s3t4u5v6w7x8y9z0A1B2C3D4E5F6s=";
@@ -757,31 +705,21 @@ async fn a_sigkilled_process_neither_loses_nor_repeats_events() {
     let mut api = server.api.clone();
     api.connection = api.connect(&sim).await;
     subscribe(&api, "device_enrolled", &rx.url(), json!({})).await;
-    let enroll = async |n: usize| {
+    let enroll_ipads = async |n: usize| {
         for _ in 0..n {
-            sim_call(
-                &sim,
-                Method::POST,
-                "/_sim/devices",
-                json!({"platform": "iPad"}),
-            )
-            .await;
+            enroll(&sim, json!({"platform": "iPad"})).await;
         }
     };
-    enroll(3).await;
-    eventually("three events", Duration::from_secs(10), async || {
-        rx.hit_count() >= 3
-    })
-    .await;
+    enroll_ipads(3).await;
+    rx.wait_for("three events", 3, Duration::from_secs(10))
+        .await;
     // Killed between polls, with everything delivered; changes happen while it is down.
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().await;
-    enroll(4).await;
+    enroll_ipads(4).await;
     let mut server = binary(&db, key).await;
-    eventually("seven events", Duration::from_secs(15), async || {
-        rx.hit_count() >= 7
-    })
-    .await;
+    rx.wait_for("seven events", 7, Duration::from_secs(15))
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let hits = rx.hits();
     let mut devices: Vec<&str> = hits
@@ -865,27 +803,14 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
     };
     let mac_id = mac.device_id.to_string();
     let iphone_id = iphone.device_id.to_string();
-    let (old_email, new_user, new_email) = {
-        let t = app.sim.tenant();
-        let old = t.user(&iphone.user_id.unwrap()).unwrap().email.to_string();
-        let new = t
-            .users
-            .iter()
-            .find(|u| Some(u.id) != iphone.user_id)
-            .unwrap();
-        (old, new.id, new.email.to_string())
-    };
-    sim_call(
+    let old_email = user_email(&app, &iphone).unwrap();
+    let new = other_user(&app.sim, &iphone);
+    let (new_user, new_email) = (new.id, new.email.to_string());
+    change_device(&app.sim, &mac_id, "missing", json!({"missing": true})).await;
+    change_device(
         &app.sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/missing"),
-        json!({"missing": true}),
-    )
-    .await;
-    sim_call(
-        &app.sim,
-        Method::POST,
-        &format!("/_sim/devices/{iphone_id}/check-in"),
+        &iphone_id,
+        "check-in",
         json!({"os_version": "99.1"}),
     )
     .await;
@@ -907,13 +832,7 @@ async fn inventory_changes_fire_the_inventory_event_cards(db: TestDb) {
         },
     )
     .await;
-    sim_call(
-        &app.sim,
-        Method::POST,
-        &format!("/_sim/devices/{mac_id}/missing"),
-        json!({"missing": false}),
-    )
-    .await;
+    change_device(&app.sim, &mac_id, "missing", json!({"missing": false})).await;
     eventually("found again", Duration::from_secs(10), async || {
         by_event(&rx.hits()).contains_key("device_found_again")
     })
@@ -969,17 +888,19 @@ async fn the_event_store_records_once_claims_once_requeues_and_expires(db: TestD
         .unwrap()
         .id;
     let helper = r#"{"url":"https://flows.example.com/hook?token=flow-token-123"}"#;
-    let sub = store
-        .create_subscription(NewSubscription {
+    // A subscription of key k1 to `event` on the connection, with that helper flow.
+    let subscribe_to = async |event: &str| {
+        let new = NewSubscription {
             owner: "k1".into(),
             connection_id: conn.clone(),
-            event: "device_enrolled".into(),
+            event: event.into(),
             filters: json!({}),
             helper: SecretString::from(helper),
             callback_origin: "https://flows.example.com".into(),
-        })
-        .await
-        .unwrap();
+        };
+        store.create_subscription(new).await.unwrap()
+    };
+    let sub = subscribe_to("device_enrolled").await;
     let start = store.event_position(&conn).await.unwrap().unwrap();
     assert_eq!(
         start, sub.created_at,
@@ -1108,17 +1029,7 @@ async fn the_event_store_records_once_claims_once_requeues_and_expires(db: TestD
     assert!(store.delete_subscription(&sub.id).await.unwrap());
     assert!(store.event_connections().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let next = store
-        .create_subscription(NewSubscription {
-            owner: "k1".into(),
-            connection_id: conn.clone(),
-            event: "device_removed".into(),
-            filters: json!({}),
-            helper: SecretString::from(helper),
-            callback_origin: "https://flows.example.com".into(),
-        })
-        .await
-        .unwrap();
+    let next = subscribe_to("device_removed").await;
     assert_eq!(
         store.event_position(&conn).await.unwrap(),
         Some(next.created_at)
@@ -1154,13 +1065,9 @@ async fn a_failed_poll_loses_nothing() {
             kandji_connector::simulator::Fault::status(500),
         ],
     );
-    sim_call(&app.sim, Method::POST, "/_sim/devices", json!({})).await;
-    eventually(
-        "delivered after the failures",
-        Duration::from_secs(10),
-        async || rx.hit_count() >= 1,
-    )
-    .await;
+    enroll(&app.sim, json!({})).await;
+    rx.wait_for("delivered after the failures", 1, Duration::from_secs(10))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.hit_count(), 1);
     let failed = app

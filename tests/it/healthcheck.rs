@@ -4,39 +4,34 @@
 use crate::harness::TestApp;
 use std::process::Command;
 
-fn healthcheck(listen: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kandji-connector"))
-        .arg("healthcheck")
-        .env("KANDJI_CONNECTOR_LISTEN", listen)
-        .output()
-        .unwrap()
+/// Runs `kandji-connector healthcheck` against `listen` and asserts its exit code.
+async fn assert_healthcheck(listen: String, want: i32) {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kandji-connector"))
+            .arg("healthcheck")
+            .env("KANDJI_CONNECTOR_LISTEN", listen)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(want),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthcheck_reports_a_serving_connector_healthy_and_a_missing_one_unhealthy() {
     let server = TestApp::start().await;
     let addr = server.url.trim_start_matches("http://").to_string();
-    let out = tokio::task::spawn_blocking(move || healthcheck(&addr))
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_healthcheck(addr, 0).await;
 
     // Nothing listens on a port just released.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
-    let out = tokio::task::spawn_blocking(move || healthcheck(&format!("0.0.0.0:{port}")))
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_healthcheck(format!("0.0.0.0:{port}"), 1).await;
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::harness::{API_KEY, Receiver, TestApp, eventually};
+use crate::harness::{API_KEY, Receiver, TestApp, builtin_card, eventually, operator_cards};
 use kandji_connector::api::auth::{ApiKey, Scope};
 use kandji_connector::catalog::{Catalog, Effect};
 use kandji_connector::mcp::{IDEMPOTENCY_META_KEY, McpOrigin};
@@ -85,6 +85,28 @@ fn args(v: Value) -> Map<String, Value> {
 async fn call(c: &Client, tool: &str, arguments: Value) -> Result<CallToolResult, ServiceError> {
     c.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
         .await
+}
+
+/// A call the MCP layer answers with a result (which may still be an error result).
+async fn result(c: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    call(c, tool, arguments)
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+/// `METHOD /path` of each request the tenant saw.
+fn sent(s: &TestApp) -> Vec<String> {
+    s.sim
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The get_device tool with basic details: the MCP twin of `Api::get_device`.
+async fn get_device_basic(c: &Client, device_id: &str) -> CallToolResult {
+    let arguments = json!({"device_id": device_id, "details": "basic"});
+    result(c, "get_device", arguments).await
 }
 
 /// The tool result's `structuredContent`, checked against the tool's `outputSchema` with the
@@ -213,21 +235,14 @@ async fn tools_are_the_cards_each_key_may_run_without_destructive_ones() {
     assert_eq!(input["required"], json!(["device_id", "details"]));
     assert_eq!(input["additionalProperties"], json!(false));
     let list = Value::Object(find(&all, "list_devices").input_schema.as_ref().clone());
+    // With the 2025 revisions' inputs, picked up from the cards: List Devices' new filters and
+    // its free-text Platform with the known values as examples.
     for p in [
         "result_set",
         "helper_flow",
         "record_limit",
         "serial_number",
         "connection",
-    ] {
-        assert!(
-            list["properties"].get(p).is_some(),
-            "list_devices lacks {p}: {list}"
-        );
-    }
-    // The 2025 revisions' inputs, picked up from the cards: List Devices' new filters and its
-    // free-text Platform with the known values as examples.
-    for p in [
         "filevault_turned_on",
         "tag_id",
         "tag_id_in",
@@ -307,18 +322,11 @@ async fn destructive_tools_are_offered_when_the_operator_turns_them_on() {
 
     let (mac, _) = first_device(&s, "Mac");
     let c = client(&s, API_KEY).await;
-    let r = call(&c, "lock_device", json!({"device_id": mac}))
-        .await
-        .unwrap();
+    let r = result(&c, "lock_device", json!({"device_id": mac})).await;
     let out = structured(lock, &r);
     assert_eq!(out["status_code"], 200);
     assert_eq!(out["pin"].as_str().map(str::len), Some(6), "{out}");
-    let sent: Vec<String> = s
-        .sim
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let sent = sent(&s);
     assert_eq!(
         sent,
         [
@@ -334,13 +342,12 @@ async fn destructive_tools_are_offered_when_the_operator_turns_them_on() {
     s.sim.clear_requests();
     let (iphone, _) = first_device(&s, "iPhone");
     let erase = find(&all, "erase_device");
-    let r = call(
+    let r = result(
         &c,
         "erase_device",
         json!({"device_id": iphone, "pin": 123456, "return_to_service_enabled": true}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(r.structured_content.is_some(), "{r:?}");
     let out = structured(erase, &r);
     assert_eq!(out["status_code"], 200, "{out}");
@@ -357,13 +364,7 @@ async fn destructive_tools_are_offered_when_the_operator_turns_them_on() {
 async fn get_device_answers_typed_outputs_on_every_revision() {
     let s = server().await;
     let (mac, serial) = first_device(&s, "Mac");
-    let http = s
-        .outputs(
-            "get_device",
-            json!({"device_id": mac}),
-            json!({"details": "basic"}),
-        )
-        .await;
+    let http = s.get_device_outputs(&mac).await;
     s.sim.clear_requests();
     for version in [
         ProtocolVersion::V_2025_06_18,
@@ -374,34 +375,22 @@ async fn get_device_answers_typed_outputs_on_every_revision() {
         let all = tools(&c).await;
         let tool = find(&all, "get_device");
         // The connection may be left out: this connector has exactly one.
-        let r = call(
-            &c,
-            "get_device",
-            json!({"device_id": mac, "details": "basic"}),
-        )
-        .await
-        .unwrap();
+        let r = get_device_basic(&c, &mac).await;
         assert_eq!(r.is_error, Some(false), "{version}: {r:?}");
         let out = structured(tool, &r);
         assert_eq!(out, http, "{version}: MCP and HTTP answer the same");
         assert_eq!(out["device"]["serial_number"], json!(serial));
-        let r = call(
+        let r = result(
             &c,
             "get_device",
             json!({"device_id": mac, "details": "full", "connection": s.connection}),
         )
-        .await
-        .unwrap();
+        .await;
         let out = structured(tool, &r);
         assert_eq!(out["status_code"], 200, "{version}");
         assert_eq!(out["general"]["device_id"], json!(mac), "{version}: {out}");
     }
-    let sent: Vec<String> = s
-        .sim
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let sent = sent(&s);
     assert_eq!(sent.len(), 6, "{sent:?}");
     assert_eq!(sent[0], format!("GET /api/v1/devices/{mac}"));
     assert_eq!(sent[1], format!("GET /api/v1/devices/{mac}/details"));
@@ -412,13 +401,12 @@ async fn bad_arguments_name_each_field_and_send_nothing_to_kandji() {
     let s = server().await;
     // 2025-11-25 and later: a tool result the model can read and correct.
     let c = client(&s, API_KEY).await;
-    let r = call(
+    let r = result(
         &c,
         "get_device",
         json!({"details": "everything", "colour": "red"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.is_error, Some(true), "{r:?}");
     let t = text(&r);
     for said in [
@@ -433,26 +421,24 @@ async fn bad_arguments_name_each_field_and_send_nothing_to_kandji() {
         "the offending value is echoed: {t}"
     );
     assert!(r.structured_content.is_none(), "{r:?}");
-    let r = call(
+    let r = result(
         &c,
         "get_device",
         json!({"device_id": "x", "details": "basic", "connection": "conn_nope"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         text(&r).contains("connection: no such connection"),
         "{}",
         text(&r)
     );
     // A stream result set needs its helper flow.
-    let r = call(
+    let r = result(
         &c,
         "list_devices",
         json!({"result_set": "stream_matching_records"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(text(&r).contains("helper_flow"), "{}", text(&r));
 
     // 2025-06-18: invalid arguments are a protocol error, -32602, with the same fields.
@@ -495,13 +481,12 @@ async fn a_kandji_400_is_an_error_result_with_kandjis_message() {
     let (iphone, _) = first_device(&s, "iPhone");
     let c = client(&s, SECRETS).await;
     let all = tools(&c).await;
-    let r = call(
+    let r = result(
         &c,
         "get_mac_recovery_lock_password",
         json!({"device_id": iphone}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.is_error, Some(true), "{r:?}");
     assert!(
         text(&r)
@@ -522,7 +507,7 @@ async fn a_stream_result_set_starts_a_stream_that_get_stream_reads() {
     let receiver = Receiver::start().await;
     let c = client(&s, API_KEY).await;
     let all = tools(&c).await;
-    let r = call(
+    let r = result(
         &c,
         "list_devices",
         json!({
@@ -532,8 +517,7 @@ async fn a_stream_result_set_starts_a_stream_that_get_stream_reads() {
             "helper_flow": {"url": receiver.url()},
         }),
     )
-    .await
-    .unwrap();
+    .await;
     let out = structured(find(&all, "list_devices"), &r);
     assert_eq!(out["status_code"], 202, "{out}");
     let id = out["stream_id"].as_str().unwrap().to_string();
@@ -541,9 +525,7 @@ async fn a_stream_result_set_starts_a_stream_that_get_stream_reads() {
     let get_stream = find(&all, "get_stream");
     let mut state = Value::Null;
     eventually("the stream succeeds", Duration::from_secs(20), async || {
-        let r = call(&c, "get_stream", json!({"stream_id": id}))
-            .await
-            .unwrap();
+        let r = result(&c, "get_stream", json!({"stream_id": id})).await;
         state = structured(get_stream, &r);
         state["state"] == "succeeded"
     })
@@ -559,9 +541,7 @@ async fn a_stream_result_set_starts_a_stream_that_get_stream_reads() {
         5
     );
     let other = client(&s, INVOKE).await;
-    let r = call(&other, "get_stream", json!({"stream_id": id}))
-        .await
-        .unwrap();
+    let r = result(&other, "get_stream", json!({"stream_id": id})).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("Not found"), "{}", text(&r));
 }
@@ -594,18 +574,12 @@ async fn an_idempotency_key_in_meta_replays_the_first_answer_on_either_surface()
     };
     assert_eq!(posts(), 1, "the repeat reached Kandji");
     // The same key over HTTP, with the same request: the first answer again.
+    let body = json!({"connection": s.connection, "inputs": {"name": "mcp-tag"}, "options": {}});
     let r = s
-        .http
-        .post(format!("{}/v1/cards/create_tag/invoke", s.url))
-        .bearer_auth(API_KEY)
-        .header("Idempotency-Key", "retry-42")
-        .json(&json!({"connection": s.connection, "inputs": {"name": "mcp-tag"}, "options": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["idempotent-replayed"], "true");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(Some(&body["outputs"]), first.structured_content.as_ref());
+        .post_keyed("/v1/cards/create_tag/invoke", body, "retry-42")
+        .await;
+    assert_eq!(r.headers["idempotent-replayed"], "true");
+    assert_eq!(Some(&r.body["outputs"]), first.structured_content.as_ref());
     assert_eq!(posts(), 1, "the HTTP repeat reached Kandji");
     // The key with other arguments: refused, naming where the key was.
     let r = c.call_tool(keyed("other-tag", "retry-42")).await.unwrap();
@@ -784,9 +758,7 @@ async fn a_trust_read_key_runs_the_device_trust_card_and_nothing_else_on_both_su
     }
     let c = client(&s, TRUST).await;
     let all = tools(&c).await;
-    let r = call(&c, "get_device_trust", json!({"serial_number": serial}))
-        .await
-        .unwrap();
+    let r = result(&c, "get_device_trust", json!({"serial_number": serial})).await;
     assert_eq!(
         structured(find(&all, "get_device_trust"), &r)["managed"],
         true
@@ -805,22 +777,12 @@ async fn a_trust_read_key_runs_the_device_trust_card_and_nothing_else_on_both_su
 /// card's own): its tool takes the HTTP body's shape, `{"connection", "inputs", "options"}`.
 #[tokio::test]
 async fn a_card_whose_names_clash_takes_the_http_bodys_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut card: Value =
-        serde_json::from_str(include_str!("../../cards/get_device.json")).unwrap();
+    let mut card = builtin_card("get_device");
     card["id"] = json!("get_device_nested");
     card["input_schema"]["properties"]["connection"] =
         json!({"title": "Connection", "type": "string", "description": "unused"});
-    std::fs::write(
-        dir.path().join("get_device_nested.json"),
-        serde_json::to_vec(&card).unwrap(),
-    )
-    .unwrap();
-    let path = dir.path().to_path_buf();
-    let s = TestApp::builder()
-        .config(move |c| c.cards_dir = Some(path))
-        .start()
-        .await;
+    let cards = operator_cards(&[&card]);
+    let s = TestApp::builder().cards_dir(cards.path()).start().await;
     let (mac, serial) = first_device(&s, "Mac");
     let c = client(&s, API_KEY).await;
     let all = tools(&c).await;
@@ -836,25 +798,20 @@ async fn a_card_whose_names_clash_takes_the_http_bodys_shape() {
     );
     // The flat tools are unchanged.
     assert!(find(&all, "get_device").input_schema["properties"]["device_id"].is_object());
-    let r = call(
-        &c,
+    let r = result(&c,
         "get_device_nested",
-        json!({"connection": s.connection, "inputs": {"device_id": mac}, "options": {"details": "basic"}}),
-    )
-    .await
-    .unwrap();
+        json!({"connection": s.connection, "inputs": {"device_id": mac}, "options": {"details": "basic"}})).await;
     assert_eq!(
         structured(tool, &r)["device"]["serial_number"],
         json!(serial)
     );
     // Errors keep the body's locations.
-    let r = call(
+    let r = result(
         &c,
         "get_device_nested",
         json!({"inputs": {}, "options": {"details": "basic"}}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         text(&r).contains("inputs.device_id: is required"),
         "{}",
@@ -867,21 +824,10 @@ async fn a_card_whose_names_clash_takes_the_http_bodys_shape() {
 async fn invocations_are_counted_by_surface() {
     let s = server().await;
     let (mac, _) = first_device(&s, "Mac");
-    s.outputs(
-        "get_device",
-        json!({"device_id": mac}),
-        json!({"details": "basic"}),
-    )
-    .await;
+    s.get_device_outputs(&mac).await;
     let c = client(&s, API_KEY).await;
     for _ in 0..2 {
-        let r = call(
-            &c,
-            "get_device",
-            json!({"device_id": mac, "details": "basic"}),
-        )
-        .await
-        .unwrap();
+        let r = get_device_basic(&c, &mac).await;
         assert_eq!(r.is_error, Some(false), "{r:?}");
     }
     let text = s.get("/metrics").await.body.as_str().unwrap().to_string();

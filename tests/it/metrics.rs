@@ -5,26 +5,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kandji_connector::simulator::{self, Fault, Platform, SimConfig, SimHandle};
+use kandji_connector::simulator::{Fault, Platform};
 use serde_json::{Value, json};
 
-use crate::harness::{API_KEY, Answer, Binary, Receiver, TestApp, eventually, helper_flow};
+use crate::harness::kandji::first_device;
+use crate::harness::repo_file;
+use crate::harness::{
+    API_KEY, Answer, Binary, Receiver, TestApp, devices, eventually, helper_flow, start_sim,
+};
 
 const FULL_KEY: &str = "metrics-test-full-key-0123456789";
 const METRICS_KEY: &str = "metrics-test-prom-key-0123456789";
 const TRUST_KEY: &str = "metrics-test-trust-key-012345678";
 const SECRET_KEY: &str = "q8dXzK0m3nQ1r2s3t4u5v6w7x8y9z0A1B2C3D4E5F6s=";
-
-async fn sim(devices: usize) -> SimHandle {
-    simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig {
-            devices,
-            ..SimConfig::default()
-        },
-    )
-    .await
-}
 
 /// The binary with three keys (every scope, `metrics:read` only, `trust:read` only), callbacks
 /// to 127.0.0.1 allowed, and `extra` settings.
@@ -87,10 +80,6 @@ fn series(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
 /// Every metric name in a text: `kandji_connector_…`, `http_server_…`, `process_…`.
 fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
@@ -110,8 +99,10 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
 
 /// The dashboard's queries, with its variables given their "All" values.
 fn dashboard_queries() -> Vec<String> {
-    let dash: Value =
-        serde_json::from_str(&read("deploy/grafana/dashboards/kandji-connector.json")).unwrap();
+    let dash: Value = serde_json::from_str(&repo_file(
+        "deploy/grafana/dashboards/kandji-connector.json",
+    ))
+    .unwrap();
     let mut out = Vec::new();
     for p in dash["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
@@ -132,9 +123,9 @@ fn dashboard_queries() -> Vec<String> {
 /// dashboard's queries name the same set.
 #[test]
 fn the_readme_and_the_dashboard_name_the_metrics_the_code_records() {
-    let code = metric_names(&read("src/telemetry.rs"));
+    let code = metric_names(&repo_file("src/telemetry.rs"));
     assert!(code.len() > 25, "{code:?}");
-    let readme = read("README.md");
+    let readme = repo_file("README.md");
     let section = &readme[readme
         .find("\n## Metrics and logs")
         .expect("a Metrics section")..];
@@ -242,10 +233,7 @@ async fn metrics_need_the_metrics_read_scope_or_the_metrics_listener() {
 
 #[tokio::test]
 async fn metrics_off_records_nothing_and_answers_404() {
-    let app = TestApp::builder()
-        .config(|c| c.metrics.enabled = false)
-        .start()
-        .await;
+    let app = TestApp::with_config(|c| c.metrics.enabled = false).await;
     let r = app.get("/metrics").await;
     r.problem(404);
     assert!(
@@ -285,13 +273,7 @@ async fn series_do_not_grow_with_device_ids_or_serial_numbers() {
                     &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase()
                 );
                 // Kandji answers 404 for a device it does not know: kandji_error.
-                let r = app
-                    .invoke(
-                        "get_device",
-                        json!({"device_id": device}),
-                        json!({"details": "basic"}),
-                    )
-                    .await;
+                let r = app.get_device(&device).await;
                 assert_eq!(r.status, 200, "{}", r.body);
                 let r = app
                     .get(&format!(
@@ -338,7 +320,7 @@ async fn series_do_not_grow_with_device_ids_or_serial_numbers() {
 /// latency, card and connection; no secret.
 #[tokio::test]
 async fn json_logs_carry_the_request_id_on_every_line() {
-    let sim = sim(5).await;
+    let sim = start_sim(devices(5)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(
         &dir,
@@ -349,23 +331,8 @@ async fn json_logs_carry_the_request_id_on_every_line() {
     )
     .await;
     let http = server.http.clone();
-    let (status, _, body) = send(
-        &http,
-        reqwest::Method::POST,
-        format!("{}/v1/connections", server.url),
-        Some(FULL_KEY),
-        Some(json!({"name": "t", "api_url": sim.base_url(), "api_token": sim.token()})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let conn = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mac = sim
-        .tenant()
-        .first_device_of(Platform::Mac.as_str())
-        .unwrap()
+    let conn = server.connect_with_key(&sim, FULL_KEY).await;
+    let mac = first_device(&sim, Platform::Mac.as_str())
         .device_id
         .to_string();
     let request_id = "req-json-log-test-0001";
@@ -508,8 +475,8 @@ impl Prometheus {
         p
     }
 
-    /// The value of a query that gives one number (None: no series).
-    async fn value(&self, query: &str) -> Option<f64> {
+    /// The answer to a query, asserting Prometheus ran it (`"status": "success"`).
+    async fn query(&self, query: &str) -> Value {
         let r: Value = self
             .http
             .get(format!("{}/api/v1/query", self.url))
@@ -521,6 +488,12 @@ impl Prometheus {
             .await
             .unwrap();
         assert_eq!(r["status"], "success", "{query}: {r}");
+        r
+    }
+
+    /// The value of a query that gives one number (None: no series).
+    async fn value(&self, query: &str) -> Option<f64> {
+        let r = self.query(query).await;
         let result = r["data"]["result"].as_array().unwrap();
         assert!(result.len() <= 1, "{query}: more than one series: {r}");
         result
@@ -537,7 +510,7 @@ mod needs_prometheus {
     /// with one refused delivery, an inventory sync, device-trust lookups from the inventory.
     #[tokio::test]
     async fn a_real_prometheus_scrapes_the_exact_counts() {
-        let sim = sim(20).await;
+        let sim = start_sim(devices(20)).await;
         let receiver = Receiver::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut server = serve(&dir, &[]).await;
@@ -558,6 +531,12 @@ mod needs_prometheus {
                 serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)),
             )
         };
+        // A JSON answer to a GET with the full key.
+        let read = async |path: &str| -> Value {
+            let url = format!("{}{path}", server.url);
+            let (_, _, b) = send(&http, reqwest::Method::GET, url, Some(FULL_KEY), None).await;
+            serde_json::from_str(&b).unwrap()
+        };
         let (status, body) = post(
             "/v1/connections",
             json!({"name": "t", "api_url": sim.base_url(), "api_token": sim.token(), "requests_per_hour": 1000, "inventory_sync": true}),
@@ -567,15 +546,7 @@ mod needs_prometheus {
         let conn = body["id"].as_str().unwrap().to_string();
         // The first sync.
         eventually("the inventory sync", Duration::from_secs(20), async || {
-            let (_, _, b) = send(
-                &http,
-                reqwest::Method::GET,
-                format!("{}/v1/connections/{conn}", server.url),
-                Some(FULL_KEY),
-                None,
-            )
-            .await;
-            serde_json::from_str::<Value>(&b).unwrap()["inventory"]["last_sync"].is_object()
+            read(&format!("/v1/connections/{conn}")).await["inventory"]["last_sync"].is_object()
         })
         .await;
 
@@ -626,15 +597,7 @@ mod needs_prometheus {
         assert_eq!(status, 202, "{body}");
         let stream = body["stream_id"].as_str().unwrap().to_string();
         eventually("the stream to end", Duration::from_secs(20), async || {
-            let (_, _, b) = send(
-                &http,
-                reqwest::Method::GET,
-                format!("{}/v1/streams/{stream}", server.url),
-                Some(FULL_KEY),
-                None,
-            )
-            .await;
-            serde_json::from_str::<Value>(&b).unwrap()["state"] == "succeeded"
+            read(&format!("/v1/streams/{stream}")).await["state"] == "succeeded"
         })
         .await;
 
@@ -697,17 +660,7 @@ mod needs_prometheus {
         assert!(settled.is_ok(), "Prometheus's counts:\n{}", last.join("\n"));
         // Every query of the dashboard is valid PromQL and finds data here.
         for q in dashboard_queries() {
-            let r: Value = prometheus
-                .http
-                .get(format!("{}/api/v1/query", prometheus.url))
-                .query(&[("query", q.as_str())])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            assert_eq!(r["status"], "success", "{q}: {r}");
+            prometheus.query(&q).await;
         }
         server.kill().await;
         let mut prometheus = prometheus;

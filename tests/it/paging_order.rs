@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::harness::{Receiver, TestApp, eventually};
+use crate::harness::kandji::read_sim;
+use crate::harness::{Receiver, TestApp, builtin_card, eventually, operator_cards};
 use kandji_connector::simulator::SimConfig;
 use serde_json::{Value, json};
 
@@ -28,13 +29,7 @@ fn reordering() -> SimConfig {
 /// Runs a stream of every device and returns the device ids delivered, by how often.
 async fn stream_all_devices(app: &TestApp) -> BTreeMap<String, usize> {
     let receiver = Receiver::start().await;
-    let id = app
-        .start_stream(
-            "list_devices",
-            json!({}),
-            json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
-        )
-        .await;
+    let id = app.stream_devices(&receiver.url()).await;
     let status = app.finished(&id, Duration::from_secs(30)).await;
     assert_eq!(status["state"], "succeeded", "{status}");
     let mut seen = BTreeMap::new();
@@ -68,15 +63,7 @@ async fn the_simulated_default_order_changes_between_requests_and_ordering_holds
     let app = TestApp::builder().sim(reordering()).start().await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let page = async |query: &str| -> Vec<String> {
-        let body: Value = http
-            .get(format!("{}/api/v1/devices?{query}", app.sim.base_url()))
-            .bearer_auth(app.sim.token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = read_sim(&http, &app.sim, &format!("/devices?{query}")).await;
         body.as_array()
             .unwrap()
             .iter()
@@ -120,22 +107,13 @@ async fn a_stream_of_a_reordering_tenant_delivers_every_device_once() {
 #[tokio::test]
 async fn without_the_ordering_a_stream_of_a_reordering_tenant_repeats_and_misses_devices() {
     // List Devices as it was before it declared its ordering.
-    let cards = tempfile::tempdir().unwrap();
-    let mut card: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/cards/list_devices.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let mut card = builtin_card("list_devices");
     let list = card["requests"][0]["list"].as_object_mut().unwrap();
     assert_eq!(list.remove("ordering"), Some(json!("device_id")));
-    std::fs::write(cards.path().join("list_devices.json"), card.to_string()).unwrap();
-    let dir = cards.path().to_path_buf();
+    let cards = operator_cards(&[&card]);
     let app = TestApp::builder()
         .sim(reordering())
-        .config(move |c| c.cards_dir = Some(dir))
+        .cards_dir(cards.path())
         .start()
         .await;
     let seen = stream_all_devices(&app).await;

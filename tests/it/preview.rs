@@ -9,8 +9,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::card_fixtures::{self, Expected};
-use crate::harness::kandji::{FAST_BUDGET, device, id, take};
-use crate::harness::{API_KEY, Receiver, Resp, TestApp, eventually, helper_flow};
+use crate::harness::kandji::{device, devices, id, start_with, take};
+use crate::harness::{
+    API_KEY, Receiver, Resp, TestApp, builtin_card, eventually, helper_flow, operator_cards,
+};
 
 async fn preview(app: &TestApp, card: &str, inputs: Value, options: Value) -> Resp {
     app.post(
@@ -18,6 +20,11 @@ async fn preview(app: &TestApp, card: &str, inputs: Value, options: Value) -> Re
         json!({"connection": app.connection, "inputs": inputs, "options": options}),
     )
     .await
+}
+
+/// The preview of `card`: its 200 body, checked as `planned` checks it.
+async fn plan(app: &TestApp, card: &str, inputs: Value, options: Value) -> Value {
+    planned(app, preview(app, card, inputs, options).await)
 }
 
 /// A preview's 200 body, asserting that nothing reached the tenant and the answer is not cached.
@@ -118,10 +125,7 @@ async fn every_cards_preview_is_what_its_invocation_sends() {
     let mut lists = 0;
     for card in &cards {
         let f = card_fixtures::fixture(&app, card);
-        let p = planned(
-            &app,
-            preview(&app, card, f.inputs.clone(), f.options.clone()).await,
-        );
+        let p = plan(&app, card, f.inputs.clone(), f.options.clone()).await;
         assert_eq!(p["card"], card.as_str());
         let got = p["requests"].as_array().unwrap();
         if p["paging"].is_null() {
@@ -233,28 +237,19 @@ async fn preview_refuses_what_invoke_refuses_with_the_same_problem() {
     // Malformed JSON and a malformed Idempotency-Key, as the extractor and invoke say.
     for path in ["invoke", "preview"] {
         let r = app
-            .http
-            .post(format!("{}/v1/cards/lock_device/{path}", app.url))
-            .bearer_auth(API_KEY)
-            .header("content-type", "application/json")
-            .body("{\"connection\": ")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{path}");
+            .post_raw(
+                &format!("/v1/cards/lock_device/{path}"),
+                "{\"connection\": ",
+            )
+            .await;
+        assert_eq!(r.status, 400, "{path}");
+        let body = json!({"connection": c, "inputs": {"device_id": mac}});
         let r = app
-            .http
-            .post(format!("{}/v1/cards/lock_device/{path}", app.url))
-            .bearer_auth(API_KEY)
-            .header("idempotency-key", "")
-            .json(&json!({"connection": c, "inputs": {"device_id": mac}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 422, "{path}");
-        let body: Value = r.json().await.unwrap();
+            .post_keyed(&format!("/v1/cards/lock_device/{path}"), body, "")
+            .await;
+        assert_eq!(r.status, 422, "{path}");
         assert_eq!(
-            body["errors"][0]["loc"],
+            r.body["errors"][0]["loc"],
             json!(["headers", "Idempotency-Key"])
         );
     }
@@ -319,16 +314,11 @@ async fn preview_takes_no_budget_and_claims_no_idempotency_key() {
     let mac = id(&device(&app, "Mac"));
     let iphone = id(&device(&app, "iPhone"));
     for _ in 0..20 {
+        let body = json!({"connection": app.connection, "inputs": {"device_id": iphone}});
         let r = app
-            .http
-            .post(format!("{}/v1/cards/restart_device/preview", app.url))
-            .bearer_auth(API_KEY)
-            .header("idempotency-key", "restart-1")
-            .json(&json!({"connection": app.connection, "inputs": {"device_id": iphone}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+            .post_keyed("/v1/cards/restart_device/preview", body, "restart-1")
+            .await;
+        assert_eq!(r.status, 200);
     }
     take(&app, 0);
     let budget = app
@@ -339,17 +329,12 @@ async fn preview_takes_no_budget_and_claims_no_idempotency_key() {
     assert_eq!(budget["used_last_hour"], 0, "{budget}");
     assert_eq!(budget["remaining_this_hour"], 3, "{budget}");
 
+    let body = json!({"connection": app.connection, "inputs": {"device_id": mac}});
     let r = app
-        .http
-        .post(format!("{}/v1/cards/restart_device/invoke", app.url))
-        .bearer_auth(API_KEY)
-        .header("idempotency-key", "restart-1")
-        .json(&json!({"connection": app.connection, "inputs": {"device_id": mac}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.headers().get("idempotent-replayed").is_none());
+        .post_keyed("/v1/cards/restart_device/invoke", body, "restart-1")
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("idempotent-replayed").is_none());
     take(&app, 1);
 }
 
@@ -359,16 +344,13 @@ async fn preview_takes_no_budget_and_claims_no_idempotency_key() {
 async fn an_action_plans_its_command_with_its_json_body() {
     let app = kandji_app().await;
     let mac = id(&device(&app, "Mac"));
-    let p = planned(
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "erase_device",
-            json!({"device_id": mac, "pin": "123456", "preserve_data_plan": true}),
-            json!({}),
-        )
-        .await,
-    );
+        "erase_device",
+        json!({"device_id": mac, "pin": "123456", "preserve_data_plan": true}),
+        json!({}),
+    )
+    .await;
     assert_eq!(p["effect"], "destructive");
     assert_eq!(
         lines(&p),
@@ -404,10 +386,7 @@ async fn an_action_plans_its_command_with_its_json_body() {
         (&Value::Null, &Value::Null, &Value::Null)
     );
     // Lock Device's own JSON-less command, the card the console shows.
-    let p = planned(
-        &app,
-        preview(&app, "lock_device", json!({"device_id": mac}), json!({})).await,
-    );
+    let p = plan(&app, "lock_device", json!({"device_id": mac}), json!({})).await;
     assert_eq!(
         lines(&p),
         [
@@ -424,16 +403,9 @@ async fn an_action_plans_its_command_with_its_json_body() {
 #[tokio::test]
 async fn a_form_body_is_shown_in_its_encoding() {
     let app = kandji_app().await;
-    let p = planned(
-        &app,
-        preview(
-            &app,
-            "create_blueprint",
+    let p = plan(&app, "create_blueprint",
             json!({"name": "Sales & Support", "enrollment_code_is_active": true, "enrollment_code": "1234"}),
-            json!({}),
-        )
-        .await,
-    );
+            json!({})).await;
     let r = &p["requests"][0];
     assert_eq!(r["method"], "POST");
     assert_eq!(
@@ -507,7 +479,7 @@ async fn lists_plan_their_first_page_and_say_how_paging_goes_on() {
         ),
     ];
     for (card, inputs, options, first, style, wanted, says) in cases {
-        let p = planned(&app, preview(&app, card, inputs, options).await);
+        let p = plan(&app, card, inputs, options).await;
         assert_eq!(lines(&p), [first], "{card}");
         assert_eq!(p["requests"][0]["role"], "first_page");
         let paging = &p["paging"];
@@ -525,16 +497,13 @@ async fn lists_plan_their_first_page_and_say_how_paging_goes_on() {
     }
 
     // Get Blueprint by name reads whole pages until its pick matches, at most 20.
-    let p = planned(
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "get_blueprint",
-            json!({"blueprint_name": "Sales"}),
-            json!({}),
-        )
-        .await,
-    );
+        "get_blueprint",
+        json!({"blueprint_name": "Sales"}),
+        json!({}),
+    )
+    .await;
     assert_eq!(
         lines(&p),
         [format!(
@@ -558,10 +527,7 @@ async fn a_stream_plans_its_first_page_and_its_delivery() {
     let receiver = Receiver::start().await;
     let base = app.sim.base_url();
     let options = |limit: Value| json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url()), "record_limit": limit});
-    let p = planned(
-        &app,
-        preview(&app, "list_devices", json!({}), options(json!(5))).await,
-    );
+    let p = plan(&app, "list_devices", json!({}), options(json!(5))).await;
     assert_eq!(
         lines(&p),
         [format!(
@@ -574,10 +540,7 @@ async fn a_stream_plans_its_first_page_and_its_delivery() {
     );
     assert_eq!(p["paging"]["records_wanted"], 5);
 
-    let p = planned(
-        &app,
-        preview(&app, "list_devices", json!({}), options(Value::Null)).await,
-    );
+    let p = plan(&app, "list_devices", json!({}), options(Value::Null)).await;
     assert_eq!(
         lines(&p),
         [format!(
@@ -593,10 +556,7 @@ async fn a_stream_plans_its_first_page_and_its_delivery() {
             .contains("every record is read")
     );
 
-    let p = planned(
-        &app,
-        preview(&app, "list_devices", json!({}), options(json!(0))).await,
-    );
+    let p = plan(&app, "list_devices", json!({}), options(json!(0))).await;
     assert_eq!(p["requests"], json!([]));
 
     let streams = app.get("/v1/streams").await.ok();
@@ -611,16 +571,9 @@ async fn composed_outputs_plan_their_follow_up_read() {
     let app = kandji_app().await;
     let iphone = id(&device(&app, "iPhone"));
     let base = app.sim.base_url();
-    let p = planned(
-        &app,
-        preview(
-            &app,
-            "turn_on_lost_mode",
+    let p = plan(&app, "turn_on_lost_mode",
             json!({"device_id": iphone, "lock_message": "Please return", "phone_number": "+1 415 555 0100"}),
-            json!({}),
-        )
-        .await,
-    );
+            json!({})).await;
     assert_eq!(
         lines(&p),
         [
@@ -691,22 +644,15 @@ async fn the_custom_api_action_plans_exactly_what_it_was_given() {
 /// once the inventory knows the serial number, nothing at all.
 #[tokio::test]
 async fn device_trust_says_whether_it_would_ask_kandji() {
-    let app = TestApp::builder()
-        .devices(50)
-        .requests_per_hour(FAST_BUDGET)
-        .start()
-        .await;
+    let app = start_with(devices(50)).await;
     let serial = device(&app, "Mac").serial_number.to_string();
-    let p = planned(
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "get_device_trust",
-            json!({"serial_number": serial}),
-            json!({}),
-        )
-        .await,
-    );
+        "get_device_trust",
+        json!({"serial_number": serial}),
+        json!({}),
+    )
+    .await;
     assert_eq!(
         lines(&p),
         [format!(
@@ -730,16 +676,13 @@ async fn device_trust_says_whether_it_would_ask_kandji() {
     })
     .await;
     app.sim.clear_requests();
-    let p = planned(
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "get_device_trust",
-            json!({"serial_number": serial}),
-            json!({}),
-        )
-        .await,
-    );
+        "get_device_trust",
+        json!({"serial_number": serial}),
+        json!({}),
+    )
+    .await;
     assert_eq!(p["requests"], json!([]));
     assert!(
         p["resolver"]["answer_from"]
@@ -757,36 +700,20 @@ async fn kandji_app() -> TestApp {
 /// plans its one request, without paging parameters.
 #[tokio::test]
 async fn a_list_without_paging_plans_one_request() {
-    let cards = tempfile::tempdir().unwrap();
-    let mut card: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cards/list_tags.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let mut card = builtin_card("list_tags");
     card["id"] = json!("list_tags_at_once");
     card["title"] = json!("List Tags At Once");
     card["requests"][0]["list"] =
         json!({"paging": "none", "records": "/results", "page_size": 300});
-    std::fs::write(
-        cards.path().join("list_tags_at_once.json"),
-        card.to_string(),
-    )
-    .unwrap();
-    let dir = cards.path().to_path_buf();
-    let app = TestApp::builder()
-        .config(move |c| c.cards_dir = Some(dir))
-        .start()
-        .await;
-    let p = planned(
+    let cards = operator_cards(&[&card]);
+    let app = TestApp::builder().cards_dir(cards.path()).start().await;
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "list_tags_at_once",
-            json!({"name": "Sales"}),
-            json!({"result_set": "first_300_records"}),
-        )
-        .await,
-    );
+        "list_tags_at_once",
+        json!({"name": "Sales"}),
+        json!({"result_set": "first_300_records"}),
+    )
+    .await;
     assert_eq!(
         lines(&p),
         [format!(
@@ -811,32 +738,26 @@ async fn list_ade_devices_previews_the_list_its_filters_choose() {
     let app = kandji_app().await;
     let token = app.sim.tenant().ade_integrations[0].id.to_string();
     let base = app.sim.base_url();
-    let p = planned(
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "list_ade_devices",
-            json!({"ade_token_id": token, "operating_system": "iOS"}),
-            json!({"result_set": "first_record"}),
-        )
-        .await,
-    );
+        "list_ade_devices",
+        json!({"ade_token_id": token, "operating_system": "iOS"}),
+        json!({"result_set": "first_record"}),
+    )
+    .await;
     assert_eq!(
         lines(&p),
         [format!(
             "GET {base}/api/v1/integrations/apple/ade/devices?dep_account={token}&os=iOS"
         )]
     );
-    let p = planned(
+    let p = plan(
         &app,
-        preview(
-            &app,
-            "list_ade_devices",
-            json!({"ade_token_id": token}),
-            json!({"result_set": "first_record"}),
-        )
-        .await,
-    );
+        "list_ade_devices",
+        json!({"ade_token_id": token}),
+        json!({"result_set": "first_record"}),
+    )
+    .await;
     assert_eq!(
         lines(&p),
         [format!(

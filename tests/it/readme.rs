@@ -2,8 +2,7 @@
 
 #[test]
 fn readme_card_table_matches_the_catalog() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = crate::harness::repo_file("README.md");
     let start = readme.find("<!-- cards:start -->\n").expect("start marker")
         + "<!-- cards:start -->\n".len();
     let end = readme.find("<!-- cards:end -->").expect("end marker");

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{API_KEY, Answer, Receiver, TestApp, TestDb, both, eventually, helper_flow};
+use crate::harness::{Answer, Receiver, TestApp, TestDb, both, eventually, helper_flow};
 use kandji_connector::retention::RetentionConfig;
 use serde_json::json;
 
@@ -51,16 +51,11 @@ async fn finished_streams_past_the_retention_are_deleted_with_their_failures_new
     assert_eq!(failures_of(&ids[0]).await, 1);
 
     // An idempotency key, answered.
+    let body = json!({"connection": server.connection, "inputs": {}, "options": {"result_set": "first_300_records"}});
     let r = server
-        .http
-        .post(format!("{}/v1/cards/list_tags/invoke", server.url))
-        .bearer_auth(API_KEY)
-        .header("Idempotency-Key", "retention-test")
-        .json(&json!({"connection": server.connection, "inputs": {}, "options": {"result_set": "first_300_records"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .post_keyed("/v1/cards/list_tags/invoke", body, "retention-test")
+        .await;
+    assert_eq!(r.status, 200);
     assert_eq!(
         db.count("SELECT COUNT(*) FROM idempotency_keys", &[]).await,
         1

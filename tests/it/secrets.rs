@@ -2,8 +2,9 @@
 //! the process logged at debug level, and no error body, contains a token, an API key, a PIN, a
 //! FileVault key or a bypass code.
 
-use crate::harness::Binary;
-use kandji_connector::simulator::{self, Fault, Platform, SimConfig};
+use crate::harness::kandji::first_device;
+use crate::harness::{Binary, start_sim};
+use kandji_connector::simulator::{Fault, Platform, SimConfig};
 use serde_json::{Value, json};
 
 const API_KEY: &str = "leak-test-key-9f8e7d6c5b4a3210";
@@ -21,11 +22,7 @@ async fn no_secret_reaches_the_json_logs_or_an_error_body() {
 }
 
 async fn no_secret_leaks(format: &str) {
-    let sim = simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig::default(),
-    )
-    .await;
+    let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let secret_key = "q8dXzK0m3nQ1r2s3t4u5v6w7x8y9z0A1B2C3D4E5F6s="; // base64 of 32 bytes
     let mut server = Binary::serve(&[
@@ -56,29 +53,9 @@ async fn no_secret_leaks(format: &str) {
             (status, r.text().await.unwrap())
         }
     };
-    let (status, body) = post(
-        "/v1/connections".into(),
-        json!({"name": "t", "api_url": sim.base_url(), "api_token": sim.token()}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let conn = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (mac, iphone) = {
-        let t = sim.tenant();
-        (
-            t.first_device_of(Platform::Mac.as_str())
-                .unwrap()
-                .device_id
-                .to_string(),
-            t.first_device_of(Platform::IPhone.as_str())
-                .unwrap()
-                .device_id
-                .to_string(),
-        )
-    };
+    let conn = server.connect_with_key(&sim, API_KEY).await;
+    let [mac, iphone] = [Platform::Mac, Platform::IPhone]
+        .map(|p| first_device(&sim, p.as_str()).device_id.to_string());
 
     let mut secrets: Vec<String> = vec![
         sim.token(),

@@ -1,9 +1,10 @@
 //! Trust boundaries as a caller and an operator see them: scopes, key files, the secret key at
 //! start-up and its rotation, and abuse limits that refuse clearly and keep serving others.
 
-use crate::harness::{API_KEY, Binary, TestApp};
+use crate::harness::kandji::first_device;
+use crate::harness::{API_KEY, Binary, TestApp, start_sim};
 use kandji_connector::api::auth::{ApiKey, Scope};
-use kandji_connector::simulator::{self, Platform, SimConfig};
+use kandji_connector::simulator::{Platform, SimConfig};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::json;
@@ -201,11 +202,7 @@ async fn abuse_limits_refuse_clearly_and_keep_serving_others() {
 /// every connection working.
 #[tokio::test]
 async fn key_files_wrong_secret_key_and_rotation() {
-    let sim = simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig::default(),
-    )
-    .await;
+    let sim = start_sim(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/k.db?mode=rwc", dir.path().display());
     let keys_file = dir.path().join("keys");
@@ -232,56 +229,23 @@ async fn key_files_wrong_secret_key_and_rotation() {
         ("KANDJI_CONNECTOR_DATABASE_URL", db.clone()),
     ])
     .await;
-    let (url, http) = (server.url.clone(), server.http.clone());
-    let r = http
-        .post(format!("{url}/v1/connections"))
-        .bearer_auth("file-key-admin-00000000000")
-        .json(&json!({"name": "sim", "api_url": sim.base_url(), "api_token": sim.token()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let conn = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = http
-        .get(format!("{url}/v1/connections"))
-        .bearer_auth("file-key-catalog-000000000")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let serial = sim
-        .tenant()
-        .first_device_of(Platform::Mac.as_str())
-        .unwrap()
+    let (admin, catalog, trust) = (
+        "file-key-admin-00000000000",
+        "file-key-catalog-000000000",
+        "file-key-trust-0000000000",
+    );
+    let conn = server.connect_with_key(&sim, admin).await;
+    let get = async |path: &str, key| server.send(Method::GET, path, None, Some(key)).await;
+    assert_eq!(get("/v1/connections", catalog).await.status, 403);
+    let serial = first_device(&sim, Platform::Mac.as_str())
         .serial_number
         .to_string();
-    let trust = |key: &'static str| {
-        http.get(format!(
-            "{url}/v1/connections/{conn}/device-trust?serial_number={serial}"
-        ))
-        .bearer_auth(key)
-        .send()
-    };
-    let r = trust("file-key-trust-0000000000").await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["managed"],
-        true
-    );
-    assert_eq!(
-        trust("file-key-catalog-000000000").await.unwrap().status(),
-        403
-    );
-    let r = http
-        .get(format!("{url}/v1/cards"))
-        .bearer_auth("file-key-trust-0000000000")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    let device_trust = format!("/v1/connections/{conn}/device-trust?serial_number={serial}");
+    let r = get(&device_trust, trust).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["managed"], true);
+    assert_eq!(get(&device_trust, catalog).await.status, 403);
+    assert_eq!(get("/v1/cards", trust).await.status, 403);
     server.kill().await;
 
     // The stored token is not readable in the database file.
@@ -325,36 +289,35 @@ async fn key_files_wrong_secret_key_and_rotation() {
         ("KANDJI_CONNECTOR_DATABASE_URL", db),
     ])
     .await;
-    let url = server.url.clone();
-    let mac = sim
-        .tenant()
-        .first_device_of(Platform::Mac.as_str())
-        .unwrap()
+    let mac = first_device(&sim, Platform::Mac.as_str())
         .device_id
         .to_string();
-    let r = http
-        .post(format!("{url}/v1/cards/get_device/invoke"))
-        .bearer_auth("file-key-admin-00000000000")
-        .json(&json!({"connection": conn, "inputs": {"device_id": mac}, "options": {"details": "basic"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["outputs"]["status_code"],
-        200
-    );
+    let r = server
+        .send(
+            Method::POST,
+            "/v1/cards/get_device/invoke",
+            Some(json!({"connection": conn, "inputs": {"device_id": mac}, "options": {"details": "basic"}})),
+            Some(admin),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["outputs"]["status_code"], 200);
 }
 
-#[tokio::test]
-async fn serve_refuses_to_start_without_its_settings() {
+/// `serve` with these settings: it stops with exit code 2; returns what it wrote to stderr.
+async fn serve_refused(env: &[(&str, &str)]) -> String {
     let out = Binary::command(&["serve"])
-        .env("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_its_settings() {
+    let stderr = serve_refused(&[("KANDJI_CONNECTOR_LISTEN", "127.0.0.1:0")]).await;
     assert!(
         stderr.contains("KANDJI_CONNECTOR_API_KEYS")
             && stderr.contains("KANDJI_CONNECTOR_SECRET_KEY"),
@@ -364,14 +327,11 @@ async fn serve_refuses_to_start_without_its_settings() {
         stderr.contains("openssl rand"),
         "says how to fix it: {stderr}"
     );
-    let out = Binary::command(&["serve"])
-        .env("KANDJI_CONNECTOR_API_KEYS", "short")
-        .env("KANDJI_CONNECTOR_SECRET_KEY", "not-base64!")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&[
+        ("KANDJI_CONNECTOR_API_KEYS", "short"),
+        ("KANDJI_CONNECTOR_SECRET_KEY", "not-base64!"),
+    ])
+    .await;
     assert!(
         stderr.contains("16 characters") && stderr.contains("base64"),
         "{stderr}"

@@ -2,57 +2,73 @@
 
 use std::time::Duration;
 
-use kandji_connector::simulator::{self, Fault, SimConfig, SimHandle};
+use kandji_connector::simulator::{Fault, SimHandle};
+
+use crate::harness::start_sim;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn sim(devices: usize) -> (SimHandle, Client) {
+/// A simulated tenant and an HTTP client to call it with.
+struct Tenant {
+    sim: SimHandle,
+    client: Client,
+}
+
+impl std::ops::Deref for Tenant {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.sim
+    }
+}
+
+async fn sim(devices: usize) -> Tenant {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = simulator::start(
-        listener,
-        SimConfig {
-            devices,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sim = start_sim(crate::harness::devices(devices)).await;
     let client = Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    (sim, client)
+    Tenant { sim, client }
 }
 
-/// Sends an authenticated request and returns status, headers and parsed JSON (Null if none).
-async fn call(
-    sim: &SimHandle,
-    client: &Client,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut req = client
-        .request(method, format!("{}/api/v1{path}", sim.base_url()))
-        .bearer_auth(sim.token());
-    if let Some(b) = body {
-        req = req.json(&b);
+impl Tenant {
+    /// Sends an authenticated request and returns status, headers and parsed JSON (Null if none).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.sim.base_url()))
+            .bearer_auth(self.sim.token());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, headers, value)
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, headers, value)
-}
 
-async fn get(sim: &SimHandle, client: &Client, path: &str) -> (StatusCode, Value) {
-    let (s, _, v) = call(sim, client, Method::GET, path, None).await;
-    (s, v)
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::GET, path, None).await;
+        (s, v)
+    }
+
+    /// Kandji's refusal of a GET: this status and `{"detail": detail}`.
+    async fn assert_refused(&self, path: &str, status: u16, detail: &str) {
+        let (got, body) = self.get(path).await;
+        assert_eq!(got, status, "{path}");
+        assert_eq!(body, json!({ "detail": detail }), "{path}");
+    }
 }
 
 fn ids(page: &Value) -> Vec<String> {
@@ -65,7 +81,8 @@ fn ids(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn refuses_missing_and_wrong_tokens_and_records_them() {
-    let (sim, client) = sim(10).await;
+    let sim = sim(10).await;
+    let client = &sim.client;
     let url = format!("{}/api/v1/devices?limit=1", sim.base_url());
 
     let resp = client.get(&url).send().await.unwrap();
@@ -131,35 +148,34 @@ async fn refuses_missing_and_wrong_tokens_and_records_them() {
 
 #[tokio::test]
 async fn devices_page_as_a_bare_array_with_clamped_limit() {
-    let (sim, client) = sim(650).await;
+    let sim = sim(650).await;
 
-    let (status, page) = get(&sim, &client, "/devices").await;
+    let (status, page) = sim.get("/devices").await;
     assert_eq!(status, 200);
     assert_eq!(page.as_array().unwrap().len(), 300, "default limit is 300");
 
-    let (_, page) = get(&sim, &client, "/devices?limit=1000").await;
+    let (_, page) = sim.get("/devices?limit=1000").await;
     assert_eq!(
         page.as_array().unwrap().len(),
         300,
         "limit is clamped to 300"
     );
 
-    let (_, page) = get(&sim, &client, "/devices?limit=300&offset=600").await;
+    let (_, page) = sim.get("/devices?limit=300&offset=600").await;
     assert_eq!(page.as_array().unwrap().len(), 50);
 
-    let (status, page) = get(&sim, &client, "/devices?limit=300&offset=650").await;
+    let (status, page) = sim.get("/devices?limit=300&offset=650").await;
     assert_eq!(status, 200);
     assert_eq!(page, json!([]), "offset past the end is an empty array");
 
     // Paging with a stable ordering visits every device once, in device_id order.
     let mut seen = Vec::new();
     for offset in (0..650).step_by(300) {
-        let (_, page) = get(
-            &sim,
-            &client,
-            &format!("/devices?ordering=device_id&limit=300&offset={offset}"),
-        )
-        .await;
+        let (_, page) = sim
+            .get(&format!(
+                "/devices?ordering=device_id&limit=300&offset={offset}"
+            ))
+            .await;
         seen.extend(ids(&page));
     }
     let mut sorted = seen.clone();
@@ -168,7 +184,7 @@ async fn devices_page_as_a_bare_array_with_clamped_limit() {
     assert_eq!(seen, sorted);
     assert_eq!(seen.len(), 650);
 
-    let (_, page) = get(&sim, &client, "/devices?ordering=-device_id&limit=5").await;
+    let (_, page) = sim.get("/devices?ordering=-device_id&limit=5").await;
     let mut expected = seen.clone();
     expected.reverse();
     assert_eq!(ids(&page), expected[..5]);
@@ -176,7 +192,7 @@ async fn devices_page_as_a_bare_array_with_clamped_limit() {
 
 #[tokio::test]
 async fn device_filters_match_like_kandji() {
-    let (sim, client) = sim(200).await;
+    let sim = sim(200).await;
     let (mac_serial, mac_id, iphones) = {
         let t = sim.tenant();
         let mac = t.first_device_of("Mac").unwrap();
@@ -187,14 +203,14 @@ async fn device_filters_match_like_kandji() {
         )
     };
 
-    let (_, page) = get(&sim, &client, "/devices?platform=iPhone").await;
+    let (_, page) = sim.get("/devices?platform=iPhone").await;
     let page = page.as_array().unwrap();
     assert_eq!(page.len(), iphones);
     assert!(page.iter().all(|d| d["platform"] == "iPhone"));
 
     // serial_number is a case-insensitive "contains" match.
     let partial = mac_serial[2..9].to_lowercase();
-    let (_, page) = get(&sim, &client, &format!("/devices?serial_number={partial}")).await;
+    let (_, page) = sim.get(&format!("/devices?serial_number={partial}")).await;
     assert!(ids(&page).contains(&mac_id));
 
     let (mac_address, email) = {
@@ -203,34 +219,31 @@ async fn device_filters_match_like_kandji() {
         let user = t.user(&mac.user_id.unwrap()).unwrap();
         (mac.mac_address_string().unwrap(), user.email.to_string())
     };
-    let (_, page) = get(
-        &sim,
-        &client,
-        &format!("/devices?mac_address={}", mac_address.to_uppercase()),
-    )
-    .await;
+    let (_, page) = sim
+        .get(&format!(
+            "/devices?mac_address={}",
+            mac_address.to_uppercase()
+        ))
+        .await;
     assert_eq!(ids(&page), vec![mac_id.clone()]);
-    let (_, page) = get(&sim, &client, &format!("/devices?user_email_exact={email}")).await;
+    let (_, page) = sim.get(&format!("/devices?user_email_exact={email}")).await;
     assert!(ids(&page).contains(&mac_id));
-    let (_, page) = get(
-        &sim,
-        &client,
-        &format!("/devices?user_email_exact={}x", email),
-    )
-    .await;
+    let (_, page) = sim
+        .get(&format!("/devices?user_email_exact={}x", email))
+        .await;
     assert_eq!(page, json!([]));
 
-    let (status, body) = get(&sim, &client, "/devices?device_id=not-a-uuid").await;
+    let (status, body) = sim.get("/devices?device_id=not-a-uuid").await;
     assert_eq!(status, 400);
     assert_eq!(body, json!({"device_id": ["Enter a valid UUID."]}));
 }
 
 #[tokio::test]
 async fn device_shapes_follow_kandji() {
-    let (sim, client) = sim(20).await;
+    let sim = sim(20).await;
     let mac = sim.tenant().first_device_of("Mac").unwrap().device_id;
 
-    let (status, basic) = get(&sim, &client, &format!("/devices/{mac}")).await;
+    let (status, basic) = sim.get(&format!("/devices/{mac}")).await;
     assert_eq!(status, 200);
     assert_eq!(basic["platform"], "Mac");
     assert!(
@@ -242,7 +255,7 @@ async fn device_shapes_follow_kandji() {
     assert!(basic["last_check_in"].as_str().unwrap().ends_with('Z'));
     assert!(basic["user"].is_object());
 
-    let (_, details) = get(&sim, &client, &format!("/devices/{mac}/details")).await;
+    let (_, details) = sim.get(&format!("/devices/{mac}/details")).await;
     assert_eq!(details["mdm"]["mdm_enabled"], "True");
     assert_eq!(details["kandji_agent"]["agent_installed"], "True");
     assert!(
@@ -253,21 +266,19 @@ async fn device_shapes_follow_kandji() {
     );
     assert_eq!(details["lost_mode"], json!({}));
 
-    let (status, body) = get(
-        &sim,
-        &client,
+    sim.assert_refused(
         "/devices/7d2e4d3c-0000-4000-8000-000000000000",
+        404,
+        "Not found.",
     )
     .await;
-    assert_eq!(status, 404);
-    assert_eq!(body, json!({"detail": "Not found."}));
 }
 
 #[tokio::test]
 async fn blueprint_links_point_at_the_web_app_host() {
-    let (sim, client) = sim(10).await;
+    let sim = sim(10).await;
 
-    let (_, first) = get(&sim, &client, "/blueprints?limit=2").await;
+    let (_, first) = sim.get("/blueprints?limit=2").await;
     assert_eq!(first["count"], 5);
     assert_eq!(first["previous"], Value::Null);
     let next = first["next"].as_str().unwrap();
@@ -278,20 +289,21 @@ async fn blueprint_links_point_at_the_web_app_host() {
 
     // A client keeps only the query and re-applies it to its own base URL.
     let query = next.split_once('?').unwrap().1;
-    let (_, second) = get(&sim, &client, &format!("/blueprints?{query}")).await;
+    let (_, second) = sim.get(&format!("/blueprints?{query}")).await;
     assert_eq!(second["results"].as_array().unwrap().len(), 2);
     assert_eq!(
         second["previous"],
         "https://accuhive.kandji.io/api/v1/blueprints?limit=2"
     );
-    let (_, last) = get(&sim, &client, "/blueprints?limit=2&offset=4").await;
+    let (_, last) = sim.get("/blueprints?limit=2&offset=4").await;
     assert_eq!(last["results"].as_array().unwrap().len(), 1);
     assert_eq!(last["next"], Value::Null);
 }
 
 #[tokio::test]
 async fn blueprint_create_takes_dotted_form_fields() {
-    let (sim, client) = sim(10).await;
+    let sim = sim(10).await;
+    let client = &sim.client;
     let url = format!("{}/api/v1/blueprints", sim.base_url());
     let form = [
         ("name", "Sales Macs"),
@@ -328,21 +340,20 @@ async fn blueprint_create_takes_dotted_form_fields() {
         json!(["A blueprint with this name already exists."])
     );
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::POST,
-        "/blueprints",
-        Some(json!({"enrollment_code": {"is_active": true}})),
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::POST,
+            "/blueprints",
+            Some(json!({"enrollment_code": {"is_active": true}})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body, json!({"name": ["This field is required."]}));
 }
 
 #[tokio::test]
 async fn ade_devices_are_numbered_pages_of_300() {
-    let (sim, client) = sim(1000).await;
+    let sim = sim(1000).await;
     let (token, total) = {
         let t = sim.tenant();
         let a = &t.ade_integrations[0];
@@ -353,12 +364,9 @@ async fn ade_devices_are_numbered_pages_of_300() {
         "fixture has two pages, got {total}"
     );
 
-    let (_, p1) = get(
-        &sim,
-        &client,
-        &format!("/integrations/apple/ade/{token}/devices"),
-    )
-    .await;
+    let (_, p1) = sim
+        .get(&format!("/integrations/apple/ade/{token}/devices"))
+        .await;
     assert_eq!(p1["count"], total);
     assert_eq!(p1["results"].as_array().unwrap().len(), 300);
     assert_eq!(
@@ -373,12 +381,9 @@ async fn ade_devices_are_numbered_pages_of_300() {
             .any(|d| d["mdm_device"].is_null())
     );
 
-    let (_, p2) = get(
-        &sim,
-        &client,
-        &format!("/integrations/apple/ade/{token}/devices?page=2"),
-    )
-    .await;
+    let (_, p2) = sim
+        .get(&format!("/integrations/apple/ade/{token}/devices?page=2"))
+        .await;
     assert_eq!(p2["results"].as_array().unwrap().len(), total - 300);
     assert_eq!(p2["next"], Value::Null);
     assert_eq!(
@@ -386,19 +391,17 @@ async fn ade_devices_are_numbered_pages_of_300() {
         format!("https://accuhive.kandji.io/api/v1/integrations/apple/ade/{token}/devices/")
     );
 
-    let (status, body) = get(
-        &sim,
-        &client,
+    sim.assert_refused(
         &format!("/integrations/apple/ade/{token}/devices?page=3"),
+        404,
+        "Invalid page.",
     )
     .await;
-    assert_eq!(status, 404);
-    assert_eq!(body, json!({"detail": "Invalid page."}));
 }
 
 #[tokio::test]
 async fn commands_check_the_platform() {
-    let (sim, client) = sim(20).await;
+    let sim = sim(20).await;
     let (mac, iphone) = {
         let t = sim.tenant();
         (
@@ -407,43 +410,40 @@ async fn commands_check_the_platform() {
         )
     };
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &format!("/devices/{mac}/action/clearpasscode"),
-        None,
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::POST,
+            &format!("/devices/{mac}/action/clearpasscode"),
+            None,
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body, json!("Command is not allowed for current device"));
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &format!("/devices/{iphone}/action/clearpasscode"),
-        None,
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::POST,
+            &format!("/devices/{iphone}/action/clearpasscode"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body, Value::Null, "success has an empty body");
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &format!("/devices/{iphone}/action/reinstallagent"),
-        None,
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::POST,
+            &format!("/devices/{iphone}/action/reinstallagent"),
+            None,
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body, json!("Command is not allowed for current device"));
 }
 
 #[tokio::test]
 async fn lock_returns_a_pin_for_a_mac_once() {
-    let (sim, client) = sim(20).await;
+    let sim = sim(20).await;
     let (mac, iphone) = {
         let t = sim.tenant();
         (
@@ -453,87 +453,74 @@ async fn lock_returns_a_pin_for_a_mac_once() {
     };
     let lock = |id| format!("/devices/{id}/action/lock");
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &lock(mac),
-        Some(json!({"Message": "Call IT"})),
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::POST,
+            &lock(mac),
+            Some(json!({"Message": "Call IT"})),
+        )
+        .await;
     assert_eq!(status, 200);
     let pin = body["PIN"].as_str().unwrap().to_string();
     assert!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()));
 
-    let (_, unlock) = get(&sim, &client, &format!("/devices/{mac}/secrets/unlockpin")).await;
+    let (_, unlock) = sim.get(&format!("/devices/{mac}/secrets/unlockpin")).await;
     assert_eq!(unlock, json!({"pin": pin}));
 
-    let (status, _, body) = call(&sim, &client, Method::POST, &lock(mac), None).await;
+    let (status, _, body) = sim.call(Method::POST, &lock(mac), None).await;
     assert_eq!(status, 400);
     assert_eq!(body, json!("This device is already locked."));
 
-    let (status, _, body) = call(&sim, &client, Method::POST, &lock(iphone), None).await;
+    let (status, _, body) = sim.call(Method::POST, &lock(iphone), None).await;
     assert_eq!(status, 200);
     assert_eq!(body, Value::Null);
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &format!("/devices/{mac}/action/erase"),
-        Some(json!({"PIN": 1234})),
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::POST,
+            &format!("/devices/{mac}/action/erase"),
+            Some(json!({"PIN": 1234})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body.is_string());
 }
 
 #[tokio::test]
 async fn lost_mode_round_trip() {
-    let (sim, client) = sim(20).await;
+    let sim = sim(20).await;
+    let client = &sim.client;
     let iphone = sim.tenant().first_device_of("iPhone").unwrap().device_id;
     let path = |a: &str| format!("/devices/{iphone}/action/{a}");
 
-    let (status, body) = get(
-        &sim,
-        &client,
-        &format!("/devices/{iphone}/details/lostmode"),
-    )
-    .await;
+    let (status, body) = sim
+        .get(&format!("/devices/{iphone}/details/lostmode"))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body, json!(["Device is not in lost mode."]));
 
-    let (status, _, _) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &path("enablelostmode"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, _, _) = sim
+        .call(Method::POST, &path("enablelostmode"), Some(json!({})))
+        .await;
     assert_eq!(status, 400, "Message or PhoneNumber is required");
 
-    let (status, _, _) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &path("enablelostmode"),
-        Some(json!({"Message": "Please return"})),
-    )
-    .await;
+    let (status, _, _) = sim
+        .call(
+            Method::POST,
+            &path("enablelostmode"),
+            Some(json!({"Message": "Please return"})),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (_, body) = get(
-        &sim,
-        &client,
-        &format!("/devices/{iphone}/details/lostmode"),
-    )
-    .await;
+    let (_, body) = sim
+        .get(&format!("/devices/{iphone}/details/lostmode"))
+        .await;
     assert_eq!(body["lost_mode"]["lost_mode_status"], "ENABLED");
     assert_eq!(body["lost_mode"]["lock_screen_message"], "Please return");
 
-    let (status, _, _) = call(&sim, &client, Method::POST, &path("disablelostmode"), None).await;
+    let (status, _, _) = sim.call(Method::POST, &path("disablelostmode"), None).await;
     assert_eq!(status, 200);
-    let (status, _, body) = call(&sim, &client, Method::POST, &path("disablelostmode"), None).await;
+    let (status, _, body) = sim.call(Method::POST, &path("disablelostmode"), None).await;
     assert_eq!(status, 400);
     assert_eq!(body, json!(["Device is not in lost mode."]));
 
@@ -556,7 +543,7 @@ async fn lost_mode_round_trip() {
 
 #[tokio::test]
 async fn notes_and_device_updates() {
-    let (sim, client) = sim(20).await;
+    let sim = sim(20).await;
     let (mac, user_id, blueprint) = {
         let t = sim.tenant();
         (
@@ -566,28 +553,20 @@ async fn notes_and_device_updates() {
         )
     };
     let notes = format!("/devices/{mac}/notes");
-    let (status, _, body) = call(&sim, &client, Method::POST, &notes, Some(json!({}))).await;
+    let (status, _, body) = sim.call(Method::POST, &notes, Some(json!({}))).await;
     assert_eq!(status, 400);
     assert_eq!(body, json!({"content": ["This field is required."]}));
-    let (status, _, note) = call(
-        &sim,
-        &client,
-        Method::POST,
-        &notes,
-        Some(json!({"content": "Hello"})),
-    )
-    .await;
+    let (status, _, note) = sim
+        .call(Method::POST, &notes, Some(json!({"content": "Hello"})))
+        .await;
     assert_eq!(status, 201);
-    let (_, all) = get(&sim, &client, &notes).await;
+    let (_, all) = sim.get(&notes).await;
     assert_eq!(
         all.as_array().unwrap().last().unwrap()["note_id"],
         note["note_id"]
     );
 
-    let (status, _, updated) = call(
-        &sim,
-        &client,
-        Method::PATCH,
+    let (status, _, updated) = sim.call(Method::PATCH,
         &format!("/devices/{mac}"),
         Some(json!({"user": user_id, "asset_tag": null, "tags": ["a", "b"], "blueprint_id": blueprint})),
     )
@@ -598,40 +577,38 @@ async fn notes_and_device_updates() {
     assert_eq!(updated["tags"], json!(["a", "b"]));
     assert_eq!(updated["blueprint_id"], blueprint.to_string());
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::PATCH,
-        &format!("/devices/{mac}"),
-        Some(json!({"blueprint_id": "7d2e4d3c-0000-4000-8000-000000000000"})),
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::PATCH,
+            &format!("/devices/{mac}"),
+            Some(json!({"blueprint_id": "7d2e4d3c-0000-4000-8000-000000000000"})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body["blueprint_id"].is_array());
 
-    let (status, _, body) = call(
-        &sim,
-        &client,
-        Method::PATCH,
-        &format!("/devices/{mac}"),
-        Some(json!({"user": null})),
-    )
-    .await;
+    let (status, _, body) = sim
+        .call(
+            Method::PATCH,
+            &format!("/devices/{mac}"),
+            Some(json!({"user": null})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["user"], "");
 }
 
 #[tokio::test]
 async fn faults_rate_limit_then_recover() {
-    let (sim, client) = sim(10).await;
+    let sim = sim(10).await;
     sim.push_faults(Some("/devices"), vec![Fault::rate_limited(2)]);
 
-    let (status, headers, body) = call(&sim, &client, Method::GET, "/devices?limit=1", None).await;
+    let (status, headers, body) = sim.call(Method::GET, "/devices?limit=1", None).await;
     assert_eq!(status, 429);
     assert_eq!(headers["retry-after"], "2");
     assert_eq!(body, json!({"message": "API rate limit exceeded"}));
 
-    let (status, _, _) = call(&sim, &client, Method::GET, "/devices?limit=1", None).await;
+    let (status, _, _) = sim.call(Method::GET, "/devices?limit=1", None).await;
     assert_eq!(status, 200);
     assert_eq!(
         sim.request_count(),
@@ -642,26 +619,26 @@ async fn faults_rate_limit_then_recover() {
 
 #[tokio::test]
 async fn faults_only_hit_matching_paths_in_order() {
-    let (sim, client) = sim(10).await;
+    let sim = sim(10).await;
     sim.push_faults(
         Some("/blueprints"),
         vec![Fault::status(503), Fault::Delay(Duration::from_millis(50))],
     );
 
-    let (status, _) = get(&sim, &client, "/devices?limit=1").await;
+    let (status, _) = sim.get("/devices?limit=1").await;
     assert_eq!(status, 200, "other paths are untouched");
-    let (status, body) = get(&sim, &client, "/blueprints").await;
-    assert_eq!(status, 503);
-    assert_eq!(body, json!({"detail": "Service Unavailable"}));
+    sim.assert_refused("/blueprints", 503, "Service Unavailable")
+        .await;
     let started = std::time::Instant::now();
-    let (status, _) = get(&sim, &client, "/blueprints").await;
+    let (status, _) = sim.get("/blueprints").await;
     assert_eq!(status, 200);
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
 
 #[tokio::test]
 async fn dropped_and_hanging_requests_fail_on_the_client() {
-    let (sim, client) = sim(10).await;
+    let sim = sim(10).await;
+    let client = &sim.client;
     let url = format!("{}/api/v1/devices?limit=1", sim.base_url());
 
     sim.push_faults(None, vec![Fault::Drop]);
@@ -698,7 +675,8 @@ async fn dropped_and_hanging_requests_fail_on_the_client() {
 #[ignore = "a measurement, not a test; run in release"]
 async fn serves_100k_devices() {
     let started = std::time::Instant::now();
-    let (sim, client) = sim(100_000).await;
+    let sim = sim(100_000).await;
+    let client = &sim.client;
     println!("generated 100,000 devices in {:?}", started.elapsed());
     sim.set_recording(false);
     for query in [

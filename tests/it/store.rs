@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::harness::{TestDb, both};
 use kandji_connector::store::{
-    self, CipherError, ConnectionPatch, NewConnection, Store, StoreError, TokenCipher,
+    self, CipherError, Connection, ConnectionPatch, NewConnection, Store, StoreError, TokenCipher,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -24,6 +24,31 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Stores a connection to tenant `name` (`new_conn`).
+async fn add(store: &Arc<dyn Store>, name: &str, token: &str) -> Connection {
+    store
+        .create_connection(new_conn(name, token))
+        .await
+        .unwrap()
+}
+
+/// A fresh secret key.
+fn new_key() -> TokenCipher {
+    TokenCipher::generate().0
+}
+
+/// Closes the store and lets it go, as a process that stops.
+async fn close(store: Arc<dyn Store>) {
+    store.close().await;
+}
+
+/// Opening with `key` fails as a wrong secret key (`expect` says why it must); returns the error.
+async fn assert_wrong_key(db: &TestDb, key: &TokenCipher, expect: &str) -> StoreError {
+    let err = db.open(key).await.err().expect(expect);
+    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    err
+}
+
 async fn token_of(store: &Arc<dyn Store>, id: &str) -> String {
     store
         .connection_token(id)
@@ -36,15 +61,12 @@ async fn token_of(store: &Arc<dyn Store>, id: &str) -> String {
 
 both!(create_get_list_update_delete_round_trip);
 async fn create_get_list_update_delete_round_trip(db: TestDb) {
-    let (cipher, _) = TokenCipher::generate();
+    let cipher = new_key();
     let store = db.open(&cipher).await.unwrap();
     store.ping().await.unwrap();
     assert!(store.list_connections().await.unwrap().is_empty());
 
-    let a = store
-        .create_connection(new_conn("acme", "token-a"))
-        .await
-        .unwrap();
+    let a = add(&store, "acme", "token-a").await;
     let b = store
         .create_connection(NewConnection {
             requests_per_hour: None,
@@ -151,8 +173,7 @@ async fn create_get_list_update_delete_round_trip(db: TestDb) {
     assert_eq!(store.list_connections().await.unwrap(), vec![b.clone()]);
 
     // Everything persists across a re-open.
-    store.close().await;
-    drop(store);
+    close(store).await;
     let store = db.open(&cipher).await.unwrap();
     assert_eq!(store.list_connections().await.unwrap(), vec![b.clone()]);
     assert_eq!(token_of(&store, &b.id).await, "token-b");
@@ -165,18 +186,12 @@ async fn token_is_not_stored_in_plaintext() {
     let db = TestDb::sqlite();
     let (cipher, key) = TokenCipher::generate();
     let store = db.open(&cipher).await.unwrap();
-    let c = store
-        .create_connection(new_conn(NAME, TOKEN))
-        .await
-        .unwrap();
+    let c = add(&store, NAME, TOKEN).await;
     let updated = ConnectionPatch {
         api_token: Some(SecretString::from(format!("{TOKEN}-2"))),
         ..Default::default()
     };
-    let c2 = store
-        .create_connection(new_conn("other", TOKEN))
-        .await
-        .unwrap();
+    let c2 = add(&store, "other", TOKEN).await;
     store.update_connection(&c2.id, updated).await.unwrap();
 
     // While open (the rows may still be only in the WAL).
@@ -192,8 +207,7 @@ async fn token_is_not_stored_in_plaintext() {
         .await
         .unwrap();
     raw.close().await;
-    store.close().await;
-    drop(store);
+    close(store).await;
     let bytes = db.sqlite_bytes();
     assert!(contains(&bytes, NAME), "the probe must see the row");
     assert!(contains(&bytes, &c.id));
@@ -208,27 +222,20 @@ async fn token_is_not_stored_in_plaintext() {
 
 both!(opening_with_a_different_key_fails);
 async fn opening_with_a_different_key_fails(db: TestDb) {
-    let (right, _) = TokenCipher::generate();
-    let (wrong, _) = TokenCipher::generate();
+    let (right, wrong) = (new_key(), new_key());
 
     let store = db.open(&right).await.unwrap();
-    let c = store
-        .create_connection(new_conn("acme", "token-a"))
-        .await
-        .unwrap();
+    let c = add(&store, "acme", "token-a").await;
 
     // Even while the first store is still open.
-    let err = db.open(&wrong).await.err().expect("wrong key must fail");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    let err = assert_wrong_key(&db, &wrong, "wrong key must fail").await;
     assert_eq!(
         err.to_string(),
         "the secret key does not match the one the stored tokens were encrypted with"
     );
 
-    store.close().await;
-    drop(store);
-    let err = db.open(&wrong).await.err().expect("wrong key must fail");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    close(store).await;
+    assert_wrong_key(&db, &wrong, "wrong key must fail").await;
 
     // The failed opens changed nothing.
     let store = db.open(&right).await.unwrap();
@@ -238,47 +245,35 @@ async fn opening_with_a_different_key_fails(db: TestDb) {
 both!(wrong_key_is_detected_on_a_fresh_database_too);
 async fn wrong_key_is_detected_on_a_fresh_database_too(db: TestDb) {
     // A database with no connections still remembers its key.
-    let (right, _) = TokenCipher::generate();
-    let (wrong, _) = TokenCipher::generate();
+    let (right, wrong) = (new_key(), new_key());
     db.open(&right).await.unwrap().close().await;
-    let err = db.open(&wrong).await.err().expect("wrong key must fail");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    assert_wrong_key(&db, &wrong, "wrong key must fail").await;
 }
 
 both!(wrong_key_is_detected_when_the_key_check_row_is_missing);
 async fn wrong_key_is_detected_when_the_key_check_row_is_missing(db: TestDb) {
-    let (right, _) = TokenCipher::generate();
-    let (wrong, _) = TokenCipher::generate();
+    let (right, wrong) = (new_key(), new_key());
     let store = db.open(&right).await.unwrap();
-    store
-        .create_connection(new_conn("acme", "token-a"))
-        .await
-        .unwrap();
-    store.close().await;
-    drop(store);
+    add(&store, "acme", "token-a").await;
+    close(store).await;
 
     db.exec("DELETE FROM meta", "DELETE FROM meta", &[]).await;
 
-    let err = db.open(&wrong).await.err().expect("wrong key must fail");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    assert_wrong_key(&db, &wrong, "wrong key must fail").await;
     // The right key restores the row.
     db.open(&right).await.unwrap().close().await;
-    let err = db.open(&wrong).await.err().expect("wrong key must fail");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    assert_wrong_key(&db, &wrong, "wrong key must fail").await;
 }
 
 both!(rotate_secret_key_then_reopen_with_new_key);
 async fn rotate_secret_key_then_reopen_with_new_key(db: TestDb) {
-    let (old, _) = TokenCipher::generate();
+    let old = new_key();
     let (new, new_b64) = TokenCipher::generate();
 
     let store = db.open(&old).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let c = store
-            .create_connection(new_conn(&format!("tenant{i}"), &format!("token-{i}")))
-            .await
-            .unwrap();
+        let c = add(&store, &format!("tenant{i}"), &format!("token-{i}")).await;
         ids.push(c.id);
     }
     let before = store.list_connections().await.unwrap();
@@ -288,21 +283,16 @@ async fn rotate_secret_key_then_reopen_with_new_key(db: TestDb) {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(token_of(&store, id).await, format!("token-{i}"));
     }
-    let c = store
-        .create_connection(new_conn("after", "token-after"))
-        .await
-        .unwrap();
+    let c = add(&store, "after", "token-after").await;
     // Rotation does not count as an edit of the connections.
     assert_eq!(
         store.list_connections().await.unwrap()[..5],
         before[..],
         "rotation must not touch other columns"
     );
-    store.close().await;
-    drop(store);
+    close(store).await;
 
-    let err = db.open(&old).await.err().expect("old key must now fail");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    assert_wrong_key(&db, &old, "old key must now fail").await;
 
     // Re-open with the new key, parsed from its base64 as a deployment would.
     let store = db
@@ -317,28 +307,19 @@ async fn rotate_secret_key_then_reopen_with_new_key(db: TestDb) {
 
 both!(rotating_an_empty_store_counts_zero);
 async fn rotating_an_empty_store_counts_zero(db: TestDb) {
-    let (old, _) = TokenCipher::generate();
-    let (new, _) = TokenCipher::generate();
+    let (old, new) = (new_key(), new_key());
     let store = db.open(&old).await.unwrap();
     assert_eq!(store.rotate_secret_key(&new).await.unwrap(), 0);
-    store.close().await;
-    drop(store);
+    close(store).await;
     db.open(&new).await.unwrap();
 }
 
 both!(ciphertext_copied_onto_another_row_fails_to_decrypt);
 async fn ciphertext_copied_onto_another_row_fails_to_decrypt(db: TestDb) {
-    let (cipher, _) = TokenCipher::generate();
-    let (new, _) = TokenCipher::generate();
+    let (cipher, new) = (new_key(), new_key());
     let store = db.open(&cipher).await.unwrap();
-    let a = store
-        .create_connection(new_conn("acme", "token-a"))
-        .await
-        .unwrap();
-    let b = store
-        .create_connection(new_conn("globex", "token-b"))
-        .await
-        .unwrap();
+    let a = add(&store, "acme", "token-a").await;
+    let b = add(&store, "globex", "token-b").await;
 
     db.exec(
         "UPDATE connections SET token_ciphertext = \
@@ -363,10 +344,8 @@ async fn ciphertext_copied_onto_another_row_fails_to_decrypt(db: TestDb) {
         Err(StoreError::Cipher(CipherError::DecryptFailed))
     ));
     assert_eq!(token_of(&store, &a.id).await, "token-a");
-    store.close().await;
-    drop(store);
-    let err = db.open(&new).await.err().expect("rotation was rolled back");
-    assert!(matches!(err, StoreError::WrongSecretKey), "{err:?}");
+    close(store).await;
+    assert_wrong_key(&db, &new, "rotation was rolled back").await;
     db.open(&cipher).await.unwrap();
 }
 
@@ -429,36 +408,29 @@ fn key_errors_say_what_is_wrong_without_echoing_the_key() {
 
 #[tokio::test]
 async fn in_memory_store_works() {
-    let (cipher, _) = TokenCipher::generate();
+    let cipher = new_key();
     let store = store::open("sqlite::memory:", cipher).await.unwrap();
-    let c = store
-        .create_connection(new_conn("acme", "token-a"))
-        .await
-        .unwrap();
+    let c = add(&store, "acme", "token-a").await;
     // Several round trips, so more than one pool checkout.
     for _ in 0..3 {
         assert_eq!(store.list_connections().await.unwrap(), vec![c.clone()]);
     }
     assert_eq!(token_of(&store, &c.id).await, "token-a");
-    let (new, _) = TokenCipher::generate();
+    let new = new_key();
     assert_eq!(store.rotate_secret_key(&new).await.unwrap(), 1);
     assert_eq!(token_of(&store, &c.id).await, "token-a");
 }
 
 both!(concurrent_writes_during_rotation_stay_readable);
 async fn concurrent_writes_during_rotation_stay_readable(db: TestDb) {
-    let (old, _) = TokenCipher::generate();
-    let (new, _) = TokenCipher::generate();
+    let (old, new) = (new_key(), new_key());
     let store = db.open(&old).await.unwrap();
 
     let mut tasks = Vec::new();
     for i in 0..20 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .create_connection(new_conn(&format!("t{i}"), &format!("token-{i}")))
-                .await
-                .unwrap()
+            add(&store, &format!("t{i}"), &format!("token-{i}")).await
         }));
     }
     let rotated = store.rotate_secret_key(&new).await.unwrap();
@@ -467,8 +439,7 @@ async fn concurrent_writes_during_rotation_stay_readable(db: TestDb) {
     for t in tasks {
         created.push(t.await.unwrap());
     }
-    store.close().await;
-    drop(store);
+    close(store).await;
 
     let store = db.open(&new).await.unwrap();
     for c in &created {
@@ -479,7 +450,7 @@ async fn concurrent_writes_during_rotation_stay_readable(db: TestDb) {
 
 #[tokio::test]
 async fn unsupported_urls() {
-    let (cipher, _) = TokenCipher::generate();
+    let cipher = new_key();
     // Nothing listens on port 1: the error must not echo the password.
     let err = store::open("postgres://u:hunter2@127.0.0.1:1/db", cipher.clone())
         .await
@@ -515,12 +486,9 @@ fn device(serial: &str, at: chrono::DateTime<chrono::Utc>) -> store::InventoryDe
 both!(inventory_round_trip);
 async fn inventory_round_trip(db: TestDb) {
     use chrono::SubsecRound;
-    let (cipher, _) = TokenCipher::generate();
+    let cipher = new_key();
     let store = db.open(&cipher).await.unwrap();
-    let conn = store
-        .create_connection(new_conn("acme", "token-a"))
-        .await
-        .unwrap();
+    let conn = add(&store, "acme", "token-a").await;
     assert!(!conn.inventory_sync, "off until turned on");
     let on = ConnectionPatch {
         inventory_sync: Some(true),
@@ -620,10 +588,10 @@ async fn inventory_round_trip(db: TestDb) {
 both!(inventory_sync_lease);
 async fn inventory_sync_lease(db: TestDb) {
     use std::time::Duration;
-    let (cipher, _) = TokenCipher::generate();
+    let cipher = new_key();
     let a = db.open(&cipher).await.unwrap();
     let b = db.open(&cipher).await.unwrap();
-    let c = a.create_connection(new_conn("lease", "tok")).await.unwrap();
+    let c = add(&a, "lease", "tok").await;
     let long = Duration::from_secs(60);
     if db.pg.is_none() {
         // One process per SQLite file: the lease is always this process's.

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::card_fixtures;
-use crate::harness::kandji::take;
+use crate::harness::kandji::{read_sim, take};
 use crate::harness::{
-    API_KEY, Answer, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
-    eventually, helper_flow,
+    API_KEY, Answer, Api, Binary, Hit, Receiver, SECRET, TestApp, TestDb, assert_signed, both,
+    devices, eventually, helper_flow, start_sim,
 };
 use kandji_connector::simulator::SimConfig;
 use kandji_connector::streams::CallbackPolicy;
@@ -19,10 +19,35 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+/// Starts `card` as a stream of `result_set` to the receiver's signed helper flow; returns the
+/// stream's id.
+async fn stream_to(
+    server: &Api,
+    receiver: &Receiver,
+    card: &str,
+    inputs: Value,
+    result_set: &str,
+) -> String {
+    let options = json!({"result_set": result_set, "helper_flow": helper_flow(&receiver.url())});
+    server.start_stream(card, inputs, options).await
+}
+
+/// Streams every device (`list_devices`, `stream_matching_records`) to the receiver's signed
+/// helper flow; returns the stream's id.
+async fn stream_devices_to(server: &Api, receiver: &Receiver) -> String {
+    stream_to(
+        server,
+        receiver,
+        "list_devices",
+        json!({}),
+        "stream_matching_records",
+    )
+    .await
+}
+
 /// Record ids in Kandji's order, read straight from the simulated tenant's API by following
 /// its paging (offset for devices, `next` links elsewhere).
 async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String> {
-    let base = server.sim.base_url();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut ids = Vec::new();
     // Devices in the stable order streams ask for.
@@ -32,15 +57,7 @@ async fn kandji_ids(server: &TestApp, path: &str, id_field: &str) -> Vec<String>
         String::new()
     };
     loop {
-        let body: Value = http
-            .get(format!("{base}/api/v1{path}?{query}"))
-            .bearer_auth(server.sim.token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = read_sim(&http, &server.sim, &format!("{path}?{query}")).await;
         let records = body
             .get("results")
             .unwrap_or(&body)
@@ -140,13 +157,7 @@ async fn all_four_list_cards_stream_every_record_once_signed(db: TestDb) {
         let expected = kandji_ids(&server, &path, id_field).await;
         assert!(!expected.is_empty(), "{card}: the tenant has records");
         let before = receiver.hit_count();
-        let id = server
-            .start_stream(
-                card,
-                inputs,
-                json!({"result_set": result_set, "helper_flow": helper_flow(&receiver.url())}),
-            )
-            .await;
+        let id = stream_to(&server, &receiver, card, inputs, result_set).await;
         let status = server.finished(&id, Duration::from_secs(20)).await;
         assert_eq!(status["state"], "succeeded", "{card}: {status}");
         assert_eq!(status["record_count"], expected.len(), "{card}: {status}");
@@ -310,13 +321,7 @@ async fn newer_list_cards_stream_every_record(db: TestDb) {
         );
         server.sim.clear_requests();
         let before = receiver.hit_count();
-        let id = server
-            .start_stream(
-                card,
-                inputs,
-                json!({"result_set": stream, "helper_flow": helper_flow(&receiver.url())}),
-            )
-            .await;
+        let id = stream_to(&server, &receiver, card, inputs, stream).await;
         let status = server.finished(&id, Duration::from_secs(10)).await;
         assert_eq!(status["state"], "succeeded", "{card}: {status}");
         assert_eq!(status["record_count"], expected.len(), "{card}: {status}");
@@ -365,11 +370,7 @@ async fn records_are_normalised_like_first_result_sets(db: TestDb) {
             json!({"result_set": "first_200_matching_records"}),
         )
         .await;
-    let id = server.start_stream("list_devices",
-        json!({}),
-        json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
-    )
-    .await;
+    let id = server.stream_devices(&receiver.url()).await;
     assert_eq!(
         server.finished(&id, Duration::from_secs(10)).await["state"],
         "succeeded"
@@ -402,7 +403,7 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id(db: TestDb) {
             Answer::Status(502, "bad gateway"),
         ],
     );
-    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    let id = stream_devices_to(&server, &receiver).await;
     let status = server.finished(&id, Duration::from_secs(20)).await;
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!(status["record_count"], 30);
@@ -459,7 +460,7 @@ async fn refused_records_are_counted_and_listed(db: TestDb) {
     receiver.script(2, vec![Answer::Status(410, "this helper flow was deleted")]);
     receiver.script(6, vec![Answer::Redirect]);
     receiver.script(9, vec![Answer::Status(400, "bad record")]);
-    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    let id = stream_devices_to(&server, &receiver).await;
     let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!(status["record_count"], 9);
@@ -512,11 +513,15 @@ async fn record_limit_is_exact(db: TestDb) {
     let server = server_with(&db, 400).await;
     let receiver = Receiver::start().await;
     let opts = |limit: Value| json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}, "record_limit": limit});
+    // A stream of that many records, to its end.
+    let run = async |limit: Value| {
+        let id = server
+            .start_stream("list_devices", json!({}), opts(limit))
+            .await;
+        server.finished(&id, Duration::from_secs(10)).await
+    };
 
-    let id = server
-        .start_stream("list_devices", json!({}), opts(json!(5)))
-        .await;
-    let status = server.finished(&id, Duration::from_secs(10)).await;
+    let status = run(json!(5)).await;
     assert_eq!(
         (
             status["state"].as_str(),
@@ -537,10 +542,7 @@ async fn record_limit_is_exact(db: TestDb) {
     server.sim.clear_requests();
 
     let before = receiver.hit_count();
-    let id = server
-        .start_stream("list_devices", json!({}), opts(json!(301)))
-        .await;
-    let status = server.finished(&id, Duration::from_secs(10)).await;
+    let status = run(json!(301)).await;
     assert_eq!(status["record_count"], 301);
     assert_eq!(receiver.hit_count() - before, 301);
     assert_eq!(
@@ -553,10 +555,7 @@ async fn record_limit_is_exact(db: TestDb) {
     server.sim.clear_requests();
 
     let before = receiver.hit_count();
-    let id = server
-        .start_stream("list_devices", json!({}), opts(json!(0)))
-        .await;
-    let status = server.finished(&id, Duration::from_secs(10)).await;
+    let status = run(json!(0)).await;
     assert_eq!(
         (
             status["state"].as_str(),
@@ -600,11 +599,10 @@ async fn cancel_stops_deliveries(db: TestDb) {
     let server = server_with(&db, 600).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
-    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
-    eventually("a few deliveries", Duration::from_secs(10), async || {
-        receiver.hit_count() >= 20
-    })
-    .await;
+    let id = stream_devices_to(&server, &receiver).await;
+    receiver
+        .wait_for("a few deliveries", 20, Duration::from_secs(10))
+        .await;
     let r = server.delete(&format!("/v1/streams/{id}")).await;
     let acked = Instant::now();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -700,10 +698,7 @@ async fn stream_result_sets_without_a_helper_flow_answer_422_and_send_nothing() 
 /// not to the target (which would answer: it listens on 127.0.0.1) and not to Kandji.
 #[tokio::test]
 async fn forbidden_callback_urls_are_refused_before_anything_is_sent() {
-    let server = TestApp::builder()
-        .config(|c| c.streams.allow = CallbackPolicy::default())
-        .start()
-        .await;
+    let server = TestApp::with_config(|c| c.streams.allow = CallbackPolicy::default()).await;
     let receiver = Receiver::start().await;
     let port = receiver.addr.port();
     let urls = [
@@ -797,7 +792,7 @@ async fn helper_flow_stays_secret(db: TestDb) {
         .start()
         .await;
     let receiver = Receiver::start().await;
-    let id = server.start_stream("list_devices", json!({}), json!({"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())})).await;
+    let id = stream_devices_to(&server, &receiver).await;
     let status = server.finished(&id, Duration::from_secs(10)).await;
     assert_eq!(status["state"], "succeeded");
     let everything = format!("{status}{}", server.get("/v1/streams").await.body);
@@ -847,14 +842,7 @@ async fn helper_flow_stays_secret(db: TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_mid_stream_resumes_and_finishes() {
     const DEVICES: usize = 1500;
-    let sim = kandji_connector::simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig {
-            devices: DEVICES,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sim = start_sim(devices(DEVICES)).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(4)));
     let dir = tempfile::tempdir().unwrap();
@@ -885,12 +873,9 @@ async fn killed_mid_stream_resumes_and_finishes() {
     let id = started.body["stream_id"].as_str().unwrap().to_string();
 
     // SIGKILL after a few hundred records
-    eventually(
-        "records before the kill",
-        Duration::from_secs(20),
-        async || receiver.hit_count() >= 500,
-    )
-    .await;
+    receiver
+        .wait_for("records before the kill", 500, Duration::from_secs(20))
+        .await;
     first.kill().await;
     sim.clear_requests();
     let at_kill = receiver.by_index().len();
@@ -1004,14 +989,7 @@ async fn killed_mid_stream_resumes_and_finishes() {
 async fn killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch(db: TestDb) {
     const DEVICES: usize = 6000;
     const BOUND: usize = 16 + 64;
-    let sim = kandji_connector::simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig {
-            devices: DEVICES,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sim = start_sim(devices(DEVICES)).await;
     let receiver = Receiver::start().await;
     let (_, secret_key) = kandji_connector::store::TokenCipher::generate();
     let env = vec![
@@ -1028,25 +1006,16 @@ async fn killed_at_full_speed_resends_at_most_in_flight_plus_the_unsaved_batch(d
     let mut first = Binary::serve(&env).await;
     let conn = first.connect(&sim).await;
     // Kandji's 10,000 requests an hour would pace the stream to about 830 records a second.
-    let r = first
-        .patch(
-            &format!("/v1/connections/{conn}"),
-            json!({"requests_per_hour": 3_600_000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    first.set_budget(&conn, 3_600_000).await;
     let invoke = json!({"connection": conn, "inputs": {}, "options": {"result_set": "stream_matching_records", "helper_flow": helper_flow(&receiver.url())}});
     let started = first.post("/v1/cards/list_devices/invoke", invoke).await;
     assert_eq!(started.status, 202, "{}", started.body);
     let id = started.body["stream_id"].as_str().unwrap().to_string();
 
     let t0 = Instant::now();
-    eventually(
-        "records before the kill",
-        Duration::from_secs(20),
-        async || receiver.hit_count() >= 1500,
-    )
-    .await;
+    receiver
+        .wait_for("records before the kill", 1500, Duration::from_secs(20))
+        .await;
     let rate = receiver.hit_count() as f64 / t0.elapsed().as_secs_f64();
     first.kill().await;
     // Callbacks the process had written before it died arrive within moments.

@@ -26,6 +26,23 @@ async fn patch(s: &TestApp, connection: &str, body: Value) -> Resp {
         .await
 }
 
+/// Patches the test connection, asserting a 200; returns the connection.
+async fn patch_ok(s: &TestApp, body: Value) -> Value {
+    let r = patch(s, &s.connection, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// A server of `devices` simulated devices, configured by `config`: how its inventory syncs
+/// (`slow_sync`, `fast_sync`) and anything else.
+async fn server(devices: usize, config: fn(&mut Config)) -> TestApp {
+    TestApp::builder()
+        .devices(devices)
+        .config(config)
+        .start()
+        .await
+}
+
 async fn inventory(s: &TestApp) -> Value {
     let r = s.get(&format!("/v1/connections/{}", s.connection)).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -45,9 +62,8 @@ async fn wait_inventory(s: &TestApp, what: &str, done: impl Fn(&Value) -> bool) 
 
 /// Turns the sync on and waits for its first full sync.
 async fn sync_on(s: &TestApp) -> Value {
-    let r = patch(s, &s.connection, json!({"inventory_sync": true})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["inventory_sync"], true);
+    let c = patch_ok(s, json!({"inventory_sync": true})).await;
+    assert_eq!(c["inventory_sync"], true);
     wait_inventory(s, "a full sync", |i| i["last_sync"].is_object()).await
 }
 
@@ -178,14 +194,9 @@ fn not_found() -> Value {
 
 #[tokio::test]
 async fn managed_means_enrolled_with_mdm_on_and_neither_missing_nor_removed() {
-    let s = TestApp::builder()
-        .devices(60)
-        .config(slow_sync)
-        .start()
-        .await;
+    let s = server(60, slow_sync).await;
     // A budget that does not space out the live lookups below.
-    let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    patch_ok(&s, json!({"requests_per_hour": 3_600_000})).await;
     let serials = four_states(&s);
     let want_managed = [true, false, false, false];
 
@@ -221,11 +232,7 @@ async fn managed_means_enrolled_with_mdm_on_and_neither_missing_nor_removed() {
 
 #[tokio::test]
 async fn an_index_hit_sends_nothing_to_kandji() {
-    let s = TestApp::builder()
-        .devices(700)
-        .config(slow_sync)
-        .start()
-        .await;
+    let s = server(700, slow_sync).await;
     let inv = sync_on(&s).await;
     assert_eq!(inv["devices"], 700);
     assert_eq!(inv["last_sync"]["devices"], 700);
@@ -325,8 +332,7 @@ async fn a_miss_sends_exactly_one_exact_match_lookup() {
     );
 
     // With the sync off, every lookup is live.
-    let r = patch(&s, &s.connection, json!({"inventory_sync": false})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    patch_ok(&s, json!({"inventory_sync": false})).await;
     assert!(inventory(&s).await.is_null());
     s.sim.clear_requests();
     for _ in 0..2 {
@@ -337,11 +343,7 @@ async fn a_miss_sends_exactly_one_exact_match_lookup() {
 
 #[tokio::test]
 async fn a_device_kandji_no_longer_lists_leaves_the_index_at_the_next_sync() {
-    let s = TestApp::builder()
-        .devices(60)
-        .config(fast_sync)
-        .start()
-        .await;
+    let s = server(60, fast_sync).await;
     sync_on(&s).await;
     let (id, serial) = {
         let t = s.sim.tenant();
@@ -511,14 +513,11 @@ async fn what_a_failed_sync_read_before_kandji_failed_is_stored() {
 
 #[tokio::test]
 async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
-    let s = TestApp::builder()
-        .devices(10)
-        .config(|c| {
-            slow_sync(c);
-            c.trust.stale_after = Some(Duration::from_millis(300));
-        })
-        .start()
-        .await;
+    let s = server(10, |c| {
+        slow_sync(c);
+        c.trust.stale_after = Some(Duration::from_millis(300));
+    })
+    .await;
     sync_on(&s).await;
     let serial = s.sim.tenant().devices[0].serial_number.to_string();
     let a = answer(&s, &serial).await;
@@ -539,14 +538,9 @@ async fn an_answer_kandji_has_not_confirmed_for_the_stale_limit_is_stale() {
 
 #[tokio::test]
 async fn an_unreachable_kandji_still_gets_an_answer_marked_stale() {
-    let s = TestApp::builder()
-        .devices(60)
-        .config(fast_sync)
-        .start()
-        .await;
+    let s = server(60, fast_sync).await;
     // A budget that does not space out the many retried requests below.
-    let r = patch(&s, &s.connection, json!({"requests_per_hour": 3_600_000})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    patch_ok(&s, json!({"requests_per_hour": 3_600_000})).await;
     let inv = sync_on(&s).await;
     assert_eq!(inv["kandji_available"], true);
     let serial = s.sim.tenant().devices[0].serial_number.to_string();
@@ -611,19 +605,13 @@ async fn an_unreachable_kandji_still_gets_an_answer_marked_stale() {
 
 #[tokio::test]
 async fn the_sync_spends_the_connections_budget_at_half_its_rate() {
-    let s = TestApp::builder()
-        .devices(1400)
-        .config(slow_sync)
-        .start()
-        .await;
+    let s = server(1400, slow_sync).await;
     // 36,000 an hour: one request per 100 ms; the sync takes at most half: one per 200 ms.
-    let r = patch(
+    patch_ok(
         &s,
-        &s.connection,
         json!({"requests_per_hour": 36_000, "inventory_sync": true}),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     let inv = wait_inventory(&s, "a full sync", |i| i["last_sync"].is_object()).await;
     let sync = &inv["last_sync"];
     assert_eq!(sync["devices"], 1400);
@@ -646,21 +634,16 @@ async fn the_sync_spends_the_connections_budget_at_half_its_rate() {
 #[tokio::test]
 async fn the_sync_stops_short_of_the_reserve_left_for_cards() {
     // A reserve of 99.99% of 36,000 an hour: the sync may send 4 requests in the hour.
-    let s = TestApp::builder()
-        .devices(1400)
-        .config(|c| {
-            slow_sync(c);
-            c.trust.budget_reserve = 0.9999;
-        })
-        .start()
-        .await;
-    let r = patch(
+    let s = server(1400, |c| {
+        slow_sync(c);
+        c.trust.budget_reserve = 0.9999;
+    })
+    .await;
+    patch_ok(
         &s,
-        &s.connection,
         json!({"requests_per_hour": 36_000, "inventory_sync": true}),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     let inv = wait_inventory(&s, "the sync to wait for budget", |i| {
         i["state"] == "waiting_for_budget"
     })
@@ -670,24 +653,14 @@ async fn the_sync_stops_short_of_the_reserve_left_for_cards() {
     assert_eq!(inv["current_sync"]["devices"], 1200);
     // Cards still run on what the sync left.
     let id = s.sim.tenant().devices[0].device_id.to_string();
-    let out = s
-        .outputs(
-            "get_device",
-            json!({"device_id": id}),
-            json!({"details": "basic"}),
-        )
-        .await;
+    let out = s.get_device_outputs(&id).await;
     assert_eq!(out["status_code"], 200);
     assert_eq!(device_lists(&s).len(), 4);
 }
 
 #[tokio::test]
 async fn connections_turn_the_sync_on_and_off() {
-    let s = TestApp::builder()
-        .devices(60)
-        .config(slow_sync)
-        .start()
-        .await;
+    let s = server(60, slow_sync).await;
     let list = s.get("/v1/connections").await;
     assert_eq!(list.body["connections"][0]["inventory_sync"], false);
     assert!(inventory(&s).await.is_null());
@@ -881,13 +854,7 @@ async fn a_flood_of_unknown_serials_costs_at_most_the_live_share_and_stalls_no_o
     let other_card = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = std::time::Instant::now();
-        let r = s
-            .invoke(
-                "get_device",
-                json!({"device_id": device_id}),
-                json!({"details": "basic"}),
-            )
-            .await;
+        let r = s.get_device(&device_id).await;
         (r, t.elapsed())
     };
     let (answers, (other, card_took)) = tokio::join!(flood, other_card);
@@ -1015,8 +982,7 @@ async fn the_card_answers_from_the_inventory_when_the_share_is_spent() {
     assert_eq!(live_lookups(&s), 1);
 
     // Sync off: the share is spent, and there is no inventory to answer from.
-    let r = patch(&s, &s.connection, json!({"inventory_sync": false})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    patch_ok(&s, json!({"inventory_sync": false})).await;
     let t = std::time::Instant::now();
     let r = trust(&s, "UNKNOWNCARD3").await;
     r.problem(429);

@@ -101,6 +101,33 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        Self::answer(req).await
+    }
+
+    /// POSTs `text` as the body, labelled `application/json` but sent as it is: a malformed body.
+    pub async fn post_raw(&self, path: &str, text: &str) -> Resp {
+        let req = self
+            .http
+            .post(format!("{}{}", self.url, path))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(text.to_string());
+        Self::answer(req).await
+    }
+
+    /// POSTs `body` with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, path: &str, body: Value, idempotency_key: &str) -> Resp {
+        let req = self
+            .http
+            .post(format!("{}{}", self.url, path))
+            .bearer_auth(API_KEY)
+            .header("idempotency-key", idempotency_key)
+            .json(&body);
+        Self::answer(req).await
+    }
+
+    /// Sends a request and reads the connector's answer.
+    async fn answer(req: reqwest::RequestBuilder) -> Resp {
         let resp = req.send().await.expect("the connector answers");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -134,14 +161,26 @@ impl Api {
 
     /// Registers the simulated tenant as a connection and returns its id, asserting the 201.
     pub async fn connect(&self, sim: &SimHandle) -> String {
+        self.connect_with_key(sim, API_KEY).await
+    }
+
+    /// `connect`, with another API key.
+    pub async fn connect_with_key(&self, sim: &SimHandle, key: &str) -> String {
+        let body = json!({"name": "sim", "api_url": sim.base_url(), "api_token": sim.token()});
         let r = self
-            .post(
-                "/v1/connections",
-                json!({"name": "sim", "api_url": sim.base_url(), "api_token": sim.token()}),
-            )
+            .send(Method::POST, "/v1/connections", Some(body), Some(key))
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Sets a connection's Kandji budget (`requests_per_hour`), asserting the 200.
+    pub async fn set_budget(&self, connection: &str, requests_per_hour: u64) {
+        let path = format!("/v1/connections/{connection}");
+        let r = self
+            .patch(&path, json!({"requests_per_hour": requests_per_hour}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
     }
 
     /// Invokes a card on the test connection.
@@ -160,6 +199,20 @@ impl Api {
         r.body["outputs"].clone()
     }
 
+    /// Get Device, basic details, of `device_id`: the suite's plain one-request read.
+    pub async fn get_device(&self, device_id: &str) -> Resp {
+        let inputs = json!({"device_id": device_id});
+        self.invoke("get_device", inputs, json!({"details": "basic"}))
+            .await
+    }
+
+    /// Get Device's outputs, basic details, asserting a 200.
+    pub async fn get_device_outputs(&self, device_id: &str) -> Value {
+        let inputs = json!({"device_id": device_id});
+        self.outputs("get_device", inputs, json!({"details": "basic"}))
+            .await
+    }
+
     /// Starts a stream and returns its id, asserting the 202 and where its status is.
     pub async fn start_stream(&self, card: &str, inputs: Value, options: Value) -> String {
         let r = self.invoke(card, inputs, options).await;
@@ -174,6 +227,13 @@ impl Api {
         id
     }
 
+    /// Streams every device (`list_devices`, `stream_matching_records`) to the helper flow at
+    /// `url` and returns the stream's id.
+    pub async fn stream_devices(&self, url: &str) -> String {
+        let options = json!({"result_set": "stream_matching_records", "helper_flow": {"url": url}});
+        self.start_stream("list_devices", json!({}), options).await
+    }
+
     /// Polls a stream until it is no longer running and returns its status.
     pub async fn finished(&self, id: &str, within: Duration) -> Value {
         let mut last = Value::Null;
@@ -183,6 +243,23 @@ impl Api {
         })
         .await;
         last
+    }
+}
+
+/// A simulated Kandji tenant on 127.0.0.1, on a port of its own.
+pub async fn start_sim(config: SimConfig) -> SimHandle {
+    simulator::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        config,
+    )
+    .await
+}
+
+/// A simulated tenant of `n` devices.
+pub fn devices(n: usize) -> SimConfig {
+    SimConfig {
+        devices: n,
+        ..SimConfig::default()
     }
 }
 
@@ -267,10 +344,7 @@ impl<'a> TestAppBuilder<'a> {
 
     /// A simulated tenant of `n` devices.
     pub fn devices(self, n: usize) -> Self {
-        self.sim(SimConfig {
-            devices: n,
-            ..SimConfig::default()
-        })
+        self.sim(devices(n))
     }
 
     /// A tenant already running (several replicas in front of one tenant).
@@ -302,6 +376,12 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
+    /// Operator cards from this folder (`operator_cards`).
+    pub fn cards_dir(self, dir: &std::path::Path) -> Self {
+        let dir = dir.to_path_buf();
+        self.config(move |c| c.cards_dir = Some(dir))
+    }
+
     /// One more API key, as an operator writes its entry (`KEY scope… rate=N`).
     pub fn key(self, entry: &'a str) -> Self {
         self.config(move |c| c.api_keys.push(ApiKey::parse_entry(entry).unwrap()))
@@ -321,13 +401,7 @@ impl<'a> TestAppBuilder<'a> {
 
     pub async fn start(self) -> TestApp {
         let sim = match self.sim {
-            Sim::New(config) => {
-                simulator::start(
-                    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                    config,
-                )
-                .await
-            }
+            Sim::New(config) => start_sim(config).await,
             Sim::Shared(sim) => sim,
         };
         let dir = tempfile::tempdir().unwrap();
@@ -365,9 +439,7 @@ impl<'a> TestAppBuilder<'a> {
         if self.connection {
             app.api.connection = app.api.connect(&app.sim).await;
             if let Some(n) = self.requests_per_hour {
-                let path = format!("/v1/connections/{}", app.connection);
-                let r = app.patch(&path, json!({"requests_per_hour": n})).await;
-                assert_eq!(r.status, 200, "{}", r.body);
+                app.set_budget(&app.connection, n).await;
             }
             app.sim.clear_requests();
         }
@@ -390,6 +462,11 @@ impl TestApp {
     /// The default app: 1,000 simulated devices, a SQLite store, one connection.
     pub async fn start() -> Self {
         Self::builder().start().await
+    }
+
+    /// The default app with one change to its configuration.
+    pub async fn with_config(tweak: impl FnOnce(&mut Config) + Send) -> Self {
+        Self::builder().config(tweak).start().await
     }
 
     /// A graceful shutdown, as on SIGTERM: returns when the server has stopped.

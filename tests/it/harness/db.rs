@@ -142,6 +142,27 @@ pub struct TestDb {
     pub pg: Option<PgSchema>,
 }
 
+/// `$body` with `$raw` a plain sqlx pool on the test's database, PostgreSQL or SQLite (the
+/// body is written once and compiled for each), closed afterwards; its value is the body's.
+macro_rules! with_raw {
+    ($db:expr, |$raw:ident| $body:block) => {
+        match &$db.pg {
+            Some(pg) => {
+                let $raw = pg.raw().await;
+                let out = $body;
+                $raw.close().await;
+                out
+            }
+            None => {
+                let $raw = $db.raw_sqlite().await;
+                let out = $body;
+                $raw.close().await;
+                out
+            }
+        }
+    };
+}
+
 impl TestDb {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -174,53 +195,26 @@ impl TestDb {
 
     /// Runs one statement directly (SQLite or PostgreSQL spelling), binding `args` as text.
     pub async fn exec(&self, sqlite: &'static str, postgres: &'static str, args: &[&str]) {
-        match &self.pg {
-            Some(pg) => {
-                let raw = pg.raw().await;
-                let mut q = sqlx::query(postgres);
-                for a in args {
-                    q = q.bind(a.to_string());
-                }
-                q.execute(&raw).await.unwrap();
-                raw.close().await;
+        let sql = if self.pg.is_some() { postgres } else { sqlite };
+        with_raw!(self, |raw| {
+            let mut q = sqlx::query(sql);
+            for a in args {
+                q = q.bind(a.to_string());
             }
-            None => {
-                let raw = self.raw_sqlite().await;
-                let mut q = sqlx::query(sqlite);
-                for a in args {
-                    q = q.bind(a.to_string());
-                }
-                q.execute(&raw).await.unwrap();
-                raw.close().await;
-            }
-        }
+            q.execute(&raw).await.unwrap();
+        })
     }
 
     /// A count (`SELECT COUNT(*) …`, written with `$1` placeholders, which both backends read),
     /// binding `args` as text.
     pub async fn count(&self, sql: &'static str, args: &[&str]) -> i64 {
-        match &self.pg {
-            Some(pg) => {
-                let raw = pg.raw().await;
-                let mut q = sqlx::query_scalar::<_, i64>(sql);
-                for a in args {
-                    q = q.bind(a.to_string());
-                }
-                let n = q.fetch_one(&raw).await.unwrap();
-                raw.close().await;
-                n
+        with_raw!(self, |raw| {
+            let mut q = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                q = q.bind(a.to_string());
             }
-            None => {
-                let raw = self.raw_sqlite().await;
-                let mut q = sqlx::query_scalar::<_, i64>(sql);
-                for a in args {
-                    q = q.bind(a.to_string());
-                }
-                let n = q.fetch_one(&raw).await.unwrap();
-                raw.close().await;
-                n
-            }
-        }
+            q.fetch_one(&raw).await.unwrap()
+        })
     }
 
     /// A plain sqlx pool on the SQLite file, for poking at rows directly.

@@ -2,7 +2,9 @@
 //! many requests, with the connection's token), and fixtures read from the tenant.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use kandji_connector::simulator::{Blueprint, Device, EnrollmentCode, RecordedRequest, SimConfig};
+use kandji_connector::simulator::{
+    Blueprint, Device, EnrollmentCode, Fault, RecordedRequest, SimConfig, SimHandle, User,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -28,6 +30,15 @@ pub async fn start_with(config: SimConfig) -> TestApp {
 pub const JSON: &str = "application/json";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
+/// A fault that answers in the tenant's place, with this status and body (text, or JSON).
+pub fn answer(status: u16, body: impl ToString) -> Fault {
+    Fault::Status {
+        status,
+        retry_after: None,
+        body: Some(body.to_string()),
+    }
+}
+
 /// A date as the engine writes Date outputs (RFC 3339, UTC, `Z`).
 pub fn rfc(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
@@ -46,13 +57,7 @@ pub fn rfc_of(kandji: &str) -> String {
     rfc(&t.with_timezone(&Utc))
 }
 
-/// A simulated tenant of `n` devices.
-pub fn devices(n: usize) -> SimConfig {
-    SimConfig {
-        devices: n,
-        ..SimConfig::default()
-    }
-}
+pub use super::app::devices;
 
 /// Kandji's date text as the engine writes a Date output; `""` and null as null.
 pub fn date(v: &Value) -> Value {
@@ -134,6 +139,16 @@ pub fn assert_form(r: &RecordedRequest, want: &[(&str, &str)]) {
     assert_eq!(got, want, "{}", line(r));
 }
 
+/// The `key` text of each record of a JSON list, in order.
+pub fn texts<'a>(records: &'a Value, key: &str) -> Vec<&'a str> {
+    records
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {records}"))
+        .iter()
+        .map(|r| r[key].as_str().unwrap_or_else(|| panic!("no {key} in {r}")))
+        .collect()
+}
+
 /// The output keys, sorted.
 pub fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v
@@ -163,26 +178,64 @@ pub fn no_store(r: &Resp) -> bool {
 /// What Kandji (the simulator) answers to `GET /api/v1{path}`, read directly; the read is
 /// forgotten so it does not count as the connector's.
 pub async fn kandji(s: &TestApp, path: &str) -> Value {
-    let resp = s
-        .http
-        .get(format!("{}/api/v1{path}", s.sim.base_url()))
-        .bearer_auth(s.sim.token())
+    let (status, v) = read_sim(&s.http, &s.sim, path).await;
+    assert!(status.is_success(), "{path}: {status}");
+    s.sim.clear_requests();
+    v
+}
+
+/// The status and JSON body the simulated tenant answers to `GET /api/v1{path}` with its token,
+/// read directly (the read stays among the tenant's recorded requests).
+pub async fn read_sim(
+    http: &reqwest::Client,
+    sim: &SimHandle,
+    path: &str,
+) -> (reqwest::StatusCode, Value) {
+    let resp = http
+        .get(format!("{}/api/v1{path}", sim.base_url()))
+        .bearer_auth(sim.token())
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "{path}: {}", resp.status());
-    let v = resp.json().await.unwrap();
-    s.sim.clear_requests();
-    v
+    let status = resp.status();
+    let body = resp
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {status}: {e}"));
+    (status, body)
 }
 
 /// The first device of a platform (the simulator keeps it healthy: enrolled, supervised, with a
 /// user except on Apple TV).
 pub fn device(s: &TestApp, platform: &str) -> Device {
-    s.sim
-        .tenant()
+    first_device(&s.sim, platform)
+}
+
+/// The first device of a platform of a tenant.
+pub fn first_device(sim: &SimHandle, platform: &str) -> Device {
+    sim.tenant()
         .first_device_of(platform)
         .unwrap_or_else(|| panic!("no {platform}"))
+        .clone()
+}
+
+/// A user of the tenant who is not the device's.
+pub fn other_user(sim: &SimHandle, d: &Device) -> User {
+    let t = sim.tenant();
+    t.users
+        .iter()
+        .find(|u| Some(u.id) != d.user_id)
+        .expect("another user")
+        .clone()
+}
+
+/// A Blueprint the device is not on.
+pub fn other_blueprint(sim: &SimHandle, d: &Device) -> Blueprint {
+    let t = sim.tenant();
+    t.blueprints
+        .iter()
+        .find(|b| b.id != d.blueprint_id)
+        .expect("another Blueprint")
         .clone()
 }
 

@@ -116,6 +116,11 @@ impl Receiver {
         self.state.hits.lock().unwrap().len()
     }
 
+    /// Waits until at least `n` callbacks have arrived; fails, naming `what`, after `within`.
+    pub async fn wait_for(&self, what: &str, n: usize, within: Duration) {
+        super::eventually(what, within, async || self.hit_count() >= n).await;
+    }
+
     /// TCP connections accepted.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)

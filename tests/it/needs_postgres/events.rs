@@ -4,22 +4,17 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use kandji_connector::simulator::{self, SimConfig};
+use kandji_connector::simulator::SimConfig;
 use kandji_connector::store::TokenCipher;
-use reqwest::Method;
 use serde_json::json;
 
-use crate::events::{sim_call, subscribe};
-use crate::harness::{PgSchema, Receiver, TestApp, eventually};
+use crate::events::{enroll, subscribe};
+use crate::harness::{PgSchema, Receiver, TestApp, eventually, start_sim};
 
 #[tokio::test]
 async fn two_replicas_poll_once_per_interval_and_deliver_each_event_once() {
     let pg = PgSchema::new().await;
-    let sim = simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig::default(),
-    )
-    .await;
+    let sim = start_sim(SimConfig::default()).await;
     let (cipher, _) = TokenCipher::generate();
     let interval = Duration::from_millis(200);
     let replica = || {
@@ -39,13 +34,7 @@ async fn two_replicas_poll_once_per_interval_and_deliver_each_event_once() {
     a.api.connection = conn.clone();
     b.api.connection = conn.clone();
     // Five polls a second are more than Kandji's 10,000 an hour: the budget would space them.
-    let r = a
-        .patch(
-            &format!("/v1/connections/{conn}"),
-            json!({"requests_per_hour": 100_000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    a.set_budget(&conn, 100_000).await;
     let rx = Receiver::start().await;
     // One subscription made through each replica.
     subscribe(&a, "device_enrolled", &rx.url(), json!({})).await;
@@ -59,14 +48,12 @@ async fn two_replicas_poll_once_per_interval_and_deliver_each_event_once() {
     sim.clear_requests();
     for _ in 0..3 {
         for _ in 0..10 {
-            sim_call(&sim, Method::POST, "/_sim/devices", json!({})).await;
+            enroll(&sim, json!({})).await;
         }
         tokio::time::sleep(interval).await;
     }
-    eventually("60 deliveries", Duration::from_secs(20), async || {
-        rx.hit_count() >= 60
-    })
-    .await;
+    rx.wait_for("60 deliveries", 60, Duration::from_secs(20))
+        .await;
     tokio::time::sleep(interval * 4).await;
     let hits = rx.hits();
     let ids: HashSet<&str> = hits.iter().map(|h| h.id.as_str()).collect();

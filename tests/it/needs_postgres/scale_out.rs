@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{API_KEY, Answer, Binary, Hit, PgSchema, Receiver, TestApp, eventually};
+use crate::harness::{
+    API_KEY, Answer, Binary, Hit, PgSchema, Receiver, TestApp, devices, eventually, start_sim,
+};
 use kandji_connector::config::Config;
-use kandji_connector::simulator::{self, SimConfig, SimHandle};
+use kandji_connector::simulator::SimHandle;
 use kandji_connector::store::TokenCipher;
 use serde_json::{Value, json};
 
@@ -32,20 +34,13 @@ async fn replica(
         .await
 }
 
-async fn sim(devices: usize) -> SimHandle {
-    simulator::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        SimConfig {
-            devices,
-            ..SimConfig::default()
-        },
-    )
-    .await
-}
-
 /// Two replicas started at the same moment on an empty schema; the connection to `sim` is made
 /// through the first, and both invoke cards on it.
-async fn two(pg: &PgSchema, sim: &SimHandle, tweak: fn(&mut Config)) -> (TestApp, TestApp) {
+async fn two(
+    pg: &PgSchema,
+    sim: &SimHandle,
+    tweak: impl Fn(&mut Config) + Copy + Send,
+) -> (TestApp, TestApp) {
     let (cipher, _) = TokenCipher::generate();
     let (mut a, mut b) = tokio::join!(
         replica(pg, sim, &cipher, tweak),
@@ -57,10 +52,41 @@ async fn two(pg: &PgSchema, sim: &SimHandle, tweak: fn(&mut Config)) -> (TestApp
     (a, b)
 }
 
+/// `two` replicas that sync the inventory every `interval`, the sync turned on through the first
+/// with a budget of `requests_per_hour`.
+async fn two_syncing(
+    pg: &PgSchema,
+    sim: &SimHandle,
+    interval: Duration,
+    requests_per_hour: u64,
+) -> (TestApp, TestApp) {
+    let (a, b) = two(pg, sim, move |c| c.trust.interval = interval).await;
+    let r = a
+        .patch(
+            &format!("/v1/connections/{}", a.connection),
+            json!({"inventory_sync": true, "requests_per_hour": requests_per_hour}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    (a, b)
+}
+
+/// Waits until each replica holds an inventory of `devices` devices.
+async fn both_hold(replicas: [&TestApp; 2], devices: usize) {
+    for r in replicas {
+        eventually(
+            "both replicas hold the inventory",
+            Duration::from_secs(20),
+            async || inventory(r).await["devices"] == devices,
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn replicas_start_together_and_share_connections() {
     let pg = PgSchema::new().await;
-    let sim = sim(50).await;
+    let sim = start_sim(devices(50)).await;
     let (a, b) = two(&pg, &sim, |_| {}).await;
     for r in [&a, &b] {
         let r = r.get("/readyz").await;
@@ -79,18 +105,12 @@ async fn replicas_start_together_and_share_connections() {
 #[tokio::test]
 async fn one_budget_across_replicas() {
     let pg = PgSchema::new().await;
-    let sim = sim(50).await;
+    let sim = start_sim(devices(50)).await;
     let (a, b) = two(&pg, &sim, |c| {
         c.kandji.budget_wait = Duration::from_secs(40)
     })
     .await;
-    let r = b
-        .patch(
-            &format!("/v1/connections/{}", a.connection),
-            json!({"requests_per_hour": 3600}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    b.set_budget(&a.connection, 3600).await;
     sim.clear_requests();
     let (a, b) = (Arc::new(a), Arc::new(b));
     let started = Instant::now();
@@ -131,21 +151,14 @@ async fn one_budget_across_replicas() {
 #[tokio::test]
 async fn a_cancel_on_one_replica_stops_the_stream_on_the_other() {
     let pg = PgSchema::new().await;
-    let sim = sim(600).await;
+    let sim = start_sim(devices(600)).await;
     let (a, b) = two(&pg, &sim, |_| {}).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(Duration::from_millis(100)));
-    let id = a
-        .start_stream(
-            "list_devices",
-            json!({}),
-            json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
-        )
+    let id = a.stream_devices(&receiver.url()).await;
+    receiver
+        .wait_for("deliveries", 20, Duration::from_secs(10))
         .await;
-    eventually("deliveries", Duration::from_secs(10), async || {
-        receiver.hit_count() >= 20
-    })
-    .await;
     let r = b.delete(&format!("/v1/streams/{id}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["state"], "cancelled");
@@ -171,7 +184,7 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
     const LEASE: Duration = Duration::from_millis(2_000);
     const CHECKPOINT: Duration = Duration::from_millis(100);
     const CALLBACK_DELAY: Duration = Duration::from_millis(15);
-    let sim = sim(DEVICES as usize).await;
+    let sim = start_sim(devices(DEVICES as usize)).await;
     let receiver = Receiver::start().await;
     receiver.answer_all(Answer::Slow(CALLBACK_DELAY));
     let (cipher, secret_key) = TokenCipher::generate();
@@ -208,19 +221,12 @@ async fn a_stream_on_a_killed_replica_is_finished_by_the_other() {
     .await;
 
     a.api.connection = a.connect(&sim).await;
-    let id = a
-        .start_stream(
-            "list_devices",
-            json!({}),
-            json!({"result_set": "stream_matching_records", "helper_flow": {"url": receiver.url()}}),
-        )
-        .await;
+    let id = a.stream_devices(&receiver.url()).await;
 
     // SIGKILL A mid-stream.
-    eventually("deliveries by A", Duration::from_secs(15), async || {
-        receiver.hit_count() >= 600
-    })
-    .await;
+    receiver
+        .wait_for("deliveries by A", 600, Duration::from_secs(15))
+        .await;
     a.kill().await;
     let killed_at = Instant::now();
     // A's last saved checkpoint, read before B can take the lease over.
@@ -351,30 +357,13 @@ async fn inventory(r: &TestApp) -> Value {
 async fn replicas_share_one_inventory_sync() {
     let pg = PgSchema::new().await;
     const DEVICES: usize = 700; // three pages
-    let sim = sim(DEVICES).await;
-    let (a, b) = two(&pg, &sim, |c| {
-        c.trust.interval = Duration::from_millis(1_000);
-    })
-    .await;
+    let sim = start_sim(devices(DEVICES)).await;
+    // A budget that lets a sweep take milliseconds, so sweeps are counted per interval.
+    let (a, b) = two_syncing(&pg, &sim, Duration::from_millis(1_000), 3_600_000).await;
     let conn = a.connection.clone();
-    let r = a
-        .patch(
-            &format!("/v1/connections/{conn}"),
-            // A budget that lets a sweep take milliseconds, so sweeps are counted per interval.
-            json!({"inventory_sync": true, "requests_per_hour": 3_600_000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
 
     // B learns of the change by itself and both hold every device.
-    for r in [&a, &b] {
-        eventually(
-            "both replicas hold the inventory",
-            Duration::from_secs(20),
-            async || inventory(r).await["devices"] == DEVICES,
-        )
-        .await;
-    }
+    both_hold([&a, &b], DEVICES).await;
     // A replica that has just loaded the inventory says `following` after its first round (a
     // quarter interval): wait for it rather than catch it between the two.
     let mut states = Vec::new();
@@ -447,25 +436,10 @@ async fn replicas_share_one_inventory_sync() {
 #[tokio::test]
 async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
     let pg = PgSchema::new().await;
-    let sim = sim(700).await;
-    let (a, b) = two(&pg, &sim, |c| {
-        c.trust.interval = Duration::from_millis(300);
-    })
-    .await;
+    let sim = start_sim(devices(700)).await;
+    let (a, b) = two_syncing(&pg, &sim, Duration::from_millis(300), 3_600_000).await;
     let conn = a.connection.clone();
-    let patch = |on: bool| json!({"inventory_sync": on, "requests_per_hour": 3_600_000});
-    let r = a
-        .patch(&format!("/v1/connections/{conn}"), patch(true))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    for r in [&a, &b] {
-        eventually(
-            "both replicas hold the inventory",
-            Duration::from_secs(20),
-            async || inventory(r).await["devices"] == 700,
-        )
-        .await;
-    }
+    both_hold([&a, &b], 700).await;
     let mut follows = [false, false];
     eventually("one replica follows", Duration::from_secs(5), async || {
         follows = [
@@ -477,7 +451,10 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
     .await;
     let follower = if follows[0] { &a } else { &b };
     let r = follower
-        .patch(&format!("/v1/connections/{conn}"), patch(false))
+        .patch(
+            &format!("/v1/connections/{conn}"),
+            json!({"inventory_sync": false, "requests_per_hour": 3_600_000}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     for r in [&a, &b] {
@@ -514,20 +491,9 @@ async fn turning_the_sync_off_through_a_follower_clears_it_everywhere() {
 #[tokio::test]
 async fn the_device_trust_live_share_holds_across_replicas() {
     let pg = PgSchema::new().await;
-    let sim = sim(50).await;
-    let (a, b) = two(&pg, &sim, |c| {
-        c.trust.interval = Duration::from_millis(2_000);
-    })
-    .await;
-    let conn = a.connection.clone();
+    let sim = start_sim(devices(50)).await;
     // 360,000 an hour: the live share (10 %) is 10 a second, with a burst of 10.
-    let r = a
-        .patch(
-            &format!("/v1/connections/{conn}"),
-            json!({"inventory_sync": true, "requests_per_hour": 360_000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let (a, b) = two_syncing(&pg, &sim, Duration::from_millis(2_000), 360_000).await;
     for r in [&a, &b] {
         eventually(
             "both replicas hold a complete inventory",
