@@ -13,21 +13,25 @@
 //! id, a token or a URL.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{
-    Label, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use crate::invocation::Surface;
 
+mod handles;
 mod json_log;
+
+use handles::Family;
 
 /// The metrics settings (`KANDJI_CONNECTOR_METRICS`, `KANDJI_CONNECTOR_METRICS_LISTEN`).
 #[derive(Debug, Clone)]
@@ -92,6 +96,12 @@ pub fn init_logging(format: LogFormat) {
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Whether metrics are recorded: a recorder is installed ([`install`]). The hot paths' handles
+/// ([`handles::Family`]) are kept only then, so none is a no-op handle kept from before.
+fn recording() -> bool {
+    HANDLE.get().is_some()
+}
 
 /// Histogram buckets (seconds) of every duration: from 1 ms to 1 minute.
 const BUCKETS: &[f64] = &[
@@ -325,13 +335,16 @@ impl Outcome {
 
 /// One invocation of a catalog card.
 pub fn card_invocation(card: &str, outcome: Outcome, surface: Surface) {
-    counter!(
-        "kandji_connector_card_invocations_total",
-        "card" => card.to_string(),
-        "outcome" => outcome.as_str(),
-        "surface" => surface.as_str(),
-    )
-    .increment(1);
+    static F: LazyLock<Family<Counter, 3>> = LazyLock::new(|| {
+        Family::new(
+            "kandji_connector_card_invocations_total",
+            ["card", "outcome", "surface"],
+        )
+    });
+    if recording() {
+        F.get([card, outcome.as_str(), surface.as_str()], handles::counter)
+            .increment(1);
+    }
 }
 
 /// `2xx` … `5xx` for an answer's status.
@@ -347,18 +360,26 @@ pub fn status_class(status: u16) -> &'static str {
 
 /// One attempt of a request to Kandji: its status class (`error`: no answer) and duration.
 pub fn kandji_request(connection: &str, card: &str, class: &'static str, took: Duration) {
-    counter!(
-        "kandji_connector_kandji_requests_total",
-        "connection" => connection.to_string(),
-        "card" => card.to_string(),
-        "status_class" => class,
-    )
-    .increment(1);
-    histogram!(
-        "kandji_connector_kandji_request_duration_seconds",
-        "connection" => connection.to_string(),
-    )
-    .record(took.as_secs_f64());
+    static REQUESTS: LazyLock<Family<Counter, 3>> = LazyLock::new(|| {
+        Family::new(
+            "kandji_connector_kandji_requests_total",
+            ["connection", "card", "status_class"],
+        )
+    });
+    static DURATION: LazyLock<Family<Histogram, 1>> = LazyLock::new(|| {
+        Family::new(
+            "kandji_connector_kandji_request_duration_seconds",
+            ["connection"],
+        )
+    });
+    if recording() {
+        REQUESTS
+            .get([connection, card, class], handles::counter)
+            .increment(1);
+        DURATION
+            .get([connection], handles::histogram)
+            .record(took.as_secs_f64());
+    }
 }
 
 /// Kandji client events counted by connection (and card, where it tells which flow paid).
@@ -386,7 +407,16 @@ pub fn kandji_event(connection: &str, card: &str, event: KandjiEvent) {
 
 /// One callback POST of a stream record: `delivered`, `retry` or `refused`.
 pub fn delivery_attempt(outcome: &'static str, took: Duration) {
-    counter!("kandji_connector_stream_delivery_attempts_total", "outcome" => outcome).increment(1);
+    static F: LazyLock<Family<Counter, 1>> = LazyLock::new(|| {
+        Family::new(
+            "kandji_connector_stream_delivery_attempts_total",
+            ["outcome"],
+        )
+    });
+    if !recording() {
+        return;
+    }
+    F.get([outcome], handles::counter).increment(1);
     histogram!("kandji_connector_stream_delivery_duration_seconds").record(took.as_secs_f64());
 }
 
@@ -422,8 +452,11 @@ pub fn trust_lookup(answer: Result<&crate::trust::TrustAnswer, ()>, asked_kandji
         ),
         Err(()) => (if asked_kandji { "live" } else { "inventory" }, "error"),
     };
-    counter!("kandji_connector_trust_lookups_total", "source" => source, "result" => result)
-        .increment(1);
+    static F: LazyLock<Family<Counter, 2>> =
+        LazyLock::new(|| Family::new("kandji_connector_trust_lookups_total", ["source", "result"]));
+    if recording() {
+        F.get([source, result], handles::counter).increment(1);
+    }
 }
 
 /// An inventory sync round ended (`ok`, `failed`).
@@ -470,21 +503,19 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
+    // Shared with the router (a reference count), not copied.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    // Borrowed for the span, which copies the fields it keeps.
     let request_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id,
+        request_id,
         method,
-        route = route.as_deref().unwrap_or(""),
+        route = route.as_ref().map_or("", |r| r.as_str()),
         card = tracing::field::Empty,
         connection = tracing::field::Empty,
         stream = tracing::field::Empty,
@@ -495,13 +526,23 @@ pub async fn observe(req: Request, next: Next) -> Response {
         next.run(req).instrument(span.clone()).await
     };
     let took = started.elapsed();
-    let status = resp.status().as_u16();
-    let mut labels = vec![Label::new("http_request_method", method)];
-    if let Some(r) = route {
-        labels.push(Label::new("http_route", r));
+    let status = resp.status();
+    if recording() {
+        static F: LazyLock<Family<Histogram, 3>> = LazyLock::new(|| {
+            Family::new(
+                "http_server_request_duration_seconds",
+                [
+                    "http_request_method",
+                    "http_route",
+                    "http_response_status_code",
+                ],
+            )
+        });
+        let route = route.as_ref().map_or("", |r| r.as_str());
+        F.get([method, route, status.as_str()], handles::histogram)
+            .record(took.as_secs_f64());
     }
-    labels.push(Label::new("http_response_status_code", status.to_string()));
-    histogram!("http_server_request_duration_seconds", labels).record(took.as_secs_f64());
+    let status = status.as_u16();
     span.in_scope(|| {
         tracing::info!(
             status,
@@ -512,19 +553,25 @@ pub async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-struct Active(metrics::Gauge);
+struct Active(Option<Gauge>);
 
 impl Active {
     fn new(method: &'static str) -> Self {
-        let g = gauge!("http_server_active_requests", "http_request_method" => method);
-        g.increment(1.0);
+        static F: LazyLock<Family<Gauge, 1>> =
+            LazyLock::new(|| Family::new("http_server_active_requests", ["http_request_method"]));
+        let g = recording().then(|| F.get([method], handles::gauge));
+        if let Some(g) = &g {
+            g.increment(1.0);
+        }
         Self(g)
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        if let Some(g) = &self.0 {
+            g.decrement(1.0);
+        }
     }
 }
 

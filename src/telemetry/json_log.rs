@@ -13,7 +13,6 @@ use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -79,32 +78,80 @@ impl Visit for Pairs<'_> {
     }
 }
 
-/// Appends `s` as a JSON string, escaped as serde_json escapes: quote, backslash and control characters.
+/// The bytes a JSON string cannot hold as they are: quote, backslash and control characters.
+static ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes: quote, backslash and control
+/// characters. The bytes are looked up in a table and copied in runs (most values, ids and route
+/// templates, have nothing to escape): a byte-by-byte `match` cost a fifth of a request's log line.
 fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    for (i, &b) in bytes.iter().enumerate() {
+        if !ESCAPED[b as usize] {
+            continue;
+        }
         out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(esc);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
         }
         start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// The time of a line, as tracing-subscriber's `SystemTime` writes it (RFC 3339, UTC,
+/// microseconds: `2026-11-29T23:53:37.123456Z`). The part up to the seconds is formatted once a
+/// second per thread and kept; each line formats only its microseconds.
+fn push_timestamp(out: &mut String) {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    SECOND.with_borrow_mut(|(at, prefix)| {
+        if *at != secs {
+            prefix.clear();
+            let t =
+                chrono::DateTime::<chrono::Utc>::from_timestamp(secs as i64, 0).unwrap_or_default();
+            let _ = write!(prefix, "{}", t.format("%Y-%m-%dT%H:%M:%S."));
+            *at = secs;
+        }
+        out.push_str(prefix);
+    });
+    let micros = now.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut n = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    out.push('Z');
 }
 
 impl<'w> FormatFields<'w> for JsonFields {
@@ -148,8 +195,10 @@ where
     ) -> fmt::Result {
         let mut line = String::with_capacity(256);
         line.push_str("{\"timestamp\":\"");
-        SystemTime.format_time(&mut Writer::new(&mut line))?;
-        let _ = write!(line, "\",\"level\":\"{}\"", event.metadata().level());
+        push_timestamp(&mut line);
+        line.push_str("\",\"level\":\"");
+        line.push_str(event.metadata().level().as_str());
+        line.push('"');
         event.record(&mut Pairs {
             out: &mut line,
             first: false,
@@ -229,6 +278,30 @@ mod tests {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
+    }
+
+    #[test]
+    fn the_time_is_rfc3339_utc_with_microseconds_as_tracing_subscriber_writes_it() {
+        let mut ours = String::new();
+        push_timestamp(&mut ours);
+        let mut theirs = String::new();
+        tracing_subscriber::fmt::time::FormatTime::format_time(
+            &tracing_subscriber::fmt::time::SystemTime,
+            &mut Writer::new(&mut theirs),
+        )
+        .unwrap();
+        assert_eq!(ours.len(), "2026-11-29T23:53:37.123456Z".len(), "{ours}");
+        assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+        let t = chrono::DateTime::parse_from_rfc3339(&ours).unwrap();
+        let u = chrono::DateTime::parse_from_rfc3339(&theirs).unwrap();
+        assert!((u - t).num_milliseconds().abs() < 1000, "{ours} {theirs}");
+        // The same second again: the kept part, new microseconds.
+        let mut again = String::new();
+        push_timestamp(&mut again);
+        assert!(
+            again.ends_with('Z') && again.as_bytes()[19] == b'.',
+            "{again}"
+        );
     }
 
     #[test]
