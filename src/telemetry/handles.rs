@@ -122,8 +122,8 @@ mod tests {
         assert_eq!(
             series,
             [
-                "t_total{card=\"a\"} 7",
                 "t_total{card=\"a\",route=\"/x\"} 3",
+                "t_total{card=\"a\"} 7",
                 "t_total{card=\"b\",route=\"/x\"} 5",
             ]
         );
