@@ -8,7 +8,11 @@
 # per invocation (user + system, from /proc: far less sensitive than throughput to whatever else
 # runs on the machine).
 # Usage: bench/telemetry.sh [seconds per round] [connections] [rounds]
-# ON_METRICS, ON_LOG, ON_LOG_FORMAT change what "on" runs with (to tell the costs apart).
+# ON_METRICS, ON_LOG, ON_LOG_FORMAT change what "on" runs with (to tell the costs apart);
+# ON_LOG_TO=/dev/null sends its log there instead of a file (what the writes to a file cost).
+# PIN=1 keeps the connectors on the last CPU and wrk, the simulated tenant and the scraper on the
+# others (taskset), so that what drives them does not take the connectors' time (on a 2-core
+# machine the unpinned spread between rounds is larger than the cost measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-5}"; CONNS="${2:-8}"; ROUNDS="${3:-5}"
@@ -22,14 +26,22 @@ WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 SIM=127.0.0.1:18191; ON=127.0.0.1:18192; OFF=127.0.0.1:18193
 TOKEN=00000000-0000-4000-8000-00000000cafe
 KEY=bench-key-0123456789abcdef
-$BIN simulate --listen $SIM --devices 1000 >"$WORK/sim.log" 2>&1 &
+LAST=$(( $(nproc) - 1 ))
+if [[ -n "${PIN:-}" && $LAST -ge 1 ]]; then
+    APP_CPUS=(taskset -c "$LAST"); LOAD_CPUS=(taskset -c "0-$(( LAST - 1 ))")
+else
+    APP_CPUS=(); LOAD_CPUS=()
+fi
+"${LOAD_CPUS[@]}" $BIN simulate --listen $SIM --devices 1000 >"$WORK/sim.log" 2>&1 &
 start() { # name listen metrics log
+    local log="$WORK/$1.log"
+    [[ $1 == on && -n "${ON_LOG_TO:-}" ]] && log=$ON_LOG_TO
     KANDJI_CONNECTOR_LISTEN=$2 KANDJI_CONNECTOR_API_KEYS=$KEY \
     KANDJI_CONNECTOR_SECRET_KEY=$(head -c32 /dev/urandom | base64) \
     KANDJI_CONNECTOR_DATABASE_URL="sqlite://$WORK/$1.db?mode=rwc" \
     KANDJI_CONNECTOR_RATE_LIMIT_PER_SECOND=1000000 KANDJI_CONNECTOR_RATE_LIMIT_BURST=1000000 \
     KANDJI_CONNECTOR_METRICS=$3 KANDJI_CONNECTOR_LOG=$4 KANDJI_CONNECTOR_LOG_FORMAT=$5 \
-    $BIN serve >"$WORK/$1.log" 2>&1 &
+    "${APP_CPUS[@]}" $BIN serve >"$log" 2>&1 &
     echo $! >"$WORK/$1.pid"
 }
 # CPU time (clock ticks, user + system) a process has used so far.
@@ -54,18 +66,18 @@ done
 ( while sleep 1; do curl -sf -o /dev/null -H "Authorization: Bearer $KEY" "http://$ON/metrics"; done ) &
 for name in on off; do
     addr=$([ $name = on ] && echo $ON || echo $OFF)
-    wrk -t2 -c"$CONNS" -d2s -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >/dev/null
+    "${LOAD_CPUS[@]}" wrk -t2 -c"$CONNS" -d2s -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >/dev/null
 done
 for r in $(seq "$ROUNDS"); do
     for name in off on; do
         addr=$([ $name = on ] && echo $ON || echo $OFF)
         before=$(ticks $name)
-        wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >"$WORK/$name.$r.txt"
+        "${LOAD_CPUS[@]}" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >"$WORK/$name.$r.txt"
         echo $(( $(ticks $name) - before )) >"$WORK/$name.$r.cpu"
         grep -q "Non-2xx" "$WORK/$name.$r.txt" && { echo "$name answered non-2xx:"; cat "$WORK/$name.$r.txt"; exit 1; }
     done
 done
-echo "request log lines written by \"on\": $(grep -c '"message":"request"' "$WORK/on.log")"
+[[ -n "${ON_LOG_TO:-}" ]] || echo "request log lines written by \"on\": $(grep -c '"message":"request"' "$WORK/on.log")"
 python3 - "$WORK" "$ROUNDS" "$(getconf CLK_TCK)" <<'PY'
 import re, statistics, sys
 work, rounds, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
