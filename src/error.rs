@@ -257,8 +257,6 @@ impl Problem {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use axum::Router;
     use axum::body::Body;
     use axum::http::Request;
@@ -271,23 +269,11 @@ mod tests {
     /// A route answering `answer()` behind the log middleware: its status, headers, body, and
     /// what the middleware logged.
     fn logged(answer: fn() -> Response) -> (Response, String, String) {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let writer = buf.clone();
+        let buf = crate::telemetry::LogBuf::default();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
-            .with_writer(move || writer.clone())
+            .with_writer(buf.clone())
             .finish();
         let app = Router::new()
             .route("/x", get(move || async move { answer() }))
@@ -304,7 +290,7 @@ mod tests {
                 (Response::from_parts(parts, Body::empty()), body)
             })
         });
-        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let log = buf.text();
         (resp, String::from_utf8(body.to_vec()).unwrap(), log)
     }
 

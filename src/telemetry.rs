@@ -589,6 +589,38 @@ pub fn record_ids(card: Option<&str>, connection: Option<&str>, stream: Option<&
     }
 }
 
+/// What a test's log subscriber writes, kept in memory (`.with_writer(buf.clone())`).
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl LogBuf {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

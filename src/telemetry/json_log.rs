@@ -228,32 +228,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buf {
-        type Writer = Buf;
-        fn make_writer(&'a self) -> Buf {
-            self.clone()
-        }
-    }
+    use crate::telemetry::LogBuf;
 
     /// The lines of a few events, in and out of a span whose fields are recorded later.
     fn lines() -> Vec<serde_json::Value> {
-        let buf = Buf::default();
+        let buf = LogBuf::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(buf.clone())
             .fmt_fields(JsonFields)
@@ -274,7 +253,7 @@ mod tests {
                 tracing::error!(debug = ?Some(1), "after");
             });
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
