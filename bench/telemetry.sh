@@ -68,12 +68,21 @@ for name in on off; do
     addr=$([ $name = on ] && echo $ON || echo $OFF)
     "${LOAD_CPUS[@]}" wrk -t2 -c"$CONNS" -d2s -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >/dev/null
 done
+round() { # name round: drives one connector for DURATION seconds
+    local name=$1 r=$2 addr before
+    addr=$([ "$name" = on ] && echo $ON || echo $OFF)
+    before=$(ticks "$name")
+    "${LOAD_CPUS[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >"$WORK/$name.$r.txt"
+    echo $(( $(ticks "$name") - before )) >"$WORK/$name.$r.cpu"
+}
+WRK_THREADS=2; [[ -n "${TOGETHER:-}" ]] && WRK_THREADS=1
 for r in $(seq "$ROUNDS"); do
+    if [[ -n "${TOGETHER:-}" ]]; then
+        round off "$r" & a=$!; round on "$r" & b=$!; wait $a $b
+    else
+        round off "$r"; round on "$r"
+    fi
     for name in off on; do
-        addr=$([ $name = on ] && echo $ON || echo $OFF)
-        before=$(ticks $name)
-        "${LOAD_CPUS[@]}" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >"$WORK/$name.$r.txt"
-        echo $(( $(ticks $name) - before )) >"$WORK/$name.$r.cpu"
         grep -q "Non-2xx" "$WORK/$name.$r.txt" && { echo "$name answered non-2xx:"; cat "$WORK/$name.$r.txt"; exit 1; }
     done
 done

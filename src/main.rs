@@ -98,8 +98,9 @@ enum CardsCommand {
     List,
 }
 
-fn init_tracing() {
-    telemetry::init_logging(LogFormat::Text);
+/// The readable log format; the lines still waiting are written when the result is dropped.
+fn init_tracing() -> telemetry::LogFlush {
+    telemetry::init_logging(LogFormat::Text)
 }
 
 #[tokio::main]
@@ -116,7 +117,9 @@ async fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             // A malformed format is reported with the other settings below.
-            telemetry::init_logging(LogFormat::parse(&args.log_format).unwrap_or(LogFormat::Text));
+            let _logs = telemetry::init_logging(
+                LogFormat::parse(&args.log_format).unwrap_or(LogFormat::Text),
+            );
             let config = match args.into_config() {
                 Ok(c) => c,
                 Err(problems) => {
@@ -146,7 +149,7 @@ async fn main() -> ExitCode {
             report(result)
         }
         Command::Demo { listen, devices } => {
-            init_tracing();
+            let _logs = init_tracing();
             report(kandji_connector::demo::run(listen, devices).await)
         }
         Command::RotateSecretKey {
@@ -170,7 +173,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Simulate { listen, devices } => {
-            init_tracing();
+            let _logs = init_tracing();
             let config = simulator::SimConfig {
                 devices,
                 ..Default::default()

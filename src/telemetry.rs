@@ -30,6 +30,9 @@ use crate::invocation::Surface;
 
 mod handles;
 mod json_log;
+mod log_writer;
+
+pub use log_writer::Flush as LogFlush;
 
 use handles::Family;
 
@@ -75,24 +78,60 @@ impl LogFormat {
 /// Installs the process's log subscriber: the filter of `KANDJI_CONNECTOR_LOG` (default `info`)
 /// and the format. In JSON, each line carries the fields of the request it belongs to under
 /// `span` (`request_id`, `method`, `route`, and `card`, `connection`, `stream` where they apply).
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("KANDJI_CONNECTOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+///
+/// Lines go to stdout through a writer thread that writes them in batches
+/// ([`log_writer`]); the returned [`LogFlush`] writes what is still waiting when dropped, so the
+/// caller keeps it until the process ends.
+pub fn init_logging(format: LogFormat) -> LogFlush {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // Colours only on a terminal: escape codes in a log file or a container's log are noise,
     // and cost a tenth of a request's log line.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (writer, flush) = log_writer::Batched::start(std::io::stdout());
+    let layer = tracing_subscriber::fmt::layer()
         .with_target(false)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let logs = tracing_subscriber::registry().with(log_filter(
+        std::env::var("KANDJI_CONNECTOR_LOG").ok().as_deref(),
+    ));
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .fmt_fields(json_log::JsonFields)
-            .event_format(json_log::JsonLine)
+        LogFormat::Text => logs.with(layer).init(),
+        LogFormat::Json => logs
+            .with(
+                layer
+                    .fmt_fields(json_log::JsonFields)
+                    .event_format(json_log::JsonLine),
+            )
             .init(),
     }
+    flush
+}
+
+type LogFilter = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The filter of `KANDJI_CONNECTOR_LOG` (default, and when it cannot be read, `info`). Levels
+/// and `target=level` lists (all that the README documents) are a [`Targets`] filter, which
+/// decides when a span or an event is made; span and field directives (`[request]=debug`) need
+/// an `EnvFilter`, which also takes a lock on every entry to and exit from every span: a
+/// request's span is entered at each of its polls, a few per cent of an invocation.
+///
+/// [`Targets`]: tracing_subscriber::filter::Targets
+fn log_filter(directives: Option<&str>) -> LogFilter {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    // What EnvFilter refuses means `info`, as it always has.
+    let directives = directives
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && EnvFilter::try_new(d).is_ok())
+        .unwrap_or("info");
+    if !directives.contains(['[', '{'])
+        && let Ok(targets) = directives.parse::<Targets>()
+    {
+        return Box::new(targets);
+    }
+    Box::new(EnvFilter::new(directives))
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -543,13 +582,13 @@ pub async fn observe(req: Request, next: Next) -> Response {
             .record(took.as_secs_f64());
     }
     let status = status.as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-            "request"
-        )
-    });
+    // Under the request's span without entering it.
+    tracing::info!(
+        parent: &span,
+        status,
+        latency_ms = (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        "request"
+    );
     resp
 }
 
@@ -638,6 +677,74 @@ mod tests {
         assert_eq!(Outcome::of(409, None), Outcome::Refused);
         assert_eq!(Outcome::of(502, None), Outcome::Failed);
         assert_eq!(Outcome::of(504, None), Outcome::Failed);
+    }
+
+    /// What each filter lets through: two events outside a span, two inside a `request` span.
+    fn filtered(directives: Option<&str>) -> String {
+        use tracing_subscriber::layer::SubscriberExt;
+        let buf = LogBuf::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter(directives))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(buf.clone())
+                    .with_ansi(false)
+                    .without_time(),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside info");
+            tracing::debug!("outside debug");
+            tracing::info_span!("request").in_scope(|| {
+                tracing::info!("inside info");
+                tracing::debug!("inside debug");
+            });
+        });
+        buf.text()
+    }
+
+    fn said(text: &str) -> Vec<&str> {
+        [
+            "outside info",
+            "outside debug",
+            "inside info",
+            "inside debug",
+        ]
+        .into_iter()
+        .filter(|m| text.contains(m))
+        .collect()
+    }
+
+    #[test]
+    fn log_filters_levels_targets_and_span_directives() {
+        let info = ["outside info", "inside info"];
+        assert_eq!(said(&filtered(None)), info);
+        assert_eq!(said(&filtered(Some("  "))), info);
+        assert_eq!(said(&filtered(Some("kandji_connector=verbose"))), info);
+        assert_eq!(said(&filtered(Some("warn"))), Vec::<&str>::new());
+        assert_eq!(said(&filtered(Some("debug"))).len(), 4);
+        assert_eq!(
+            said(&filtered(Some("warn,kandji_connector=debug"))).len(),
+            4
+        );
+        assert_eq!(said(&filtered(Some("info,hyper=debug"))), info);
+        // Levels and targets are a Targets filter, span directives an EnvFilter.
+        let kind = |d| {
+            use tracing_subscriber::layer::SubscriberExt;
+            let d = tracing::Dispatch::new(tracing_subscriber::registry().with(log_filter(d)));
+            (
+                d.downcast_ref::<tracing_subscriber::filter::Targets>()
+                    .is_some(),
+                d.downcast_ref::<tracing_subscriber::EnvFilter>().is_some(),
+            )
+        };
+        assert_eq!(kind(None), (true, false));
+        assert_eq!(kind(Some("warn,kandji_connector=debug")), (true, false));
+        assert_eq!(kind(Some("info,[request]=debug")), (false, true));
+        // A span directive (EnvFilter's): debug only inside the request's span.
+        assert_eq!(
+            said(&filtered(Some("info,[request]=debug"))),
+            ["outside info", "inside info", "inside debug"]
+        );
     }
 
     #[test]

@@ -361,7 +361,7 @@ async fn json_logs_carry_the_request_id_on_every_line() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
-    server.kill().await;
+    server.terminate().await;
 
     let logs = server.logs();
     let lines: Vec<Value> = logs

@@ -151,7 +151,7 @@ async fn no_secret_leaks(format: &str) {
         .1,
     );
 
-    server.kill().await;
+    server.terminate().await;
     let logs = server.logs();
     assert!(
         logs.len() > 1000 && logs.contains("DEBUG"),
