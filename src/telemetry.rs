@@ -24,13 +24,16 @@ use metrics::{
     gauge, histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing::Instrument;
 
 use crate::invocation::Surface;
 
+mod context;
 mod handles;
 mod json_log;
 mod log_writer;
+mod text_log;
+
+pub use context::record_ids;
 
 pub use log_writer::Flush as LogFlush;
 
@@ -97,7 +100,9 @@ pub fn init_logging(format: LogFormat) -> LogFlush {
         std::env::var("KANDJI_CONNECTOR_LOG").ok().as_deref(),
     ));
     match format {
-        LogFormat::Text => logs.with(layer).init(),
+        LogFormat::Text => logs
+            .with(layer.event_format(text_log::TextLine::default()))
+            .init(),
         LogFormat::Json => logs
             .with(
                 layer
@@ -535,61 +540,51 @@ fn method_label(m: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Around every route: the request's span (its id, method and route template, and the card,
-/// connection and stream the handler records), its duration and status in the metrics, and one
-/// log line when it is answered. The route is axum's [`MatchedPath`] (a template such as
-/// `/v1/cards/{id}/invoke`), never the path a caller sent; an unmatched path has none.
+/// Around every route: the request's context for its log lines (its id, method and route
+/// template, and the card, connection and stream the handler records: [`context`]), its duration
+/// and status in the metrics, and one log line when it is answered. The route is axum's
+/// [`MatchedPath`] (a template such as `/v1/cards/{id}/invoke`), never the path a caller sent; an
+/// unmatched path has none.
 pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
-    // Shared with the router (a reference count), not copied.
+    // Shared with the router and the request (reference counts), not copied.
     let route = req.extensions().get::<MatchedPath>().cloned();
-    // Borrowed for the span, which copies the fields it keeps.
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let span = tracing::info_span!(
-        "request",
-        request_id,
-        method,
-        route = route.as_ref().map_or("", |r| r.as_str()),
-        card = tracing::field::Empty,
-        connection = tracing::field::Empty,
-        stream = tracing::field::Empty,
-    );
-    let resp = {
-        // Decremented when dropped, also when the caller goes away mid-request.
-        let _active = Active::new(method);
-        next.run(req).instrument(span.clone()).await
-    };
-    let took = started.elapsed();
-    let status = resp.status();
-    if recording() {
-        static F: LazyLock<Family<Histogram, 3>> = LazyLock::new(|| {
-            Family::new(
-                "http_server_request_duration_seconds",
-                [
-                    "http_request_method",
-                    "http_route",
-                    "http_response_status_code",
-                ],
-            )
-        });
-        let route = route.as_ref().map_or("", |r| r.as_str());
-        F.get([method, route, status.as_str()], handles::histogram)
-            .record(took.as_secs_f64());
-    }
-    let status = status.as_u16();
-    // Under the request's span without entering it.
-    tracing::info!(
-        parent: &span,
-        status,
-        latency_ms = (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        "request"
-    );
-    resp
+    let request_id = req.headers().get("x-request-id").cloned();
+    let request = context::Request::new(request_id, method, route.clone());
+    request
+        .scope(async move {
+            let resp = {
+                // Decremented when dropped, also when the caller goes away mid-request.
+                let _active = Active::new(method);
+                next.run(req).await
+            };
+            let took = started.elapsed();
+            let status = resp.status();
+            if recording() {
+                static F: LazyLock<Family<Histogram, 3>> = LazyLock::new(|| {
+                    Family::new(
+                        "http_server_request_duration_seconds",
+                        [
+                            "http_request_method",
+                            "http_route",
+                            "http_response_status_code",
+                        ],
+                    )
+                });
+                let route = route.as_ref().map_or("", |r| r.as_str());
+                F.get([method, route, status.as_str()], handles::histogram)
+                    .record(took.as_secs_f64());
+            }
+            let status = status.as_u16();
+            tracing::info!(
+                status,
+                latency_ms = (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                "request"
+            );
+            resp
+        })
+        .await
 }
 
 struct Active(Option<Gauge>);
@@ -611,20 +606,6 @@ impl Drop for Active {
         if let Some(g) = &self.0 {
             g.decrement(1.0);
         }
-    }
-}
-
-/// Records ids on the current request's span (a no-op outside one, or when it is not logged).
-pub fn record_ids(card: Option<&str>, connection: Option<&str>, stream: Option<&str>) {
-    let span = tracing::Span::current();
-    if let Some(c) = card {
-        span.record("card", c);
-    }
-    if let Some(c) = connection {
-        span.record("connection", c);
-    }
-    if let Some(s) = stream {
-        span.record("stream", s);
     }
 }
 

@@ -62,9 +62,13 @@ impl Visit for Pairs<'_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
-        // As serde_json writes a number: NaN and the infinities are null.
-        self.out
-            .push_str(&serde_json::Value::from(value).to_string());
+        // NaN and the infinities are null, as serde_json writes them; a finite number in its
+        // shortest form that reads back the same (`0.088`, `3`), written in place.
+        if value.is_finite() {
+            let _ = write!(self.out, "{value}");
+        } else {
+            self.out.push_str("null");
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -91,14 +95,37 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
+/// Whether one of the eight bytes of `word` is a control character, a quote or a backslash
+/// (never false when one is; the bytes are then looked at one by one).
+fn may_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte below 0x20, or a zero byte after xor with the quote or the backslash.
+    let below = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = word ^ (ONES * b'"' as u64);
+    let backslash = word ^ (ONES * b'\\' as u64);
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    below | zero(quote) | zero(backslash) != 0
+}
+
 /// Appends `s` as a JSON string, escaped as serde_json escapes: quote, backslash and control
 /// characters. The bytes are looked up in a table and copied in runs (most values, ids and route
 /// templates, have nothing to escape): a byte-by-byte `match` cost a fifth of a request's log line.
-fn push_json_str(out: &mut String, s: &str) {
+pub(super) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
+    // Most values (ids, route templates, messages) have nothing to escape: eight bytes at a
+    // time are checked for one that needs it, and copied whole when none does.
+    let mut clean = 0;
+    while clean + 8 <= bytes.len() {
+        let word = u64::from_le_bytes(bytes[clean..clean + 8].try_into().unwrap_or([0; 8]));
+        if may_escape(word) {
+            break;
+        }
+        clean += 8;
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         if !ESCAPED[b as usize] {
             continue;
         }
@@ -124,7 +151,7 @@ fn push_json_str(out: &mut String, s: &str) {
 /// The time of a line, as tracing-subscriber's `SystemTime` writes it (RFC 3339, UTC,
 /// microseconds: `2026-11-29T23:53:37.123456Z`). The part up to the seconds is formatted once a
 /// second per thread and kept; each line formats only its microseconds.
-fn push_timestamp(out: &mut String) {
+pub(super) fn push_timestamp(out: &mut String) {
     use std::cell::RefCell;
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -193,7 +220,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = String::with_capacity(256);
+        let mut line = String::with_capacity(512);
         line.push_str("{\"timestamp\":\"");
         push_timestamp(&mut line);
         line.push_str("\",\"level\":\"");
@@ -203,10 +230,16 @@ where
             out: &mut line,
             first: false,
         });
-        let span = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
+        // The request being served, else a span (none is made at present, but a library's
+        // would show).
+        let span = if super::context::push_json(&mut line) {
+            None
+        } else {
+            event
+                .parent()
+                .and_then(|id| ctx.span(id))
+                .or_else(|| ctx.lookup_current())
+        };
         if let Some(span) = span {
             line.push_str(",\"span\":{");
             let ext = span.extensions();
@@ -310,5 +343,74 @@ mod tests {
             serde_json::json!({"request_id": "r-1", "card": "lock_device",
                 "connection": "c\n1\u{1}\\", "name": "request"})
         );
+    }
+
+    #[tokio::test]
+    async fn lines_of_a_request_carry_its_fields_under_span() {
+        use crate::telemetry::context::{Request, record_ids};
+        let buf = LogBuf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .fmt_fields(JsonFields)
+            .event_format(JsonLine)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        Request::new(Some("r-\"9".parse().unwrap()), "GET", None)
+            .scope(async {
+                tracing::info!("before");
+                record_ids(None, None, Some("str_1"));
+                tracing::info!("after");
+            })
+            .await;
+        tracing::info!("outside");
+        let l: Vec<serde_json::Value> = buf
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(
+            l[0]["span"],
+            serde_json::json!({"request_id": "r-\"9", "method": "GET", "route": "", "name": "request"})
+        );
+        assert_eq!(
+            l[1]["span"],
+            serde_json::json!({"request_id": "r-\"9", "method": "GET", "route": "",
+                "stream": "str_1", "name": "request"})
+        );
+        assert!(l[2].get("span").is_none(), "{}", l[2]);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut samples: Vec<String> = [
+            "",
+            "plain",
+            "exactly8",
+            "sixteen bytes ok",
+            "a\"b",
+            "12345678\"",
+            "1234567\\x",
+            "tab\there",
+            "\u{1}\u{1f}\u{7f}",
+            "é and 日本 and 🙂 in a long enough string",
+            "/v1/cards/{id}/invoke",
+            "0123456789abcdef0123456789abcdef\n",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Each special byte at each position of a 17-byte string.
+        for special in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+            for at in 0..17 {
+                let mut s: String = "x".repeat(17);
+                s.replace_range(at..at + 1, &special.to_string());
+                samples.push(s);
+            }
+        }
+        for s in samples {
+            let mut ours = String::new();
+            push_json_str(&mut ours, &s);
+            assert_eq!(ours, serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
     }
 }

@@ -16,8 +16,10 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How long the writer gathers lines after the first before writing them.
-pub const GATHER: Duration = Duration::from_millis(5);
+/// How long the writer gathers lines after the first before writing them. Each batch wakes the
+/// writer once (two context switches): at 5 ms, under load, that was a tenth of a switch per
+/// request, about 1 % of an invocation.
+pub const GATHER: Duration = Duration::from_millis(20);
 
 /// Lines waiting past this make the writer write at once.
 const SOON: usize = 64 * 1024;
