@@ -80,7 +80,7 @@ impl Batched {
         (Batched(shared.clone()), Flush(Some(shared)))
     }
 
-    fn append(&self, bytes: &[u8]) {
+    fn append(&self, bytes: &[u8], wait: bool) {
         let shared = &*self.0;
         let mut state = shared.lock();
         while state.pending.len() >= MAX_PENDING {
@@ -93,7 +93,11 @@ impl Batched {
         }
         state.pending.extend_from_slice(bytes);
         state.appended += bytes.len() as u64;
-        if state.idle {
+        if wait {
+            let target = state.appended;
+            drop(state);
+            Flush::until(shared, target);
+        } else if state.idle {
             state.idle = false;
             shared.lines.notify_one();
         } else if state.pending.len() >= SOON && !state.now {
@@ -143,8 +147,13 @@ impl Flush {
     /// Waits until every line appended so far is written.
     pub fn flush(&self) {
         let Some(shared) = &self.0 else { return };
+        let target = shared.lock().appended;
+        Self::until(shared, target);
+    }
+
+    /// Waits until the first `target` bytes ever appended are written.
+    fn until(shared: &Shared, target: u64) {
         let mut state = shared.lock();
-        let target = state.appended;
         while state.written < target {
             state.now = true;
             shared.lines.notify_one();
@@ -172,12 +181,16 @@ impl Drop for Flush {
     }
 }
 
-/// One line, as the subscriber writes it.
-pub struct Line<'a>(&'a Batched);
+/// One line, as the subscriber writes it; a warning or an error is written before the thread
+/// that logged it goes on (they are few, and the lines an operator needs most after a crash).
+pub struct Line<'a> {
+    batched: &'a Batched,
+    at_once: bool,
+}
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.append(buf);
+        self.batched.append(buf, self.at_once);
         Ok(buf.len())
     }
 
@@ -190,7 +203,17 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Batched {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
-        Line(self)
+        Line {
+            batched: self,
+            at_once: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line<'a> {
+        Line {
+            batched: self,
+            at_once: *meta.level() <= tracing::Level::WARN,
+        }
     }
 }
 
@@ -198,6 +221,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Batched {
 mod tests {
     use super::*;
     use std::time::Instant;
+    use tracing_subscriber::fmt::MakeWriter;
 
     #[derive(Clone, Default)]
     struct Out(Arc<Mutex<(Vec<u8>, usize)>>);
@@ -223,7 +247,7 @@ mod tests {
                 let b = batched.clone();
                 std::thread::spawn(move || {
                     for i in 0..2_000 {
-                        let mut w = Line(&b);
+                        let mut w = b.make_writer();
                         w.write_all(format!("thread {t} line {i}\n").as_bytes())
                             .unwrap();
                     }
@@ -253,7 +277,7 @@ mod tests {
     fn a_line_is_written_soon_without_a_flush() {
         let out = Out::default();
         let (batched, _flush) = Batched::start(out.clone());
-        Line(&batched).write_all(b"one\n").unwrap();
+        batched.make_writer().write_all(b"one\n").unwrap();
         let started = Instant::now();
         while out.0.lock().unwrap().0.is_empty() {
             assert!(
@@ -270,7 +294,8 @@ mod tests {
         let out = Out::default();
         let (batched, flush) = Batched::start(out.clone());
         for i in 0..100 {
-            Line(&batched)
+            batched
+                .make_writer()
                 .write_all(format!("{i}\n").as_bytes())
                 .unwrap();
         }
@@ -282,5 +307,44 @@ mod tests {
                 .count(),
             100
         );
+    }
+
+    #[test]
+    fn a_warning_or_an_error_is_written_before_the_logger_goes_on() {
+        let out = Out::default();
+        let (batched, _flush) = Batched::start(out.clone());
+        let info = tracing::Metadata::new(
+            "i",
+            "t",
+            tracing::Level::INFO,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        let warn = tracing::Metadata::new(
+            "w",
+            "t",
+            tracing::Level::WARN,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        batched.make_writer_for(&info).write_all(b"info\n").unwrap();
+        batched.make_writer_for(&warn).write_all(b"warn\n").unwrap();
+        // Both, in order, with no wait and no flush.
+        assert_eq!(out.0.lock().unwrap().0, b"info\nwarn\n");
+    }
+
+    struct Callsite;
+    static CALLSITE: Callsite = Callsite;
+    impl tracing::callsite::Callsite for Callsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            unimplemented!()
+        }
     }
 }
