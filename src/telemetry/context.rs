@@ -98,6 +98,7 @@ pub fn push_json(line: &mut String) -> bool {
     REQUEST
         .try_with(|r| {
             line.push_str(",\"span\":{");
+            // The names are ours (nothing to escape), the values may come from a caller.
             r.fields(|name, value| {
                 line.push('"');
                 line.push_str(name);
