@@ -386,8 +386,11 @@ pub fn card_invocation(card: &str, outcome: Outcome, surface: Surface) {
         )
     });
     if recording() {
-        F.get([card, outcome.as_str(), surface.as_str()], handles::counter)
-            .increment(1);
+        F.with(
+            [card, outcome.as_str(), surface.as_str()],
+            handles::counter,
+            |c| c.increment(1),
+        );
     }
 }
 
@@ -417,12 +420,12 @@ pub fn kandji_request(connection: &str, card: &str, class: &'static str, took: D
         )
     });
     if recording() {
-        REQUESTS
-            .get([connection, card, class], handles::counter)
-            .increment(1);
-        DURATION
-            .get([connection], handles::histogram)
-            .record(took.as_secs_f64());
+        REQUESTS.with([connection, card, class], handles::counter, |c| {
+            c.increment(1)
+        });
+        DURATION.with([connection], handles::histogram, |h| {
+            h.record(took.as_secs_f64())
+        });
     }
 }
 
@@ -522,21 +525,26 @@ pub fn store_error(unavailable: bool) {
     .increment(1);
 }
 
-/// The method as OpenTelemetry names it (`_OTHER` for a method outside the standard set, so a
-/// caller cannot add series).
-fn method_label(m: &axum::http::Method) -> &'static str {
+/// The methods as OpenTelemetry names them (`_OTHER` for a method outside the standard set, so
+/// a caller cannot add series).
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT", "_OTHER",
+];
+
+/// The index of a method's label in [`METHODS`].
+fn method_index(m: &axum::http::Method) -> usize {
     use axum::http::Method;
     match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "_OTHER",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        Method::TRACE => 7,
+        Method::CONNECT => 8,
+        _ => 9,
     }
 }
 
@@ -547,16 +555,17 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 /// unmatched path has none.
 pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = method_label(req.method());
+    let method_at = method_index(req.method());
+    let method = METHODS[method_at];
     // Shared with the router and the request (reference counts), not copied.
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let request_id = req.headers().get("x-request-id").cloned();
+    let request_id = req.headers().get("x-request-id");
     let request = context::Request::new(request_id, method, route.clone());
     request
         .scope(async move {
             let resp = {
                 // Decremented when dropped, also when the caller goes away mid-request.
-                let _active = Active::new(method);
+                let _active = Active::new(method_at);
                 next.run(req).await
             };
             let took = started.elapsed();
@@ -573,8 +582,9 @@ pub async fn observe(req: Request, next: Next) -> Response {
                     )
                 });
                 let route = route.as_ref().map_or("", |r| r.as_str());
-                F.get([method, route, status.as_str()], handles::histogram)
-                    .record(took.as_secs_f64());
+                F.with([method, route, status.as_str()], handles::histogram, |h| {
+                    h.record(took.as_secs_f64())
+                });
             }
             let status = status.as_u16();
             tracing::info!(
@@ -587,14 +597,20 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .await
 }
 
-struct Active(Option<Gauge>);
+/// One more request being served, of the method at this index of [`METHODS`] (one fewer when
+/// dropped). The gauges are kept by index, not looked up for each request.
+struct Active(Option<&'static Gauge>);
 
 impl Active {
-    fn new(method: &'static str) -> Self {
+    fn new(method: usize) -> Self {
         static F: LazyLock<Family<Gauge, 1>> =
             LazyLock::new(|| Family::new("http_server_active_requests", ["http_request_method"]));
-        let g = recording().then(|| F.get([method], handles::gauge));
-        if let Some(g) = &g {
+        static KEPT: [OnceLock<Gauge>; METHODS.len()] = [const { OnceLock::new() }; METHODS.len()];
+        let g = recording().then(|| {
+            let at = method.min(METHODS.len() - 1);
+            KEPT[at].get_or_init(|| F.get([METHODS[at]], handles::gauge))
+        });
+        if let Some(g) = g {
             g.increment(1.0);
         }
         Self(g)
@@ -603,7 +619,7 @@ impl Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        if let Some(g) = &self.0 {
+        if let Some(g) = self.0 {
             g.decrement(1.0);
         }
     }

@@ -10,67 +10,83 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use axum::extract::MatchedPath;
 use axum::http::HeaderValue;
 
 tokio::task_local! {
-    static REQUEST: Request;
+    // Boxed: the task-local's value is moved in and out of its thread-local at every poll.
+    static REQUEST: Box<Request>;
 }
 
 /// The request being served.
 pub struct Request {
-    request_id: Option<HeaderValue>,
     method: &'static str,
     route: Option<MatchedPath>,
-    ids: RefCell<Ids>,
+    texts: RefCell<Texts>,
 }
 
-#[derive(Default)]
-struct Ids {
-    card: Option<Box<str>>,
-    connection: Option<Box<str>>,
-    stream: Option<Box<str>>,
+/// The request's id and the ids it records, one after the other in one string (one allocation
+/// a request): each field is a range of it.
+struct Texts {
+    all: String,
+    request_id: Range<usize>,
+    card: Option<Range<usize>>,
+    connection: Option<Range<usize>>,
+    stream: Option<Range<usize>>,
+}
+
+impl Texts {
+    fn push(&mut self, s: &str) -> Range<usize> {
+        let start = self.all.len();
+        self.all.push_str(s);
+        start..self.all.len()
+    }
 }
 
 impl Request {
     pub fn new(
-        request_id: Option<HeaderValue>,
+        request_id: Option<&HeaderValue>,
         method: &'static str,
         route: Option<MatchedPath>,
     ) -> Self {
+        let request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or("");
+        // Room for the request id and two of our ids (about 36 bytes each).
+        let mut all = String::with_capacity(request_id.len() + 80);
+        all.push_str(request_id);
         Self {
-            request_id,
             method,
             route,
-            ids: RefCell::default(),
+            texts: RefCell::new(Texts {
+                request_id: 0..all.len(),
+                all,
+                card: None,
+                connection: None,
+                stream: None,
+            }),
         }
     }
 
     /// Runs `fut` as this request: the lines it logs carry the request's fields.
     pub async fn scope<F: Future>(self, fut: F) -> F::Output {
-        REQUEST.scope(self, fut).await
+        REQUEST.scope(Box::new(self), fut).await
     }
 
     /// The request's fields in order, as (name, value); the ids only once known.
     fn fields(&self, mut each: impl FnMut(&'static str, &str)) {
-        each(
-            "request_id",
-            self.request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-        );
+        let t = self.texts.borrow();
+        let text = |r: &Range<usize>| t.all.get(r.clone()).unwrap_or("");
+        each("request_id", text(&t.request_id));
         each("method", self.method);
         each("route", self.route.as_ref().map_or("", |r| r.as_str()));
-        let ids = self.ids.borrow();
-        for (name, value) in [
-            ("card", &ids.card),
-            ("connection", &ids.connection),
-            ("stream", &ids.stream),
+        for (name, range) in [
+            ("card", &t.card),
+            ("connection", &t.connection),
+            ("stream", &t.stream),
         ] {
-            if let Some(v) = value {
-                each(name, v);
+            if let Some(r) = range {
+                each(name, text(r));
             }
         }
     }
@@ -79,16 +95,15 @@ impl Request {
 /// Records ids on the request being served (a no-op outside one).
 pub fn record_ids(card: Option<&str>, connection: Option<&str>, stream: Option<&str>) {
     let _ = REQUEST.try_with(|r| {
-        let mut ids = r.ids.borrow_mut();
-        let ids = &mut *ids;
-        for (slot, value) in [
-            (&mut ids.card, card),
-            (&mut ids.connection, connection),
-            (&mut ids.stream, stream),
-        ] {
-            if let Some(v) = value {
-                *slot = Some(v.into());
-            }
+        let mut t = r.texts.borrow_mut();
+        if let Some(v) = card {
+            t.card = Some(t.push(v));
+        }
+        if let Some(v) = connection {
+            t.connection = Some(t.push(v));
+        }
+        if let Some(v) = stream {
+            t.stream = Some(t.push(v));
         }
     });
 }

@@ -48,6 +48,19 @@ impl<H: Clone, const N: usize> Family<H, N> {
     }
 
     /// The handle of these label values, registered through `register` the first time.
+    /// Calls `f` with the handle of these values (registered on first use), without cloning it.
+    pub(crate) fn with(&self, values: [&str; N], register: Register<H>, f: impl FnOnce(&H)) {
+        if let Some(h) = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ValuesRef(values))
+        {
+            return f(h);
+        }
+        f(&self.get(values, register))
+    }
+
     pub(crate) fn get(&self, values: [&str; N], register: Register<H>) -> H {
         let wanted = ValuesRef(values);
         if let Some(h) = self

@@ -201,7 +201,7 @@ fn push_f64(out: &mut String, value: f64) {
                 1
             };
             out.push('.');
-            out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or("0"));
+            digits[..len].iter().for_each(|&d| out.push(char::from(d)));
         }
     } else {
         let _ = write!(out, "{value}");
@@ -237,7 +237,7 @@ pub(super) fn push_timestamp(out: &mut String) {
         *d = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    digits.iter().for_each(|&d| out.push(char::from(d)));
     out.push('Z');
 }
 
@@ -280,19 +280,49 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = String::with_capacity(512);
+        use std::cell::RefCell;
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        // Each thread builds its lines in one buffer, kept; a line logged while another is
+        // being built (by a value's Debug) gets a buffer of its own.
+        LINE.with(|kept| match kept.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.write_line(ctx, &mut line, event);
+                let written = writer.write_str(&line);
+                if line.capacity() > 64 * 1024 {
+                    *line = String::new();
+                }
+                written
+            }
+            Err(_) => {
+                let mut line = String::new();
+                self.write_line(ctx, &mut line, event);
+                writer.write_str(&line)
+            }
+        })
+    }
+}
+
+impl JsonLine {
+    fn write_line<S, N>(&self, ctx: &FmtContext<'_, S, N>, line: &mut String, event: &Event<'_>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
         line.push_str("{\"timestamp\":\"");
-        push_timestamp(&mut line);
+        push_timestamp(line);
         line.push_str("\",\"level\":\"");
         line.push_str(event.metadata().level().as_str());
         line.push('"');
         event.record(&mut Pairs {
-            out: &mut line,
+            out: line,
             first: false,
         });
         // The request being served, else a span (none is made at present, but a library's
         // would show).
-        let span = if super::context::push_json(&mut line) {
+        let span = if super::context::push_json(line) {
             None
         } else {
             event
@@ -310,11 +340,10 @@ where
                 line.push(',');
             }
             line.push_str("\"name\":");
-            push_json_str(&mut line, span.name());
+            push_json_str(line, span.name());
             line.push('}');
         }
         line.push_str("}\n");
-        writer.write_str(&line)
     }
 }
 
@@ -415,7 +444,7 @@ mod tests {
             .event_format(JsonLine)
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
-        Request::new(Some("r-\"9".parse().unwrap()), "GET", None)
+        Request::new(Some(&"r-\"9".parse().unwrap()), "GET", None)
             .scope(async {
                 tracing::info!("before");
                 record_ids(None, None, Some("str_1"));

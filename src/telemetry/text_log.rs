@@ -91,7 +91,7 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
         tracing::info!(n = 3_u64, "outside");
         let route = None;
-        Request::new(Some("r-1".parse().unwrap()), "POST", route)
+        Request::new(Some(&"r-1".parse().unwrap()), "POST", route)
             .scope(async {
                 tracing::warn!(ok = true, "before");
                 record_ids(Some("lock_device"), Some("conn_1"), None);
