@@ -7,9 +7,12 @@
 # round, the median of each and the cost, in throughput and in the connector process's CPU time
 # per invocation (user + system, from /proc: far less sensitive than throughput to whatever else
 # runs on the machine).
-# Usage: bench/telemetry.sh [seconds per round] [connections] [rounds]
+# Usage: [TOGETHER=1 PIN=1] bench/telemetry.sh [seconds per round] [connections] [rounds]
 # ON_METRICS, ON_LOG, ON_LOG_FORMAT change what "on" runs with (to tell the costs apart);
 # ON_LOG_TO=/dev/null sends its log there instead of a file (what the writes to a file cost).
+# TOGETHER=1 drives both at the same time (one wrk thread each) instead of in alternating rounds:
+# with PIN=1 they share one core, so both run at the same clock speed next to the same neighbours
+# (on a VM whose cores drift in speed, the steadiest figure; README "What it costs").
 # PIN=1 keeps the connectors on the last CPU and wrk, the simulated tenant and the scraper on the
 # others (taskset), so that what drives them does not take the connectors' time (on a 2-core
 # machine the unpinned spread between rounds is larger than the cost measured).
