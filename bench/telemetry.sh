@@ -65,8 +65,8 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $KEY"
 LUA
 done
-# A Prometheus-like scraper of the "on" connector, every second.
-( while sleep 1; do curl -sf -o /dev/null -H "Authorization: Bearer $KEY" "http://$ON/metrics"; done ) &
+# A Prometheus-like scraper, every second, of both (so that both answer it: "off" with a 404).
+( while sleep 1; do for a in $ON $OFF; do curl -s -o /dev/null -H "Authorization: Bearer $KEY" "http://$a/metrics"; done; done ) &
 for name in on off; do
     addr=$([ $name = on ] && echo $ON || echo $OFF)
     "${LOAD_CPUS[@]}" wrk -t2 -c"$CONNS" -d2s -s "$WORK/$name.lua" "http://$addr/v1/cards/get_device/invoke" >/dev/null
@@ -81,7 +81,13 @@ round() { # name round: drives one connector for DURATION seconds
 WRK_THREADS=2; [[ -n "${TOGETHER:-}" ]] && WRK_THREADS=1
 for r in $(seq "$ROUNDS"); do
     if [[ -n "${TOGETHER:-}" ]]; then
-        round off "$r" & a=$!; round on "$r" & b=$!; wait $a $b
+        # Which starts first changes from round to round.
+        if (( r % 2 )); then
+            round off "$r" & a=$!; round on "$r" & b=$!
+        else
+            round on "$r" & a=$!; round off "$r" & b=$!
+        fi
+        wait $a $b
     else
         round off "$r"; round on "$r"
     fi
