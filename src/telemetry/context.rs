@@ -73,20 +73,25 @@ impl Request {
         REQUEST.scope(Box::new(self), fut).await
     }
 
-    /// The request's fields in order, as (name, value); the ids only once known.
-    fn fields(&self, mut each: impl FnMut(&'static str, &str)) {
+    /// The request's fields in order, as (name, value, whether the value is ours: the method
+    /// and the route template, with nothing to escape); the ids only once known.
+    fn fields(&self, mut each: impl FnMut(&'static str, &str, bool)) {
         let t = self.texts.borrow();
         let text = |r: &Range<usize>| t.all.get(r.clone()).unwrap_or("");
-        each("request_id", text(&t.request_id));
-        each("method", self.method);
-        each("route", self.route.as_ref().map_or("", |r| r.as_str()));
+        each("request_id", text(&t.request_id), false);
+        each("method", self.method, true);
+        each(
+            "route",
+            self.route.as_ref().map_or("", |r| r.as_str()),
+            true,
+        );
         for (name, range) in [
             ("card", &t.card),
             ("connection", &t.connection),
             ("stream", &t.stream),
         ] {
             if let Some(r) = range {
-                each(name, text(r));
+                each(name, text(r), false);
             }
         }
     }
@@ -113,12 +118,19 @@ pub fn push_json(line: &mut String) -> bool {
     REQUEST
         .try_with(|r| {
             line.push_str(",\"span\":{");
-            // The names are ours (nothing to escape), the values may come from a caller.
-            r.fields(|name, value| {
+            // The names, the method and the route template are ours (nothing to escape); the
+            // request id and the ids may come from a caller.
+            r.fields(|name, value, ours| {
                 line.push('"');
                 line.push_str(name);
                 line.push_str("\":");
-                super::json_log::push_json_str(line, value);
+                if ours {
+                    line.push('"');
+                    line.push_str(value);
+                    line.push('"');
+                } else {
+                    super::json_log::push_json_str(line, value);
+                }
                 line.push(',');
             });
             line.push_str("\"name\":\"request\"}");
@@ -138,7 +150,7 @@ pub fn push_text(line: &mut String, ansi: bool) -> bool {
             });
             line.push_str(if ansi { "\x1b[1m{\x1b[0m" } else { "{" });
             let mut first = true;
-            r.fields(|name, value| {
+            r.fields(|name, value, _| {
                 if !first {
                     line.push(' ');
                 }

@@ -52,12 +52,15 @@ impl Visit for Pairs<'_> {
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.key(field);
-        let _ = write!(self.out, "{value}");
+        if value < 0 {
+            self.out.push('-');
+        }
+        push_u64(self.out, value.unsigned_abs());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        let _ = write!(self.out, "{value}");
+        push_u64(self.out, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -172,6 +175,21 @@ impl Write for Escaping<'_> {
     }
 }
 
+/// Appends `value` in decimal (what `write!` does, without going through a formatter).
+fn push_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|&d| out.push(char::from(d)));
+}
+
 /// Appends a finite `f64` as a JSON number that reads back as the same value: a value with at
 /// most three decimals (a latency in milliseconds, rounded to microseconds) by integer
 /// arithmetic, any other in Rust's shortest form.
@@ -185,7 +203,7 @@ fn push_f64(out: &mut String, value: f64) {
             out.push('-');
         }
         let n = n.unsigned_abs();
-        let _ = write!(out, "{}", n / 1000);
+        push_u64(out, n / 1000);
         let frac = n % 1000;
         if frac != 0 {
             let digits = [
@@ -561,5 +579,28 @@ mod tests {
         fn metadata(&self) -> &tracing::Metadata<'_> {
             unimplemented!()
         }
+    }
+
+    #[test]
+    fn integers_as_write_writes_them() {
+        for v in [0_u64, 7, 10, 200, 404, 65_535, 1_000_000, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
+        let mut out = String::new();
+        Pairs {
+            out: &mut out,
+            first: true,
+        }
+        .record_i64(&field("n"), i64::MIN);
+        assert_eq!(out, format!("\"n\":{}", i64::MIN));
+    }
+
+    fn field(name: &'static str) -> Field {
+        let names: &'static [&'static str] = Box::leak(Box::new([name]));
+        tracing::field::FieldSet::new(names, tracing::callsite::Identifier(&CS))
+            .field(name)
+            .unwrap()
     }
 }
