@@ -657,6 +657,38 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
     }
 }
 
+/// Metadata and fields made by hand, for tests of what a subscriber's parts do with them.
+#[cfg(test)]
+pub(crate) mod test_meta {
+    struct Callsite;
+    static CALLSITE: Callsite = Callsite;
+    impl tracing::callsite::Callsite for Callsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            unimplemented!("made by hand")
+        }
+    }
+
+    /// A field set of these names.
+    pub(crate) fn fields(names: &'static [&'static str]) -> tracing::field::FieldSet {
+        tracing::field::FieldSet::new(names, tracing::callsite::Identifier(&CALLSITE))
+    }
+
+    /// An event's metadata at this level, with no fields.
+    pub(crate) fn event(level: tracing::Level) -> tracing::Metadata<'static> {
+        tracing::Metadata::new(
+            "test",
+            "test",
+            level,
+            None,
+            None,
+            None,
+            fields(&[]),
+            tracing::metadata::Kind::EVENT,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

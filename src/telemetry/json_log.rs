@@ -371,14 +371,26 @@ mod tests {
     use crate::telemetry::LogBuf;
 
     /// The lines of a few events, in and out of a span whose fields are recorded later.
-    fn lines() -> Vec<serde_json::Value> {
-        let buf = LogBuf::default();
-        let subscriber = tracing_subscriber::fmt()
+    /// A subscriber writing our JSON lines into `buf`.
+    fn json_into(buf: &LogBuf) -> impl Subscriber + Send + Sync + use<> {
+        tracing_subscriber::fmt()
             .with_writer(buf.clone())
             .fmt_fields(JsonFields)
             .event_format(JsonLine)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+            .finish()
+    }
+
+    /// Each line written to `buf`, parsed.
+    fn parsed(buf: &LogBuf) -> Vec<serde_json::Value> {
+        buf.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    fn lines() -> Vec<serde_json::Value> {
+        let buf = LogBuf::default();
+        tracing::subscriber::with_default(json_into(&buf), || {
             tracing::info!(n = 3_u64, "outside \"quoted\"");
             let span = tracing::info_span!(
                 "request",
@@ -393,10 +405,7 @@ mod tests {
                 tracing::error!(debug = ?Some(1), "after");
             });
         });
-        let text = buf.text();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        parsed(&buf)
     }
 
     #[test]
@@ -456,12 +465,7 @@ mod tests {
     async fn lines_of_a_request_carry_its_fields_under_span() {
         use crate::telemetry::context::{Request, record_ids};
         let buf = LogBuf::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(buf.clone())
-            .fmt_fields(JsonFields)
-            .event_format(JsonLine)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let _guard = tracing::subscriber::set_default(json_into(&buf));
         Request::new(Some(&"r-\"9".parse().unwrap()), "GET", None)
             .scope(async {
                 tracing::info!("before");
@@ -470,11 +474,7 @@ mod tests {
             })
             .await;
         tracing::info!("outside");
-        let l: Vec<serde_json::Value> = buf
-            .text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
+        let l = parsed(&buf);
         assert_eq!(
             l[0]["span"],
             serde_json::json!({"request_id": "r-\"9", "method": "GET", "route": "", "name": "request"})
@@ -566,19 +566,10 @@ mod tests {
             out: &mut out,
             first: true,
         };
-        let set = tracing::field::FieldSet::new(&["message"], tracing::callsite::Identifier(&CS));
+        let set = crate::telemetry::test_meta::fields(&["message"]);
         let field = set.field("message").unwrap();
         pairs.record_debug(&field, &format_args!("a \"quoted\" {}\n", "line"));
         assert_eq!(out, r#""message":"a \"quoted\" line\n""#);
-    }
-
-    struct Cs;
-    static CS: Cs = Cs;
-    impl tracing::callsite::Callsite for Cs {
-        fn set_interest(&self, _: tracing::subscriber::Interest) {}
-        fn metadata(&self) -> &tracing::Metadata<'_> {
-            unimplemented!()
-        }
     }
 
     #[test]
@@ -599,7 +590,7 @@ mod tests {
 
     fn field(name: &'static str) -> Field {
         let names: &'static [&'static str] = Box::leak(Box::new([name]));
-        tracing::field::FieldSet::new(names, tracing::callsite::Identifier(&CS))
+        crate::telemetry::test_meta::fields(names)
             .field(name)
             .unwrap()
     }

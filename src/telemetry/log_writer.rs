@@ -313,38 +313,11 @@ mod tests {
     fn a_warning_or_an_error_is_written_before_the_logger_goes_on() {
         let out = Out::default();
         let (batched, _flush) = Batched::start(out.clone());
-        let info = tracing::Metadata::new(
-            "i",
-            "t",
-            tracing::Level::INFO,
-            None,
-            None,
-            None,
-            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
-            tracing::metadata::Kind::EVENT,
-        );
-        let warn = tracing::Metadata::new(
-            "w",
-            "t",
-            tracing::Level::WARN,
-            None,
-            None,
-            None,
-            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
-            tracing::metadata::Kind::EVENT,
-        );
+        let info = crate::telemetry::test_meta::event(tracing::Level::INFO);
+        let warn = crate::telemetry::test_meta::event(tracing::Level::WARN);
         batched.make_writer_for(&info).write_all(b"info\n").unwrap();
         batched.make_writer_for(&warn).write_all(b"warn\n").unwrap();
         // Both, in order, with no wait and no flush.
         assert_eq!(out.0.lock().unwrap().0, b"info\nwarn\n");
-    }
-
-    struct Callsite;
-    static CALLSITE: Callsite = Callsite;
-    impl tracing::callsite::Callsite for Callsite {
-        fn set_interest(&self, _: tracing::subscriber::Interest) {}
-        fn metadata(&self) -> &tracing::Metadata<'_> {
-            unimplemented!()
-        }
     }
 }
