@@ -118,9 +118,9 @@ type LogFilter = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry>
 
 /// The filter of `KANDJI_CONNECTOR_LOG` (default, and when it cannot be read, `info`). Levels
 /// and `target=level` lists (all that the README documents) are a [`Targets`] filter, which
-/// decides when a span or an event is made; span and field directives (`[request]=debug`) need
-/// an `EnvFilter`, which also takes a lock on every entry to and exit from every span: a
-/// request's span is entered at each of its polls, a few per cent of an invocation.
+/// decides when a span or an event is made; span and field directives (`[name]=debug`) need an
+/// `EnvFilter`, which also takes a lock on every entry to and exit from every span (it cost a few
+/// per cent of an invocation while each request had a span, entered at each of its polls).
 ///
 /// [`Targets`]: tracing_subscriber::filter::Targets
 fn log_filter(directives: Option<&str>) -> LogFilter {
