@@ -92,6 +92,12 @@ pub fn init_logging(format: LogFormat) -> LogFlush {
     // and cost a tenth of a request's log line.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (writer, flush) = log_writer::Batched::start(std::io::stdout());
+    if !ansi {
+        let _ = REQUEST_LINES.set(RequestLines {
+            format,
+            writer: writer.clone(),
+        });
+    }
     let layer = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(ansi)
@@ -112,6 +118,60 @@ pub fn init_logging(format: LogFormat) -> LogFlush {
             .init(),
     }
     flush
+}
+
+/// Where [`observe`] writes the line of each request answered (set by [`init_logging`]), in the
+/// process's format, without going through tracing's dispatch.
+///
+/// The line is the one `tracing::info!(status, latency_ms, "request")` makes (a unit test compares
+/// them), written when that event would be: `KANDJI_CONNECTOR_LOG` still decides. Going straight
+/// to the writer saves the event's dispatch (each layer's `enabled`, the fields' visitor) and one
+/// copy of the line, about a third of what a request's line cost (bench/telemetry.sh). What is
+/// given up: another layer added to the subscriber would not see request lines (none is). A
+/// process whose log is a terminal (colours) and in-process tests' subscribers take the event.
+struct RequestLines {
+    format: LogFormat,
+    writer: log_writer::Batched,
+}
+
+static REQUEST_LINES: OnceLock<RequestLines> = OnceLock::new();
+
+/// Logs that a request was answered: `status` and `latency_ms`, with the request's fields.
+fn log_request(status: u16, latency_ms: f64) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    match REQUEST_LINES.get() {
+        Some(lines) => request_line(lines.format, status, latency_ms, |line| {
+            lines.writer.write_line(line.as_bytes())
+        }),
+        None => tracing::info!(status, latency_ms, "request"),
+    }
+}
+
+/// Builds the line of a request answered, as the format would write the event, and hands it
+/// to `write` (the line is built in a buffer kept by the thread).
+fn request_line(format: LogFormat, status: u16, latency_ms: f64, write: impl FnOnce(&str)) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    let build = |line: &mut String| match format {
+        LogFormat::Json => json_log::request_line(line, status, latency_ms),
+        LogFormat::Text => text_log::request_line(line, status, latency_ms),
+    };
+    LINE.with(|kept| match kept.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            build(&mut line);
+            write(&line);
+        }
+        Err(_) => {
+            let mut line = String::new();
+            build(&mut line);
+            write(&line);
+        }
+    })
 }
 
 type LogFilter = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
@@ -586,11 +646,9 @@ pub async fn observe(req: Request, next: Next) -> Response {
                     h.record(took.as_secs_f64())
                 });
             }
-            let status = status.as_u16();
-            tracing::info!(
-                status,
-                latency_ms = (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-                "request"
+            log_request(
+                status.as_u16(),
+                (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             );
             resp
         })
@@ -774,6 +832,74 @@ mod tests {
             said(&filtered(Some("info,[request]=debug"))),
             ["outside info", "inside info", "inside debug"]
         );
+    }
+
+    /// The request line written straight to the writer reads exactly as the event through
+    /// each format, in and out of a request, for latencies of every shape.
+    #[tokio::test]
+    async fn request_lines_read_as_the_event_would() {
+        for format in [LogFormat::Json, LogFormat::Text] {
+            let buf = LogBuf::default();
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(buf.clone())
+                .with_ansi(false);
+            let _guard = match format {
+                LogFormat::Json => tracing::subscriber::set_default(
+                    tracing_subscriber::layer::SubscriberExt::with(
+                        tracing_subscriber::registry(),
+                        layer
+                            .fmt_fields(json_log::JsonFields)
+                            .event_format(json_log::JsonLine),
+                    ),
+                ),
+                LogFormat::Text => tracing::subscriber::set_default(
+                    tracing_subscriber::layer::SubscriberExt::with(
+                        tracing_subscriber::registry(),
+                        layer.event_format(text_log::TextLine::default()),
+                    ),
+                ),
+            };
+            let mut direct = String::new();
+            let cases = [
+                (200_u16, 0.412),
+                (404, 3.0),
+                (503, 12.5),
+                (200, 1234.567),
+                (201, 0.001),
+            ];
+            let mut both = |status: u16, latency_ms: f64| {
+                tracing::info!(status, latency_ms, "request");
+                request_line(format, status, latency_ms, |l| direct.push_str(l));
+            };
+            for (status, latency_ms) in cases {
+                both(status, latency_ms);
+            }
+            context::Request::new(Some(&"r-\"1\"".parse().unwrap()), "POST", None)
+                .scope(async {
+                    both(200, 0.088);
+                    record_ids(Some("lock_device"), Some("conn_1"), Some("str_1"));
+                    for (status, latency_ms) in cases {
+                        both(status, latency_ms);
+                    }
+                })
+                .await;
+            // The lines without their time (written at two different instants).
+            let untimed = |text: &str| -> Vec<String> {
+                text.lines()
+                    .map(|l| match format {
+                        LogFormat::Json => {
+                            let at = l.find("\",\"level\"").unwrap();
+                            l[at..].to_string()
+                        }
+                        LogFormat::Text => l[27..].to_string(),
+                    })
+                    .collect()
+            };
+            let through_tracing = buf.text();
+            assert_eq!(through_tracing.lines().count(), 11, "{through_tracing}");
+            assert_eq!(untimed(&direct), untimed(&through_tracing), "{format:?}");
+            assert!(direct.contains("lock_device") && direct.ends_with('\n'));
+        }
     }
 
     #[test]

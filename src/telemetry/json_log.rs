@@ -365,6 +365,23 @@ impl JsonLine {
     }
 }
 
+/// The line of `info!(status, latency_ms, "request")` with the request being served, as
+/// [`JsonLine`] writes it (`super::request_line`).
+pub(super) fn request_line(line: &mut String, status: u16, latency_ms: f64) {
+    line.push_str("{\"timestamp\":\"");
+    push_timestamp(line);
+    line.push_str("\",\"level\":\"INFO\",\"message\":\"request\",\"status\":");
+    push_u64(line, u64::from(status));
+    line.push_str(",\"latency_ms\":");
+    if latency_ms.is_finite() {
+        push_f64(line, latency_ms);
+    } else {
+        line.push_str("null");
+    }
+    super::context::push_json(line);
+    line.push_str("}\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

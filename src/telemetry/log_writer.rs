@@ -107,6 +107,13 @@ impl Batched {
     }
 }
 
+impl Batched {
+    /// Appends one whole line (an `info` line: written with the next batch).
+    pub fn write_line(&self, line: &[u8]) {
+        self.append(line, false);
+    }
+}
+
 fn write_batches(shared: &Shared, mut out: impl Write) {
     let mut spare = Vec::new();
     let mut state = shared.lock();

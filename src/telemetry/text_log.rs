@@ -73,6 +73,18 @@ where
     }
 }
 
+/// The line of `info!(status, latency_ms, "request")` with the request being served, as
+/// [`TextLine`] writes it without colours (`super::request_line`).
+pub(super) fn request_line(line: &mut String, status: u16, latency_ms: f64) {
+    use fmt::Write as _;
+    super::json_log::push_timestamp(line);
+    line.push_str("  INFO ");
+    if super::context::push_text(line, false) {
+        line.push(' ');
+    }
+    let _ = writeln!(line, "request status={status} latency_ms={latency_ms:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
