@@ -20,8 +20,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{
-    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -375,6 +375,7 @@ pub fn render(app: &crate::App, handle: &PrometheusHandle) -> String {
         gauge!("kandji_connector_kandji_budget_remaining", "connection" => connection)
             .set(f64::from(report.remaining_this_hour));
     }
+    Active::render();
     let (running, backlog) = app.streams.gauges();
     gauge!("kandji_connector_streams_running").set(running as f64);
     gauge!("kandji_connector_stream_backlog_records").set(backlog as f64);
@@ -656,29 +657,43 @@ pub async fn observe(req: Request, next: Next) -> Response {
 }
 
 /// One more request being served, of the method at this index of [`METHODS`] (one fewer when
-/// dropped). The gauges are kept by index, not looked up for each request.
-struct Active(Option<&'static Gauge>);
+/// dropped). Counted in plain atomics, read into `http_server_active_requests` at each scrape
+/// ([`render`]): a gauge of the recorder is a compare-and-swap loop on a float and a generation
+/// count, twice a request.
+struct Active(Option<usize>);
+
+/// Requests being served, by the index of their method in [`METHODS`].
+static ACTIVE: [std::sync::atomic::AtomicI64; METHODS.len()] =
+    [const { std::sync::atomic::AtomicI64::new(0) }; METHODS.len()];
 
 impl Active {
     fn new(method: usize) -> Self {
-        static F: LazyLock<Family<Gauge, 1>> =
-            LazyLock::new(|| Family::new("http_server_active_requests", ["http_request_method"]));
-        static KEPT: [OnceLock<Gauge>; METHODS.len()] = [const { OnceLock::new() }; METHODS.len()];
-        let g = recording().then(|| {
-            let at = method.min(METHODS.len() - 1);
-            KEPT[at].get_or_init(|| F.get([METHODS[at]], handles::gauge))
-        });
-        if let Some(g) = g {
-            g.increment(1.0);
+        let at = recording().then(|| method.min(METHODS.len() - 1));
+        if let Some(at) = at {
+            ACTIVE[at].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Self(g)
+        Self(at)
+    }
+
+    /// Sets the gauge of each method that has been served (a method never seen has no series).
+    fn render() {
+        static SEEN: [std::sync::atomic::AtomicBool; METHODS.len()] =
+            [const { std::sync::atomic::AtomicBool::new(false) }; METHODS.len()];
+        for (at, count) in ACTIVE.iter().enumerate() {
+            let n = count.load(std::sync::atomic::Ordering::Relaxed);
+            if n != 0 || SEEN[at].load(std::sync::atomic::Ordering::Relaxed) {
+                SEEN[at].store(true, std::sync::atomic::Ordering::Relaxed);
+                gauge!("http_server_active_requests", "http_request_method" => METHODS[at])
+                    .set(n as f64);
+            }
+        }
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        if let Some(g) = self.0 {
-            g.decrement(1.0);
+        if let Some(at) = self.0 {
+            ACTIVE[at].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

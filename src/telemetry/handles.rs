@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{PoisonError, RwLock};
 
 use hashbrown::{Equivalent, HashMap};
-use metrics::{Counter, Gauge, Histogram, Label};
+use metrics::{Counter, Histogram, Label};
 
 /// One metric's handles by the values of its `N` labels. An empty value leaves its label out
 /// (a request no route matched has no `http_route`).
@@ -23,15 +23,11 @@ pub(crate) struct Family<H, const N: usize> {
     handles: RwLock<HashMap<Values<N>, H>>,
 }
 
-/// Registers a handle with the installed recorder (one of [`counter`], [`gauge`], [`histogram`]).
+/// Registers a handle with the installed recorder (one of [`counter`], [`histogram`]).
 pub(crate) type Register<H> = fn(&'static str, Vec<Label>) -> H;
 
 pub(crate) fn counter(name: &'static str, labels: Vec<Label>) -> Counter {
     metrics::counter!(name, labels)
-}
-
-pub(crate) fn gauge(name: &'static str, labels: Vec<Label>) -> Gauge {
-    metrics::gauge!(name, labels)
 }
 
 pub(crate) fn histogram(name: &'static str, labels: Vec<Label>) -> Histogram {
