@@ -446,12 +446,18 @@ pub fn card_invocation(card: &str, outcome: Outcome, surface: Surface) {
             ["card", "outcome", "surface"],
         )
     });
+    thread_local! {
+        static LAST: handles::Last<Counter, 3> = const { handles::Last::new() };
+    }
     if recording() {
-        F.with(
-            [card, outcome.as_str(), surface.as_str()],
-            handles::counter,
-            |c| c.increment(1),
-        );
+        LAST.with(|last| {
+            last.with(
+                &F,
+                [card, outcome.as_str(), surface.as_str()],
+                handles::counter,
+                |c| c.increment(1),
+            )
+        });
     }
 }
 
@@ -480,12 +486,23 @@ pub fn kandji_request(connection: &str, card: &str, class: &'static str, took: D
             ["connection"],
         )
     });
+    thread_local! {
+        static LAST_REQUESTS: handles::Last<Counter, 3> = const { handles::Last::new() };
+        static LAST_DURATION: handles::Last<Histogram, 1> = const { handles::Last::new() };
+    }
     if recording() {
-        REQUESTS.with([connection, card, class], handles::counter, |c| {
-            c.increment(1)
+        LAST_REQUESTS.with(|last| {
+            last.with(
+                &REQUESTS,
+                [connection, card, class],
+                handles::counter,
+                |c| c.increment(1),
+            )
         });
-        DURATION.with([connection], handles::histogram, |h| {
-            h.record(took.as_secs_f64())
+        LAST_DURATION.with(|last| {
+            last.with(&DURATION, [connection], handles::histogram, |h| {
+                h.record(took.as_secs_f64())
+            })
         });
     }
 }
@@ -642,9 +659,17 @@ pub async fn observe(req: Request, next: Next) -> Response {
                         ],
                     )
                 });
+                thread_local! {
+                    static LAST: handles::Last<Histogram, 3> = const { handles::Last::new() };
+                }
                 let route = route.as_ref().map_or("", |r| r.as_str());
-                F.with([method, route, status.as_str()], handles::histogram, |h| {
-                    h.record(took.as_secs_f64())
+                LAST.with(|last| {
+                    last.with(
+                        &F,
+                        [method, route, status.as_str()],
+                        handles::histogram,
+                        |h| h.record(took.as_secs_f64()),
+                    )
                 });
             }
             log_request(

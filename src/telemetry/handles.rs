@@ -9,6 +9,7 @@
 //! Label sets stay bounded as before (the values are connection ids, card ids, route templates,
 //! fixed words), so a family holds at most as many handles as the recorder holds series.
 
+use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::sync::{PoisonError, RwLock};
 
@@ -84,6 +85,42 @@ impl<H: Clone, const N: usize> Family<H, N> {
     }
 }
 
+/// The handle a thread used last at one call site, with its label values: a request's metrics
+/// are found again without the family's lock (shared by every thread: its reference count moves
+/// between cores at each lookup) or a hash. Kept in a `thread_local!` of the call site; values
+/// are compared by content.
+pub(crate) struct Last<H, const N: usize>(RefCell<Option<(Values<N>, H)>>);
+
+impl<H: Clone, const N: usize> Last<H, N> {
+    pub(crate) const fn new() -> Self {
+        Self(RefCell::new(None))
+    }
+
+    /// Calls `f` with the handle of these values: the last one if its values are these, else the
+    /// family's (which becomes the last).
+    pub(crate) fn with(
+        &self,
+        family: &Family<H, N>,
+        values: [&str; N],
+        register: Register<H>,
+        f: impl FnOnce(&H),
+    ) {
+        // A handle's `Debug` or a recorder does not log, but a call within a call is not this
+        // cache's business: it then goes to the family.
+        let Ok(mut last) = self.0.try_borrow_mut() else {
+            return family.with(values, register, f);
+        };
+        match &*last {
+            Some((kept, h)) if ValuesRef(values).equivalent(kept) => f(h),
+            _ => {
+                let h = family.get(values, register);
+                f(&h);
+                *last = Some((Values(values.map(Box::from)), h));
+            }
+        }
+    }
+}
+
 /// Owned label values: a key of the map.
 #[derive(PartialEq, Eq)]
 struct Values<const N: usize>([Box<str>; N]);
@@ -124,6 +161,13 @@ mod tests {
             // An empty value is no label.
             family.get(["a", ""], counter).increment(7);
         });
+        // Through the last handle used: the same series, registered once.
+        let last: Last<Counter, 2> = Last::new();
+        metrics::with_local_recorder(&recorder, || {
+            for (card, n) in [("a", 10), ("a", 20), ("b", 100), ("a", 40)] {
+                last.with(&family, [card, "/x"], counter, |c| c.increment(n));
+            }
+        });
         assert_eq!(family.handles.read().unwrap().len(), 3);
         let text = recorder.handle().render();
         let mut series: Vec<&str> = text.lines().filter(|l| l.starts_with("t_total")).collect();
@@ -131,9 +175,9 @@ mod tests {
         assert_eq!(
             series,
             [
-                "t_total{card=\"a\",route=\"/x\"} 3",
+                "t_total{card=\"a\",route=\"/x\"} 73",
                 "t_total{card=\"a\"} 7",
-                "t_total{card=\"b\",route=\"/x\"} 5",
+                "t_total{card=\"b\",route=\"/x\"} 105",
             ]
         );
     }
