@@ -13,6 +13,8 @@
 //! id, a token or a URL.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -152,25 +154,12 @@ fn log_request(status: u16, latency_ms: f64) {
 /// Builds the line of a request answered, as the format would write the event, and hands it
 /// to `write` (the line is built in a buffer kept by the thread).
 fn request_line(format: LogFormat, status: u16, latency_ms: f64, write: impl FnOnce(&str)) {
-    use std::cell::RefCell;
-    thread_local! {
-        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    let build = |line: &mut String| match format {
-        LogFormat::Json => json_log::request_line(line, status, latency_ms),
-        LogFormat::Text => text_log::request_line(line, status, latency_ms),
-    };
-    LINE.with(|kept| match kept.try_borrow_mut() {
-        Ok(mut line) => {
-            line.clear();
-            build(&mut line);
-            write(&line);
+    json_log::with_kept_line(|line| {
+        match format {
+            LogFormat::Json => json_log::request_line(line, status, latency_ms),
+            LogFormat::Text => text_log::request_line(line, status, latency_ms),
         }
-        Err(_) => {
-            let mut line = String::new();
-            build(&mut line);
-            write(&line);
-        }
+        write(line)
     })
 }
 
@@ -450,14 +439,12 @@ pub fn card_invocation(card: &str, outcome: Outcome, surface: Surface) {
         static LAST: handles::Last<Counter, 3> = const { handles::Last::new() };
     }
     if recording() {
-        LAST.with(|last| {
-            last.with(
-                &F,
-                [card, outcome.as_str(), surface.as_str()],
-                handles::counter,
-                |c| c.increment(1),
-            )
-        });
+        F.with_last(
+            &LAST,
+            [card, outcome.as_str(), surface.as_str()],
+            handles::counter,
+            |c| c.increment(1),
+        );
     }
 }
 
@@ -491,18 +478,14 @@ pub fn kandji_request(connection: &str, card: &str, class: &'static str, took: D
         static LAST_DURATION: handles::Last<Histogram, 1> = const { handles::Last::new() };
     }
     if recording() {
-        LAST_REQUESTS.with(|last| {
-            last.with(
-                &REQUESTS,
-                [connection, card, class],
-                handles::counter,
-                |c| c.increment(1),
-            )
-        });
-        LAST_DURATION.with(|last| {
-            last.with(&DURATION, [connection], handles::histogram, |h| {
-                h.record(took.as_secs_f64())
-            })
+        REQUESTS.with_last(
+            &LAST_REQUESTS,
+            [connection, card, class],
+            handles::counter,
+            |c| c.increment(1),
+        );
+        DURATION.with_last(&LAST_DURATION, [connection], handles::histogram, |h| {
+            h.record(took.as_secs_f64())
         });
     }
 }
@@ -663,14 +646,12 @@ pub async fn observe(req: Request, next: Next) -> Response {
                     static LAST: handles::Last<Histogram, 3> = const { handles::Last::new() };
                 }
                 let route = route.as_ref().map_or("", |r| r.as_str());
-                LAST.with(|last| {
-                    last.with(
-                        &F,
-                        [method, route, status.as_str()],
-                        handles::histogram,
-                        |h| h.record(took.as_secs_f64()),
-                    )
-                });
+                F.with_last(
+                    &LAST,
+                    [method, route, status.as_str()],
+                    handles::histogram,
+                    |h| h.record(took.as_secs_f64()),
+                );
             }
             log_request(
                 status.as_u16(),
@@ -688,26 +669,25 @@ pub async fn observe(req: Request, next: Next) -> Response {
 struct Active(Option<usize>);
 
 /// Requests being served, by the index of their method in [`METHODS`].
-static ACTIVE: [std::sync::atomic::AtomicI64; METHODS.len()] =
-    [const { std::sync::atomic::AtomicI64::new(0) }; METHODS.len()];
+static ACTIVE: [AtomicI64; METHODS.len()] = [const { AtomicI64::new(0) }; METHODS.len()];
 
 impl Active {
     fn new(method: usize) -> Self {
         let at = recording().then(|| method.min(METHODS.len() - 1));
         if let Some(at) = at {
-            ACTIVE[at].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ACTIVE[at].fetch_add(1, Relaxed);
         }
         Self(at)
     }
 
     /// Sets the gauge of each method that has been served (a method never seen has no series).
     fn render() {
-        static SEEN: [std::sync::atomic::AtomicBool; METHODS.len()] =
-            [const { std::sync::atomic::AtomicBool::new(false) }; METHODS.len()];
+        static SEEN: [AtomicBool; METHODS.len()] =
+            [const { AtomicBool::new(false) }; METHODS.len()];
         for (at, count) in ACTIVE.iter().enumerate() {
-            let n = count.load(std::sync::atomic::Ordering::Relaxed);
-            if n != 0 || SEEN[at].load(std::sync::atomic::Ordering::Relaxed) {
-                SEEN[at].store(true, std::sync::atomic::Ordering::Relaxed);
+            let n = count.load(Relaxed);
+            if n != 0 || SEEN[at].load(Relaxed) {
+                SEEN[at].store(true, Relaxed);
                 gauge!("http_server_active_requests", "http_request_method" => METHODS[at])
                     .set(n as f64);
             }
@@ -718,7 +698,7 @@ impl Active {
 impl Drop for Active {
     fn drop(&mut self) {
         if let Some(at) = self.0 {
-            ACTIVE[at].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            ACTIVE[at].fetch_sub(1, Relaxed);
         }
     }
 }

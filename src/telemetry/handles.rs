@@ -121,6 +121,19 @@ impl<H: Clone, const N: usize> Last<H, N> {
     }
 }
 
+impl<H: Clone + 'static, const N: usize> Family<H, N> {
+    /// [`Family::with`] through the calling thread's last handle of this call site (`last`).
+    pub(crate) fn with_last(
+        &self,
+        last: &'static std::thread::LocalKey<Last<H, N>>,
+        values: [&str; N],
+        register: Register<H>,
+        f: impl FnOnce(&H),
+    ) {
+        last.with(|last| last.with(self, values, register, f))
+    }
+}
+
 /// Owned label values: a key of the map.
 #[derive(PartialEq, Eq)]
 struct Values<const N: usize>([Box<str>; N]);

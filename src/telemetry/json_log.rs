@@ -298,29 +298,31 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        use std::cell::RefCell;
-        thread_local! {
-            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-        }
-        // Each thread builds its lines in one buffer, kept; a line logged while another is
-        // being built (by a value's Debug) gets a buffer of its own.
-        LINE.with(|kept| match kept.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                self.write_line(ctx, &mut line, event);
-                let written = writer.write_str(&line);
-                if line.capacity() > 64 * 1024 {
-                    *line = String::new();
-                }
-                written
-            }
-            Err(_) => {
-                let mut line = String::new();
-                self.write_line(ctx, &mut line, event);
-                writer.write_str(&line)
-            }
+        with_kept_line(|line| {
+            self.write_line(ctx, line, event);
+            writer.write_str(line)
         })
     }
+}
+
+/// Calls `f` with an empty line buffer kept by the thread (dropped when a line made it larger
+/// than 64 KiB); a line built while another is (by a value's `Debug`) gets a buffer of its own.
+pub(super) fn with_kept_line<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    use std::cell::RefCell;
+    thread_local! {
+        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    LINE.with(|kept| match kept.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            let r = f(&mut line);
+            if line.capacity() > 64 * 1024 {
+                *line = String::new();
+            }
+            r
+        }
+        Err(_) => f(&mut String::new()),
+    })
 }
 
 impl JsonLine {

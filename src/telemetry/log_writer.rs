@@ -80,6 +80,11 @@ impl Batched {
         (Batched(shared.clone()), Flush(Some(shared)))
     }
 
+    /// Appends one whole line (an `info` line: written with the next batch).
+    pub fn write_line(&self, line: &[u8]) {
+        self.append(line, false);
+    }
+
     fn append(&self, bytes: &[u8], wait: bool) {
         let shared = &*self.0;
         let mut state = shared.lock();
@@ -104,13 +109,6 @@ impl Batched {
             state.now = true;
             shared.lines.notify_one();
         }
-    }
-}
-
-impl Batched {
-    /// Appends one whole line (an `info` line: written with the next batch).
-    pub fn write_line(&self, line: &[u8]) {
-        self.append(line, false);
     }
 }
 
